@@ -114,7 +114,7 @@ impl Replica {
             let path = self.dir.join(&name);
             let file = OpenOptions::new()
                 .read(true)
-                .write(name == head)
+                .write(true)
                 .open(&path)
                 .map_err(ReplicaError::io("opening layer", &path))?;
             let len = file
@@ -332,7 +332,7 @@ impl Replica {
             match step {
                 PurgeStep::MarkRemoved(file) => self.set_removed(file)?,
                 PurgeStep::Remove(file) => {
-                    self.remove_files(&[file.clone()])?;
+                    self.remove_files(std::slice::from_ref(file))?;
                     self.remove_files(&[names::meta_file(file), names::checksum_file(file)])?;
                 }
                 PurgeStep::Coalesce { parent, child } => {

@@ -142,13 +142,12 @@ impl Replica {
                 dir: dir.to_path_buf(),
                 source,
             })?;
-        let head = layout.head().to_string();
         let mut chain = Vec::with_capacity(chain_names.len());
         for name in chain_names {
             let path = dir.join(&name);
             let file = OpenOptions::new()
                 .read(true)
-                .write(writable && name == head)
+                .write(writable)
                 .open(&path)
                 .map_err(ReplicaError::io("opening layer", &path))?;
             let len = file

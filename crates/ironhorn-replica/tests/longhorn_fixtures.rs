@@ -1,5 +1,6 @@
 //! The replica store against real replica directories written by Longhorn v1.5.3's engine:
 //! every view hashes as the fixture's MANIFEST.md says, before and after a purge.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,1 +1,48 @@
-fn main() {}
+//! `ironhorn`: one binary, one subcommand per module.
+
+mod recover;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ironhorn: distributed block storage for Kubernetes that speaks Longhorn's formats.
+#[derive(Debug, Parser)]
+#[command(name = "ironhorn", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Offline tools for replica directories: no cluster, no Docker, no iSCSI; never writes
+    /// into the directory.
+    #[command(subcommand)]
+    Recover(recover::RecoverCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Recover(cmd) => recover::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A reader that went away (`| head`) is not an error worth a message.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

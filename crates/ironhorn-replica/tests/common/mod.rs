@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: the Longhorn-written fixtures and hashing.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod model;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
