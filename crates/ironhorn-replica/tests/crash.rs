@@ -150,12 +150,13 @@ fn crash_worker() {
         .open(log_path)
         .expect("log");
     let mut replica = Replica::open(Path::new(&dir), &ReplicaOptions::default()).expect("open");
-    writeln!(log, "open").expect("log");
+    log.write_all(b"open\n").expect("log");
     loop {
         let s = step(k, &real_snapshots(&replica), replica.size());
-        writeln!(log, "begin {k}").expect("log");
+        // One write(2) per line, so a kill never leaves a line that parses as another.
+        log.write_all(format!("begin {k}\n").as_bytes()).expect("log");
         apply_real(&mut replica, &s);
-        writeln!(log, "end {k}").expect("log");
+        log.write_all(format!("end {k}\n").as_bytes()).expect("log");
         k += 1;
     }
 }
@@ -205,10 +206,11 @@ fn read_log(path: &Path) -> (Option<u64>, Option<u64>) {
     let mut begun = None;
     let mut ended = None;
     for line in text.lines() {
-        if let Some(k) = line.strip_prefix("begin ") {
-            begun = k.parse().ok();
-        } else if let Some(k) = line.strip_prefix("end ") {
-            ended = k.parse().ok();
+        // A kill can cut the last line short: only whole numbers count.
+        if let Some(k) = line.strip_prefix("begin ").and_then(|k| k.parse().ok()) {
+            begun = Some(k);
+        } else if let Some(k) = line.strip_prefix("end ").and_then(|k| k.parse().ok()) {
+            ended = Some(k);
         }
     }
     (begun, ended)
