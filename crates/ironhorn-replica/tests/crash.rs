@@ -154,7 +154,8 @@ fn crash_worker() {
     loop {
         let s = step(k, &real_snapshots(&replica), replica.size());
         // One write(2) per line, so a kill never leaves a line that parses as another.
-        log.write_all(format!("begin {k}\n").as_bytes()).expect("log");
+        log.write_all(format!("begin {k}\n").as_bytes())
+            .expect("log");
         apply_real(&mut replica, &s);
         log.write_all(format!("end {k}\n").as_bytes()).expect("log");
         k += 1;
