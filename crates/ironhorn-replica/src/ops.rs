@@ -275,6 +275,8 @@ impl Replica {
         };
         let mut meta = node.meta.clone();
         meta.removed = true;
+        // Longhorn rewrites the record with the layer's true name at this point.
+        meta.name = file.to_string();
         write_meta(
             &self.dir,
             &self.dir_handle,

@@ -16,6 +16,7 @@ use proptest::prelude::*;
 enum Op {
     Write { offset: u64, len: u64, seed: u8 },
     Unmap { offset: u64, len: u64 },
+    Read { offset: u64, len: u64 },
     Snapshot { user: bool },
     Remove { pick: usize },
     Purge,
@@ -29,6 +30,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         6 => (0u64..40_000, 1u64..12_000, any::<u8>())
             .prop_map(|(offset, len, seed)| Op::Write { offset, len, seed }),
         2 => (0u64..40_000, 0u64..20_000).prop_map(|(offset, len)| Op::Unmap { offset, len }),
+        2 => (0u64..40_000, 1u64..12_000).prop_map(|(offset, len)| Op::Read { offset, len }),
         3 => any::<bool>().prop_map(|user| Op::Snapshot { user }),
         2 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
         2 => Just(Op::Purge),
@@ -97,6 +99,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let len = len.min(model.size - offset);
                 replica.unmap(offset, len).unwrap();
                 model.unmap(offset, len);
+            }
+            Op::Read { offset, len } => {
+                let offset = offset % model.size;
+                let len = len.min(model.size - offset);
+                let mut buf = vec![0xAAu8; len as usize];
+                replica.read_at(&mut buf, offset).unwrap();
+                let view = model.view(HEAD);
+                prop_assert!(buf[..] == view[offset as usize..(offset + len) as usize]);
             }
             Op::Snapshot { user } => {
                 counter += 1;

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ironhorn_replica::{Replica, ReplicaOptions};
+use std::collections::BTreeMap;
+
+use ironhorn_replica::{Replica, ReplicaError, ReplicaOptions, SnapshotSpec};
 use sha2::{Digest, Sha256};
 
 pub const FIXTURE_VOLUME: &str = "pvc-2e8c4a6b-1d3f-4b5a-9c7e-0f1a2b3c4d5e-7e3a91d0";
@@ -84,3 +86,72 @@ pub fn copy_sparse(from: &Path, to: &Path) {
         .expect("running cp");
     assert!(status.success());
 }
+
+fn pattern(tag: &str, len: usize) -> Vec<u8> {
+    tag.bytes().cycle().take(len).collect()
+}
+
+/// Writes a replica with every operation of the store: unaligned writes, zeros that hide
+/// older data, labels, unmap, expand, remove, purge (coalesce and prune), revert. Its views
+/// were read back with Longhorn v1.5.3's own `pkg/replica` (see `INTEROP_SCENARIO_HASHES`).
+pub fn write_interop_scenario(dir: &Path) -> Result<(), ReplicaError> {
+    const MIB: u64 = 1 << 20;
+    let mut r = Replica::create(&dir, 16 * MIB)?;
+    r.write_at(&pattern("A1", 3 * 4096), 0)?;
+    r.write_at(&pattern("A2", 5000), MIB + 100)?;
+    r.write_at(&pattern("A3", 20), 8 * MIB - 10)?;
+    r.snapshot(&SnapshotSpec {
+        name: "a".into(),
+        user_created: true,
+        created: String::new(),
+        labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
+    })?;
+    r.write_at(&[0u8; 4096], 0)?; // zeros hide A1's first sector
+    r.write_at(&pattern("B1", 2 * MIB as usize), 2 * MIB)?;
+    r.snapshot(&SnapshotSpec::user("b"))?;
+    r.write_at(&pattern("C1", 4096), 4096)?;
+    r.unmap(2 * MIB + 4096, 3 * 4096)?; // punches the head only: b shows through
+    r.snapshot(&SnapshotSpec {
+        name: "sys1".into(),
+        ..SnapshotSpec::default()
+    })?;
+    r.write_at(&pattern("D1", 7000), 3 * MIB + 1)?;
+    r.expand(24 * MIB)?;
+    r.write_at(&pattern("E1", 8192), 20 * MIB)?;
+    r.snapshot(&SnapshotSpec::user("c"))?;
+    r.write_at(&pattern("F1", 4096), 20 * MIB)?;
+    r.write_at(&pattern("F2", 4096), 3 * MIB)?;
+    r.snapshot(&SnapshotSpec::user("d"))?;
+    r.write_at(&pattern("G1", 4096), 3 * MIB)?;
+    // b and d go: b folds into its child, d (the head's parent) is pruned.
+    r.mark_removed("b")?;
+    r.mark_removed("d")?;
+    r.purge()?;
+    r.write_at(&pattern("H1", 4096), 5 * MIB)?;
+    r.snapshot(&SnapshotSpec::user("e"))?;
+    r.revert("c")?;
+    r.write_at(&pattern("I1", 4096), 6 * MIB)?;
+    r.close()?;
+    Ok(())
+}
+
+/// SHA-256 of each view of `write_interop_scenario`'s directory, as Longhorn v1.5.3's engine
+/// (`pkg/replica`, `OpenSnapshot`/`New`, reading the whole volume size) computed them.
+pub const INTEROP_SCENARIO_HASHES: [(&str, &str); 4] = [
+    (
+        "volume-head",
+        "dbde38ed2b0407127a4960b9fcb47d1ac995062768bdd0e828db53f80db7575a",
+    ),
+    (
+        "a",
+        "0ba3fcb304500d06ec507c746c41af2a67c557a78c8f26b118109f997a96e3e3",
+    ),
+    (
+        "c",
+        "67f851da75b0f8f38bc3594152fa5a79b24d8bf286c11df168899e9b498c27a6",
+    ),
+    (
+        "e",
+        "8ecf7f06e2ae575a0b9c78a54c190e1ba6979638614ef4315b86069acce1cda6",
+    ),
+];

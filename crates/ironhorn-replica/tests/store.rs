@@ -1,0 +1,267 @@
+//! The replica store's files, flags and limits, as the Longhorn format spec lays them out.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ironhorn_format::meta::{DiskMeta, VolumeMeta};
+use ironhorn_replica::{Replica, ReplicaError, ReplicaOptions, SnapshotSpec};
+
+const MIB: u64 = 1 << 20;
+
+fn volume_meta(dir: &Path) -> VolumeMeta {
+    VolumeMeta::decode(
+        "volume.meta",
+        &std::fs::read(dir.join("volume.meta")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn disk_meta(dir: &Path, file: &str) -> DiskMeta {
+    DiskMeta::decode(file, &std::fs::read(dir.join(file)).unwrap()).unwrap()
+}
+
+fn revision_file(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("revision.counter")).unwrap()
+}
+
+#[test]
+fn create_lays_out_the_files_longhorn_expects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-deadbeef");
+    let replica = Replica::create(&dir, 4 * MIB).unwrap();
+    let vm = volume_meta(&dir);
+    assert_eq!(vm.size, 4 * MIB);
+    assert_eq!(vm.head, "volume-head-000.img");
+    assert!(vm.dirty, "an open replica is dirty");
+    assert_eq!(vm.sector_size, 512);
+    let head = disk_meta(&dir, "volume-head-000.img.meta");
+    assert_eq!(head.parent, "");
+    assert!(!head.user_created);
+    assert_eq!(head.created.len(), "2026-11-27T12:29:56Z".len());
+    assert_eq!(
+        std::fs::metadata(dir.join("volume-head-000.img"))
+            .unwrap()
+            .len(),
+        4 * MIB
+    );
+    let counter = revision_file(&dir);
+    assert_eq!(counter.len(), 4096);
+    assert_eq!(counter[0], b'0');
+    assert!(counter[1..].iter().all(|b| *b == 0));
+    assert_eq!(replica.map_memory_bytes(), (4 * MIB / 4096) as usize);
+    replica.close().unwrap();
+    assert!(!volume_meta(&dir).dirty, "a clean close clears Dirty");
+    assert!(matches!(
+        Replica::create(&dir, 4 * MIB),
+        Err(ReplicaError::AlreadyExists(_))
+    ));
+}
+
+#[test]
+fn revision_counter_counts_write_and_unmap_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-00000001");
+    let mut replica = Replica::create(&dir, MIB).unwrap();
+    replica.write_at(&[1; 20], 5).unwrap();
+    replica.write_at(&[2; 8192], 4096).unwrap();
+    replica.unmap(0, 4096).unwrap();
+    replica.write_at(&[3; 100], 9000).unwrap();
+    assert_eq!(replica.revision(), 4);
+    replica.flush().unwrap();
+    assert_eq!(&revision_file(&dir)[..2], b"4\0");
+    replica.close().unwrap();
+    let reopened = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
+    assert_eq!(reopened.revision(), 4);
+}
+
+#[test]
+fn an_unaligned_write_lands_as_whole_sectors_in_the_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-00000002");
+    let mut replica = Replica::create(&dir, MIB).unwrap();
+    replica.write_at(&[0; 20], 4096 + 100).unwrap();
+    let ranges = common::data_ranges(&dir.join("volume-head-000.img"));
+    assert_eq!(ranges, [(4096, 8192)]);
+    let mut buf = vec![9u8; 5000];
+    replica.read_at(&mut buf, 3000).unwrap();
+    assert!(buf.iter().all(|b| *b == 0));
+}
+
+#[test]
+fn snapshot_metadata_matches_longhorn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-00000003");
+    let mut replica = Replica::create(&dir, MIB).unwrap();
+    replica.write_at(&[7; 4096], 0).unwrap();
+    let spec = SnapshotSpec {
+        name: "snap1".into(),
+        user_created: true,
+        created: "2026-11-27T12:29:56Z".into(),
+        labels: BTreeMap::from([("app".to_string(), "db".to_string())]),
+    };
+    replica.snapshot(&spec).unwrap();
+    assert!(matches!(
+        replica.snapshot(&spec),
+        Err(ReplicaError::SnapshotExists(_))
+    ));
+    let vm = volume_meta(&dir);
+    assert_eq!(vm.head, "volume-head-001.img");
+    assert_eq!(vm.parent, "volume-snap-snap1.img");
+    let snap = disk_meta(&dir, "volume-snap-snap1.img.meta");
+    // Longhorn writes the old head's name into the snapshot's meta.
+    assert_eq!(snap.name, "volume-head-000.img");
+    assert!(snap.user_created);
+    assert_eq!(snap.created, "2026-11-27T12:29:56Z");
+    assert_eq!(snap.labels().get("app").map(String::as_str), Some("db"));
+    let head = disk_meta(&dir, "volume-head-001.img.meta");
+    assert_eq!(head.parent, "volume-snap-snap1.img");
+    assert_eq!(head.created, "2026-11-27T12:29:56Z");
+    assert!(!dir.join("volume-head-000.img").exists());
+    assert!(!dir.join("volume-head-000.img.meta").exists());
+    assert_eq!(
+        common::data_ranges(&dir.join("volume-snap-snap1.img")),
+        [(0, 4096)]
+    );
+
+    replica
+        .snapshot(&SnapshotSpec {
+            name: "sys".into(),
+            ..SnapshotSpec::default()
+        })
+        .unwrap();
+    let sys = disk_meta(&dir, "volume-snap-sys.img.meta");
+    assert!(!sys.user_created);
+    assert_eq!(sys.labels, None);
+    assert_eq!(volume_meta(&dir).head, "volume-head-002.img");
+    for bad in ["", "a/b", "volume-head"] {
+        let err = replica.snapshot(&SnapshotSpec::user(bad)).unwrap_err();
+        assert!(err.to_string().contains("invalid snapshot name"), "{err}");
+    }
+}
+
+#[test]
+fn expand_refuses_shrinking_and_misaligned_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-00000004");
+    let mut replica = Replica::create(&dir, MIB).unwrap();
+    assert!(replica.expand(MIB / 2).is_err());
+    assert!(replica.expand(MIB + 512).is_err());
+    replica.expand(MIB).unwrap();
+    assert_eq!(
+        volume_meta(&dir).head,
+        "volume-head-000.img",
+        "equal size is a no-op"
+    );
+    replica.expand(2 * MIB).unwrap();
+    let snap = disk_meta(&dir, "volume-snap-expand-2097152.img.meta");
+    assert!(!snap.user_created);
+    assert_eq!(
+        snap.labels().get("replica-expansion").map(String::as_str),
+        Some("2097152")
+    );
+    assert_eq!(volume_meta(&dir).size, 2 * MIB);
+    assert_eq!(
+        std::fs::metadata(dir.join("volume-head-001.img"))
+            .unwrap()
+            .len(),
+        2 * MIB
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("volume-snap-expand-2097152.img"))
+            .unwrap()
+            .len(),
+        MIB
+    );
+    replica.write_at(&[5; 10], 2 * MIB - 10).unwrap();
+    assert!(replica.write_at(&[5; 10], 2 * MIB - 5).is_err());
+}
+
+#[test]
+fn flags_and_refusals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-00000005");
+    let mut replica = Replica::create(&dir, MIB).unwrap();
+    replica.set_rebuilding(true).unwrap();
+    assert!(volume_meta(&dir).rebuilding);
+    replica.set_rebuilding(false).unwrap();
+    assert!(!volume_meta(&dir).rebuilding);
+    assert!(matches!(
+        replica.mark_removed("nope"),
+        Err(ReplicaError::UnknownSnapshot { .. })
+    ));
+    assert!(matches!(
+        replica.revert("nope"),
+        Err(ReplicaError::UnknownSnapshot { .. })
+    ));
+    replica.snapshot(&SnapshotSpec::user("a")).unwrap();
+    replica.mark_removed("a").unwrap();
+    assert!(replica
+        .revert("a")
+        .unwrap_err()
+        .to_string()
+        .contains("marked removed"));
+    let mut buf = [0u8; 10];
+    assert!(matches!(
+        replica.read_at(&mut buf, MIB - 5),
+        Err(ReplicaError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        replica.read_at(&mut buf, u64::MAX - 2),
+        Err(ReplicaError::OutOfRange { .. })
+    ));
+    drop(replica);
+    assert!(
+        volume_meta(&dir).dirty,
+        "dropped without close: still dirty"
+    );
+
+    let view = Replica::open(
+        &dir,
+        &ReplicaOptions {
+            read_only: true,
+            snapshot: None,
+        },
+    )
+    .unwrap();
+    assert!(view
+        .warnings()
+        .iter()
+        .any(|w| w.to_string().starts_with("dirty")));
+    let mut view = view;
+    assert!(matches!(
+        view.write_at(&[1], 0),
+        Err(ReplicaError::ReadOnly)
+    ));
+    assert!(matches!(
+        view.snapshot(&SnapshotSpec::user("x")),
+        Err(ReplicaError::ReadOnly)
+    ));
+}
+
+#[test]
+fn the_chain_stops_at_longhorns_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-00000006");
+    let mut replica = Replica::create(&dir, 64 * 1024).unwrap();
+    let mut taken = 0;
+    let err = loop {
+        match replica.snapshot(&SnapshotSpec::user(&format!("s{taken}"))) {
+            Ok(()) => taken += 1,
+            Err(e) => break e,
+        }
+        assert!(taken <= 250, "no limit");
+    };
+    assert!(
+        matches!(err, ReplicaError::TooManySnapshots { .. }),
+        "{err}"
+    );
+    // Longhorn: a placeholder slot plus the live chain plus the new layer fit in 250.
+    assert_eq!(replica.chain().len(), 249);
+    assert_eq!(taken, 248);
+    replica.close().unwrap();
+    let reopened = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
+    assert_eq!(reopened.chain().len(), 249);
+}
