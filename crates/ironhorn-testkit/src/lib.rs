@@ -96,7 +96,7 @@ fn pattern(tag: &str, len: usize) -> Vec<u8> {
 /// were read back with Longhorn v1.5.3's own `pkg/replica` (see `INTEROP_SCENARIO_HASHES`).
 pub fn write_interop_scenario(dir: &Path) -> Result<(), ReplicaError> {
     const MIB: u64 = 1 << 20;
-    let mut r = Replica::create(&dir, 16 * MIB)?;
+    let mut r = Replica::create(dir, 16 * MIB)?;
     r.write_at(&pattern("A1", 3 * 4096), 0)?;
     r.write_at(&pattern("A2", 5000), MIB + 100)?;
     r.write_at(&pattern("A3", 20), 8 * MIB - 10)?;
