@@ -7,7 +7,9 @@ pub mod fsio;
 mod ops;
 mod replica;
 pub mod scan;
+mod stream;
 
 pub use error::{ReplicaError, Result};
 pub use ops::{PurgeReport, SnapshotSpec, EXPANSION_LABEL};
 pub use replica::{now_rfc3339, Replica, ReplicaOptions};
+pub use stream::{Chunk, StreamError, StreamOptions};

@@ -125,8 +125,7 @@ fn read_only_open_changes_nothing() {
 fn our_purge_reproduces_longhorns_purge() {
     let (tmp, root) = extract_fixture();
     let dir = tmp.path().join("work").join(FIXTURE_VOLUME);
-    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    copy_sparse(&before_purge(&root), &dir);
+    copy_replica_dir(&before_purge(&root), &dir);
 
     let mut replica = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
     replica.mark_removed("s3").unwrap();

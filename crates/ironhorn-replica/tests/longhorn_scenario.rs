@@ -96,21 +96,7 @@ fn longhorn_written_views_read_as_longhorn_reads_them() {
 fn our_purge_of_a_longhorn_tree_keeps_every_view() {
     let (tmp, original) = extract();
     let dir = tmp.path().join("copy").join("pvc-lhscenario-0a1b2c3d");
-    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    // tar keeps allocated zero blocks (cp --sparse=always would turn them into holes).
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "tar -cS -C {} . | tar -xS -C {}",
-            original.display(),
-            {
-                std::fs::create_dir_all(&dir).unwrap();
-                dir.display()
-            }
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    copy_replica_dir(&original, &dir);
     let mut replica = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
     let report = replica.purge().unwrap();
     assert_eq!(report.steps.len(), 3, "{:?}", report.steps);
@@ -134,5 +120,60 @@ fn what_we_write_reads_as_longhorn_read_it() {
     write_interop_scenario(&dir).unwrap();
     for (view, hash) in INTEROP_SCENARIO_HASHES {
         assert_eq!(view_hash(&dir, Some(view), SIZE), hash, "view {view}");
+    }
+}
+
+#[test]
+fn streaming_a_view_in_parallel_yields_it_in_order() {
+    use ironhorn_replica::{Chunk, StreamError, StreamOptions};
+    let (_tmp, dir) = extract();
+    for view in ["volume-head", "c"] {
+        let replica = Replica::open(
+            &dir,
+            &ReplicaOptions {
+                read_only: true,
+                snapshot: Some(view.to_string()),
+            },
+        )
+        .unwrap();
+        let options = StreamOptions {
+            chunk_size: 4096,
+            readers: 3,
+            window: 5,
+        };
+        let mut streamed = Vec::new();
+        let mut data_chunks = 0;
+        replica
+            .stream(options, |offset, chunk| -> Result<(), String> {
+                assert_eq!(offset, streamed.len() as u64, "out of order");
+                match chunk {
+                    Chunk::Data(bytes) => {
+                        data_chunks += 1;
+                        streamed.extend_from_slice(bytes)
+                    }
+                    Chunk::Hole(len) => streamed.resize(streamed.len() + len as usize, 0),
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(data_chunks > 5);
+        assert_eq!(
+            sha256_hex(&streamed),
+            VIEWS.iter().find(|v| v.0 == view).unwrap().1
+        );
+        // A failing visitor stops the stream and its error comes back.
+        let mut calls = 0;
+        let err = replica
+            .stream(options, |_, _| {
+                calls += 1;
+                if calls == 3 {
+                    Err("disk full")
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert!(matches!(err, StreamError::Visit("disk full")));
+        assert_eq!(calls, 3);
     }
 }

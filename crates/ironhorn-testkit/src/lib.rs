@@ -2,10 +2,9 @@
 //! sparse copies. Panics on failure, as test helpers do.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use std::collections::BTreeMap;
 
 use ironhorn_replica::{Replica, ReplicaError, ReplicaOptions, SnapshotSpec};
 use sha2::{Digest, Sha256};
@@ -76,15 +75,24 @@ pub fn data_ranges(path: &Path) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Copies a directory keeping holes (`cp -a --sparse=always`).
-pub fn copy_sparse(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .args(["-a", "--sparse=always"])
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("running cp");
-    assert!(status.success());
+/// Copies the directory `from` to `to` keeping every file's allocation exactly: holes stay
+/// holes and allocated zeros stay allocated (`cp --sparse=always` would turn those into holes
+/// and change what the replica reads).
+pub fn copy_replica_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let src = std::fs::File::open(entry.path()).unwrap();
+        let len = src.metadata().unwrap().len();
+        let dst = std::fs::File::create(to.join(entry.file_name())).unwrap();
+        dst.set_len(len).unwrap();
+        let extents = ironhorn_replica::fsio::data_extents(&src, 0, len).unwrap();
+        ironhorn_replica::fsio::copy_extents(&src, &dst, &extents).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_dir(from).unwrap().count(),
+        std::fs::read_dir(to).unwrap().count()
+    );
 }
 
 fn pattern(tag: &str, len: usize) -> Vec<u8> {

@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ironhorn_format::chain::{Layout, Warning};
 use ironhorn_format::names;
-use ironhorn_replica::{Replica, ReplicaOptions};
+use ironhorn_replica::{Chunk, Replica, ReplicaOptions, StreamError, StreamOptions};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -334,7 +334,6 @@ fn open_sink(args: &ExportArgs, size: u64) -> Result<Sink> {
     Ok(Sink::Sparse(file))
 }
 
-const CHUNK: u64 = 8 << 20;
 static ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
 
 fn export(args: &ExportArgs) -> Result<()> {
@@ -360,46 +359,50 @@ fn export(args: &ExportArgs) -> Result<()> {
         ProgressBar::hidden()
     };
     let mut hasher = args.sha256.then(Sha256::new);
-    let mut buf = vec![0u8; CHUNK as usize];
     let mut data_bytes = 0u64;
     let what = args.snapshot.as_deref().unwrap_or("the head");
-    for (offset, len, layer) in replica.allocation_runs(0, size) {
-        match layer {
-            None => {
-                let mut left = len;
-                while left > 0 {
-                    let n = left.min(ZEROS.len() as u64) as usize;
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&ZEROS[..n]);
+    replica.advise_sequential();
+    let streamed = replica.stream(
+        StreamOptions::default(),
+        |offset, chunk| -> io::Result<()> {
+            match chunk {
+                Chunk::Hole(len) => {
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(ZEROS.len() as u64) as usize;
+                        if let Some(h) = hasher.as_mut() {
+                            h.update(&ZEROS[..n]);
+                        }
+                        if let Sink::Stream(w) = &mut sink {
+                            w.write_all(&ZEROS[..n])?;
+                        }
+                        left -= n as u64;
                     }
-                    if let Sink::Stream(w) = &mut sink {
-                        w.write_all(&ZEROS[..n]).context("writing the output")?;
-                    }
-                    left -= n as u64;
+                    progress.inc(len);
                 }
-            }
-            Some(_) => {
-                let mut pos = offset;
-                while pos < offset + len {
-                    let n = (offset + len - pos).min(CHUNK) as usize;
-                    let chunk = &mut buf[..n];
-                    replica
-                        .read_at(chunk, pos)
-                        .with_context(|| format!("reading {what} at offset {pos}"))?;
+                Chunk::Data(bytes) => {
                     if let Some(h) = hasher.as_mut() {
-                        h.update(&*chunk);
+                        h.update(bytes);
                     }
                     match &mut sink {
-                        Sink::Sparse(file) => file.write_all_at(chunk, pos),
-                        Sink::Stream(w) => w.write_all(chunk),
+                        Sink::Sparse(file) => file.write_all_at(bytes, offset)?,
+                        Sink::Stream(w) => w.write_all(bytes)?,
                     }
-                    .with_context(|| format!("writing the output at offset {pos}"))?;
-                    pos += n as u64;
-                    data_bytes += n as u64;
+                    data_bytes += bytes.len() as u64;
+                    progress.inc(bytes.len() as u64);
                 }
             }
+            Ok(())
+        },
+    );
+    match streamed {
+        Ok(()) => {}
+        Err(StreamError::Read(e)) => {
+            return Err(anyhow::Error::new(e).context(format!("reading {what}")))
         }
-        progress.inc(len);
+        Err(StreamError::Visit(e)) => {
+            return Err(anyhow::Error::new(e).context("writing the output"))
+        }
     }
     match &mut sink {
         Sink::Sparse(file) => file.sync_all().context("flushing the output")?,

@@ -212,7 +212,7 @@ fn bad_input_gets_a_clear_error() {
     let broken = |name: &str, change: &dyn Fn(&Path)| {
         let dir = tmp.path().join(name).join(FIXTURE_VOLUME);
         std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-        copy_sparse(&good, &dir);
+        copy_replica_dir(&good, &dir);
         change(&dir);
         dir
     };
@@ -292,7 +292,7 @@ fn leftovers_of_an_interrupted_snapshot_are_reported_not_touched() {
     let (tmp, root) = extract_fixture();
     let dir = tmp.path().join("crashed").join(FIXTURE_VOLUME);
     std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    copy_sparse(&fixture_dir(&root), &dir);
+    copy_replica_dir(&fixture_dir(&root), &dir);
     // What a crash between "new head" and "commit" leaves: a stray head, a hard link.
     std::fs::write(dir.join("volume-head-005.img"), b"").unwrap();
     std::fs::write(
