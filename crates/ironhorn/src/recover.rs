@@ -1,22 +1,27 @@
 //! `ironhorn recover`: read-only tools for a replica directory when the cluster is gone.
 //!
 //! `inspect` shows what the directory holds; `export` writes the logical volume (at the head
-//! or at a snapshot) as a raw image, holes kept. Neither writes into the directory.
+//! or at a snapshot) as a raw image, holes kept; `serve` exposes it over NBD. Only
+//! `serve --writable` writes into the directory.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use ironhorn_engine::{BlockDevice, ReplicaDevice};
 use ironhorn_format::chain::{Layout, Warning};
 use ironhorn_format::names;
+use ironhorn_frontend::nbd::{serve as serve_nbd, Export, ListenAddr, NbdListener};
 use ironhorn_replica::{Chunk, Replica, ReplicaOptions, StreamError, StreamOptions};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::units::human_size;
 
@@ -27,6 +32,24 @@ pub enum RecoverCommand {
     Inspect(InspectArgs),
     /// Write the logical volume (head or a snapshot) as a raw image; holes stay holes.
     Export(ExportArgs),
+    /// Serve the volume (head or a snapshot) over NBD; read-only unless --writable.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Replica directory (holds volume.meta and volume-*.img files).
+    pub dir: PathBuf,
+    /// Listen address: HOST:PORT or unix:PATH.
+    #[arg(long, default_value = "127.0.0.1:10809")]
+    pub nbd: ListenAddr,
+    /// Serve this snapshot instead of the head (always read-only).
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// Accept writes into the head (the directory is then changed: repaired, marked dirty
+    /// while served, cleanly closed on SIGINT/SIGTERM).
+    #[arg(long, conflicts_with = "snapshot")]
+    pub writable: bool,
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +83,7 @@ pub fn run(cmd: RecoverCommand) -> Result<()> {
     match cmd {
         RecoverCommand::Inspect(args) => inspect(&args),
         RecoverCommand::Export(args) => export(&args),
+        RecoverCommand::Serve(args) => serve(&args),
     }
 }
 
@@ -430,5 +454,83 @@ fn export(args: &ExportArgs) -> Result<()> {
             println!("sha256:{hex}");
         }
     }
+    Ok(())
+}
+
+fn serve(args: &ServeArgs) -> Result<()> {
+    let replica = Replica::open(
+        &args.dir,
+        &ReplicaOptions {
+            read_only: !args.writable,
+            snapshot: args.snapshot.clone(),
+        },
+    )
+    .with_context(|| format!("opening replica directory {}", args.dir.display()))?;
+    for warning in replica.warnings() {
+        if !matches!(warning, Warning::StaleChecksum(_)) {
+            eprintln!("warning: {warning}");
+        }
+    }
+    let dir_name = args
+        .dir
+        .canonicalize()
+        .unwrap_or_else(|_| args.dir.clone())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let volume = names::volume_name_from_dir(&dir_name).to_string();
+    let size = replica.size();
+    let device = Arc::new(ReplicaDevice::new(replica));
+    let export = Arc::new(Export {
+        name: volume.clone(),
+        description: format!(
+            "{} of {}",
+            args.snapshot.as_deref().unwrap_or("head"),
+            args.dir.display()
+        ),
+        device: device.clone(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = NbdListener::bind(&args.nbd)
+            .await
+            .with_context(|| format!("listening on {:?}", args.nbd))?;
+        eprintln!(
+            "serving {} of volume {volume} ({}, {}) at {}",
+            args.snapshot.as_deref().unwrap_or("the head"),
+            human_size(size),
+            if args.writable {
+                "read-write"
+            } else {
+                "read-only"
+            },
+            listener.uri(&volume)
+        );
+        let shutdown = CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            on_signal.cancel();
+        });
+        serve_nbd(listener, export, shutdown).await;
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match Arc::try_unwrap(device) {
+        Ok(device) => device.into_inner().close().context("closing the replica")?,
+        Err(device) => device.flush().context("flushing the replica")?,
+    }
+    eprintln!("stopped; the replica was flushed and closed");
     Ok(())
 }

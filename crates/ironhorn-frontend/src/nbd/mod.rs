@@ -1,0 +1,6 @@
+//! The NBD frontend: the tokio server that serves one export to many clients. The wire
+//! format itself is `ironhorn_proto::nbd` (pure, fuzzed).
+
+pub mod server;
+
+pub use server::{serve, Export, ListenAddr, NbdListener};
