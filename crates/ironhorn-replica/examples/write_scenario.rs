@@ -15,13 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ironhorn_testkit::write_interop_scenario(&dir)?;
 
     let names: Vec<String> = {
-        let view = Replica::open(
-            &dir,
-            &ReplicaOptions {
-                read_only: true,
-                snapshot: None,
-            },
-        )?;
+        let view = Replica::open(&dir, &ReplicaOptions::read_only())?;
         view.layout()
             .layers
             .iter()
@@ -30,13 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect()
     };
     for view in std::iter::once("volume-head".to_string()).chain(names) {
-        let r = Replica::open(
-            &dir,
-            &ReplicaOptions {
-                read_only: true,
-                snapshot: Some(view.clone()),
-            },
-        )?;
+        let r = Replica::open(&dir, &ReplicaOptions::snapshot(&view))?;
         let mut buf = vec![0u8; r.size() as usize];
         r.read_at(&mut buf, 0)?;
         let hex: String = Sha256::digest(&buf)

@@ -31,6 +31,24 @@ pub struct ReplicaOptions {
     pub snapshot: Option<String>,
 }
 
+impl ReplicaOptions {
+    /// Read-only, at the head.
+    pub fn read_only() -> Self {
+        ReplicaOptions {
+            read_only: true,
+            snapshot: None,
+        }
+    }
+
+    /// Read-only, at snapshot `name` (`volume-head` is the head).
+    pub fn snapshot(name: &str) -> Self {
+        ReplicaOptions {
+            read_only: true,
+            snapshot: Some(name.to_string()),
+        }
+    }
+}
+
 /// One layer of the live chain, open.
 #[derive(Debug)]
 pub(crate) struct Layer {

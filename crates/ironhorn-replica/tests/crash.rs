@@ -290,14 +290,8 @@ fn kill_dash_nine_at_random_instants_leaves_an_openable_valid_state() {
         } else {
             Vec::new()
         };
-        let probe = Replica::open(
-            &dir,
-            &ReplicaOptions {
-                read_only: true,
-                snapshot: None,
-            },
-        )
-        .expect("a crashed directory opens read-only");
+        let probe = Replica::open(&dir, &ReplicaOptions::read_only())
+            .expect("a crashed directory opens read-only");
         if probe.warnings().iter().any(|w| {
             use ironhorn_format::chain::Warning::*;
             matches!(

@@ -56,14 +56,7 @@ fn every_view_after_purge_hashes_as_the_manifest_says() {
 }
 
 fn sector_map_text(dir: &std::path::Path) -> String {
-    let replica = Replica::open(
-        dir,
-        &ReplicaOptions {
-            read_only: true,
-            snapshot: None,
-        },
-    )
-    .unwrap();
+    let replica = Replica::open(dir, &ReplicaOptions::read_only()).unwrap();
     let mut parts = Vec::new();
     for (offset, len, layer) in replica.allocation_runs(0, replica.size()) {
         let Some(layer) = layer else { continue };
@@ -181,14 +174,7 @@ fn our_purge_reproduces_longhorns_purge() {
 #[test]
 fn layout_shows_the_fixture_tree_and_warnings() {
     let (_tmp, root) = extract_fixture();
-    let replica = Replica::open(
-        &before_purge(&root),
-        &ReplicaOptions {
-            read_only: true,
-            snapshot: None,
-        },
-    )
-    .unwrap();
+    let replica = Replica::open(&before_purge(&root), &ReplicaOptions::read_only()).unwrap();
     let layout = replica.layout();
     assert_eq!(
         layout.chain,

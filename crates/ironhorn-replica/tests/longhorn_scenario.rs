@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use ironhorn_replica::{Replica, ReplicaOptions};
@@ -38,17 +37,9 @@ const VIEWS: [(&str, &str); 5] = [
 const SIZE: u64 = 24 << 20;
 
 fn extract() -> (tempfile::TempDir, PathBuf) {
-    let archive =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/longhorn-v1.5.3-scenario.tar.gz");
-    let tmp = tempfile::tempdir().unwrap();
-    let status = Command::new("tar")
-        .arg("-xSzf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(tmp.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let tmp = extract_archive(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/longhorn-v1.5.3-scenario.tar.gz"),
+    );
     let dir = tmp.path().join("pvc-lhscenario-0a1b2c3d");
     (tmp, dir)
 }
@@ -59,14 +50,7 @@ fn longhorn_written_views_read_as_longhorn_reads_them() {
     for (view, hash) in VIEWS {
         assert_eq!(view_hash(&dir, Some(view), SIZE), hash, "view {view}");
     }
-    let replica = Replica::open(
-        &dir,
-        &ReplicaOptions {
-            read_only: true,
-            snapshot: None,
-        },
-    )
-    .unwrap();
+    let replica = Replica::open(&dir, &ReplicaOptions::read_only()).unwrap();
     assert_eq!(replica.revision(), 22);
     let owners: Vec<String> = replica
         .allocation_runs(0, SIZE)
@@ -128,14 +112,7 @@ fn streaming_a_view_in_parallel_yields_it_in_order() {
     use ironhorn_replica::{Chunk, StreamError, StreamOptions};
     let (_tmp, dir) = extract();
     for view in ["volume-head", "c"] {
-        let replica = Replica::open(
-            &dir,
-            &ReplicaOptions {
-                read_only: true,
-                snapshot: Some(view.to_string()),
-            },
-        )
-        .unwrap();
+        let replica = Replica::open(&dir, &ReplicaOptions::snapshot(&view)).unwrap();
         let options = StreamOptions {
             chunk_size: 4096,
             readers: 3,

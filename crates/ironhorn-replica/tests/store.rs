@@ -218,14 +218,7 @@ fn flags_and_refusals() {
         "dropped without close: still dirty"
     );
 
-    let view = Replica::open(
-        &dir,
-        &ReplicaOptions {
-            read_only: true,
-            snapshot: None,
-        },
-    )
-    .unwrap();
+    let view = Replica::open(&dir, &ReplicaOptions::read_only()).unwrap();
     assert!(view
         .warnings()
         .iter()

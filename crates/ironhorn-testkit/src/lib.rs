@@ -21,23 +21,24 @@ pub fn shared_dir() -> PathBuf {
 
 /// Extracts the v1.5.3 fixture archive (holes kept) into a fresh temporary directory.
 pub fn extract_fixture() -> (tempfile::TempDir, PathBuf) {
-    let archive = shared_dir().join("fixtures/longhorn-v1.5.3-engine.tar.gz");
-    assert!(
-        archive.exists(),
-        "fixture archive missing: {}",
-        archive.display()
-    );
+    let tmp = extract_archive(&shared_dir().join("fixtures/longhorn-v1.5.3-engine.tar.gz"));
+    let root = tmp.path().join("longhorn-v1.5.3-engine");
+    (tmp, root)
+}
+
+/// Extracts a `.tar.gz` with `tar -xSzf` (holes stay holes) into a fresh temporary directory.
+pub fn extract_archive(archive: &Path) -> tempfile::TempDir {
+    assert!(archive.exists(), "archive missing: {}", archive.display());
     let tmp = tempfile::tempdir().expect("tempdir");
     let status = Command::new("tar")
         .arg("-xSzf")
-        .arg(&archive)
+        .arg(archive)
         .arg("-C")
         .arg(tmp.path())
         .status()
         .expect("running tar");
     assert!(status.success(), "tar failed");
-    let root = tmp.path().join("longhorn-v1.5.3-engine");
-    (tmp, root)
+    tmp
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -181,14 +181,7 @@ fn qemu_tools_read_and_write_through_nbd() {
         String::from_utf8_lossy(&stopped.stderr)
     );
     // Cleanly closed, and the data is in the replica directory.
-    let replica = Replica::open(
-        &dir,
-        &ReplicaOptions {
-            read_only: true,
-            snapshot: None,
-        },
-    )
-    .unwrap();
+    let replica = Replica::open(&dir, &ReplicaOptions::read_only()).unwrap();
     assert!(!replica.layout().volume_meta.dirty);
     let mut buf = vec![0u8; 3333];
     replica.read_at(&mut buf, 5000).unwrap();
