@@ -112,7 +112,7 @@ fn streaming_a_view_in_parallel_yields_it_in_order() {
     use ironhorn_replica::{Chunk, StreamError, StreamOptions};
     let (_tmp, dir) = extract();
     for view in ["volume-head", "c"] {
-        let replica = Replica::open(&dir, &ReplicaOptions::snapshot(&view)).unwrap();
+        let replica = Replica::open(&dir, &ReplicaOptions::snapshot(view)).unwrap();
         let options = StreamOptions {
             chunk_size: 4096,
             readers: 3,
