@@ -5,9 +5,8 @@
 //! concurrently with each other; writes to a replica are serialised by its lock.
 
 use std::io;
-use std::sync::RwLock;
 
-use ironhorn_replica::{Replica, ReplicaError};
+use ironhorn_replica::{Replica, ReplicaError, SharedReplica};
 use thiserror::Error;
 
 /// Why a block device refused or failed a request; frontends map these to their own codes.
@@ -42,6 +41,14 @@ impl From<ReplicaError> for DeviceError {
 
 pub type DeviceResult<T> = Result<T, DeviceError>;
 
+/// `[offset, offset+len)` must lie within a device of `size` bytes.
+pub fn check_range(offset: u64, len: u64, size: u64) -> DeviceResult<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(DeviceError::OutOfRange { offset, len, size }),
+    }
+}
+
 /// A byte-addressed block device.
 pub trait BlockDevice: Send + Sync {
     /// Size in bytes.
@@ -63,7 +70,7 @@ pub trait BlockDevice: Send + Sync {
 /// A replica store opened in this process.
 #[derive(Debug)]
 pub struct ReplicaDevice {
-    replica: RwLock<Replica>,
+    replica: SharedReplica,
     size: u64,
     read_only: bool,
 }
@@ -73,24 +80,17 @@ impl ReplicaDevice {
         ReplicaDevice {
             size: replica.size(),
             read_only: !replica.is_writable(),
-            replica: RwLock::new(replica),
+            replica: SharedReplica::new(replica),
         }
     }
 
     /// Takes the replica back (to close it cleanly).
     pub fn into_inner(self) -> Replica {
-        self.replica.into_inner().unwrap_or_else(|e| e.into_inner())
+        self.replica.into_inner()
     }
 
     fn check(&self, offset: u64, len: u64) -> DeviceResult<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.size => Ok(()),
-            _ => Err(DeviceError::OutOfRange {
-                offset,
-                len,
-                size: self.size,
-            }),
-        }
+        check_range(offset, len, self.size)
     }
 
     fn writable(&self) -> DeviceResult<()> {
@@ -116,13 +116,11 @@ impl BlockDevice for ReplicaDevice {
         true
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> DeviceResult<()> {
-        let replica = self.replica.read().unwrap_or_else(|e| e.into_inner());
-        Ok(replica.read_at(buf, offset)?)
+        Ok(self.replica.read_at(buf, offset)?)
     }
     fn write_at(&self, data: &[u8], offset: u64) -> DeviceResult<()> {
         self.writable()?;
-        let mut replica = self.replica.write().unwrap_or_else(|e| e.into_inner());
-        Ok(replica.write_at(data, offset)?)
+        Ok(self.replica.write_at(data, offset)?)
     }
     fn write_zeroes(&self, offset: u64, len: u64) -> DeviceResult<()> {
         self.writable()?;
@@ -139,16 +137,11 @@ impl BlockDevice for ReplicaDevice {
     }
     fn trim(&self, offset: u64, len: u64) -> DeviceResult<()> {
         self.writable()?;
-        let mut replica = self.replica.write().unwrap_or_else(|e| e.into_inner());
-        replica.unmap(offset, len)?;
+        self.replica.unmap(offset, len)?;
         Ok(())
     }
     fn flush(&self) -> DeviceResult<()> {
-        if self.read_only {
-            return Ok(());
-        }
-        let replica = self.replica.read().unwrap_or_else(|e| e.into_inner());
-        Ok(replica.flush()?)
+        Ok(self.replica.flush()?)
     }
 }
 

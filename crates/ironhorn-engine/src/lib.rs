@@ -1,7 +1,11 @@
 //! The block device a volume exposes to its frontends. [`BlockDevice`] is the one interface
 //! every frontend (NBD, blockdev) uses; [`ReplicaDevice`] serves one replica store opened in
-//! this process (the `file:DIR` fast path, and `ironhorn recover serve`).
+//! this process (`ironhorn recover serve`); [`Engine`] serves a volume from N replicas,
+//! in-process (`file:DIR`) or behind replica servers.
 
 pub mod device;
+pub mod engine;
+pub mod remote;
 
-pub use device::{BlockDevice, DeviceError, ReplicaDevice};
+pub use device::{BlockDevice, DeviceError, DeviceResult, ReplicaDevice};
+pub use engine::{Engine, EngineError, Mode, ReplicaSpec, SlotStatus};

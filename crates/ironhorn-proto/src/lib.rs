@@ -2,3 +2,4 @@
 //! decoder here has a fuzz target in `fuzz/`.
 
 pub mod nbd;
+pub mod replica;

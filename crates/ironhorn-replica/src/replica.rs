@@ -432,6 +432,21 @@ impl Replica {
         Ok(())
     }
 
+    /// Sets the revision counter (a rebuilt replica takes its source's).
+    pub fn set_revision(&mut self, revision: u64) -> Result<()> {
+        self.head_layer()?;
+        self.revision = revision;
+        if let Some(file) = &self.revision_file {
+            file.write_all_at(&encode_revision(revision), 0)
+                .and_then(|()| file.sync_data())
+                .map_err(ReplicaError::io(
+                    "writing",
+                    self.dir.join(names::REVISION_COUNTER),
+                ))?;
+        }
+        Ok(())
+    }
+
     /// Sets or clears the `Rebuilding` flag.
     pub fn set_rebuilding(&mut self, rebuilding: bool) -> Result<()> {
         self.head_layer()?;

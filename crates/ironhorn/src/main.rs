@@ -1,6 +1,9 @@
 //! `ironhorn`: one binary, one subcommand per module.
 
+mod engine_cmd;
 mod recover;
+mod replica_cmd;
+mod runtime;
 mod units;
 
 use std::process::ExitCode;
@@ -21,6 +24,12 @@ enum Command {
     /// into the directory.
     #[command(subcommand)]
     Recover(recover::RecoverCommand),
+    /// A replica server: one replica directory served to engines.
+    #[command(subcommand)]
+    Replica(replica_cmd::ReplicaCommand),
+    /// An engine: a volume served over NBD from its replicas.
+    #[command(subcommand)]
+    Engine(engine_cmd::EngineCommand),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +43,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Recover(cmd) => recover::run(cmd),
+        Command::Replica(cmd) => replica_cmd::run(cmd),
+        Command::Engine(cmd) => engine_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,11 +17,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ironhorn_engine::{BlockDevice, ReplicaDevice};
 use ironhorn_format::chain::{Layout, Warning};
 use ironhorn_format::names;
-use ironhorn_frontend::nbd::{serve as serve_nbd, Export, ListenAddr, NbdListener};
+use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
+use ironhorn_replica::net::{Addr, Listener};
 use ironhorn_replica::{Chunk, Replica, ReplicaOptions, StreamError, StreamOptions};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 
 use crate::units::human_size;
 
@@ -42,7 +42,7 @@ pub struct ServeArgs {
     pub dir: PathBuf,
     /// Listen address: HOST:PORT or unix:PATH.
     #[arg(long, default_value = "127.0.0.1:10809")]
-    pub nbd: ListenAddr,
+    pub nbd: Addr,
     /// Serve this snapshot instead of the head (always read-only).
     #[arg(long)]
     pub snapshot: Option<String>,
@@ -490,14 +490,10 @@ fn serve(args: &ServeArgs) -> Result<()> {
         ),
         device: device.clone(),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let listener = NbdListener::bind(&args.nbd)
+    crate::runtime::run_until_signal(|shutdown| async move {
+        let listener = Listener::bind(&args.nbd)
             .await
-            .with_context(|| format!("listening on {:?}", args.nbd))?;
+            .with_context(|| format!("listening on {}", args.nbd))?;
         eprintln!(
             "serving {} of volume {volume} ({}, {}) at {}",
             args.snapshot.as_deref().unwrap_or("the head"),
@@ -507,26 +503,11 @@ fn serve(args: &ServeArgs) -> Result<()> {
             } else {
                 "read-only"
             },
-            listener.uri(&volume)
+            nbd_uri(&listener.local_addr(), &volume)
         );
-        let shutdown = CancellationToken::new();
-        let on_signal = shutdown.clone();
-        tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            on_signal.cancel();
-        });
         serve_nbd(listener, export, shutdown).await;
-        anyhow::Ok(())
+        Ok(())
     })?;
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match Arc::try_unwrap(device) {
         Ok(device) => device.into_inner().close().context("closing the replica")?,
         Err(device) => device.flush().context("flushing the replica")?,

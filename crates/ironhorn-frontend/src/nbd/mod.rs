@@ -3,4 +3,4 @@
 
 pub mod server;
 
-pub use server::{serve, Export, ListenAddr, NbdListener};
+pub use server::{nbd_uri, serve, Export};

@@ -5,82 +5,24 @@
 //! calls block, so each request runs on the blocking pool; a writer task sends the replies.
 
 use std::io;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use ironhorn_engine::{BlockDevice, DeviceError};
+use ironhorn_replica::net::{accept_loop, Addr, Listener};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use ironhorn_proto::nbd::{self as proto, Command, Request};
 
 /// Requests one connection may have in flight.
 const MAX_IN_FLIGHT: usize = 128;
 
-/// Where to listen: `HOST:PORT` or `unix:PATH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-impl FromStr for ListenAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a socket path, e.g. unix:/run/vol.sock".into());
-            }
-            return Ok(ListenAddr::Unix(PathBuf::from(path)));
-        }
-        if s.rsplit_once(':')
-            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
-        {
-            Ok(ListenAddr::Tcp(s.to_string()))
-        } else {
-            Err(format!("{s:?} is neither HOST:PORT nor unix:PATH"))
-        }
-    }
-}
-
-/// A bound listener.
-#[derive(Debug)]
-pub enum NbdListener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
-}
-
-impl NbdListener {
-    pub async fn bind(addr: &ListenAddr) -> io::Result<NbdListener> {
-        match addr {
-            ListenAddr::Tcp(a) => Ok(NbdListener::Tcp(TcpListener::bind(a).await?)),
-            ListenAddr::Unix(path) => {
-                // A socket file left by a previous run would make bind fail.
-                if std::fs::symlink_metadata(path)
-                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-                {
-                    std::fs::remove_file(path)?;
-                }
-                Ok(NbdListener::Unix(UnixListener::bind(path)?, path.clone()))
-            }
-        }
-    }
-
-    /// A URI clients can use for `export`.
-    pub fn uri(&self, export: &str) -> String {
-        match self {
-            NbdListener::Tcp(l) => match l.local_addr() {
-                Ok(a) => format!("nbd://{a}/{export}"),
-                Err(_) => format!("nbd://?/{export}"),
-            },
-            NbdListener::Unix(_, path) => {
-                format!("nbd+unix:///{export}?socket={}", path.display())
-            }
-        }
+/// A URI NBD clients can use for `export` served on `addr`.
+pub fn nbd_uri(addr: &Addr, export: &str) -> String {
+    match addr {
+        Addr::Tcp(a) => format!("nbd://{a}/{export}"),
+        Addr::Unix(path) => format!("nbd+unix:///{export}?socket={}", path.display()),
     }
 }
 
@@ -121,44 +63,12 @@ impl Export {
 
 /// Serves `export` until `shutdown` is cancelled, then waits for open connections to finish
 /// their in-flight requests.
-pub async fn serve(listener: NbdListener, export: Arc<Export>, shutdown: CancellationToken) {
-    let tracker = TaskTracker::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = accept(&listener) => match accepted {
-                Ok(Stream::Tcp(s)) => {
-                    let _ = s.set_nodelay(true);
-                    tracker.spawn(client(s, export.clone(), shutdown.clone()));
-                }
-                Ok(Stream::Unix(s)) => {
-                    tracker.spawn(client(s, export.clone(), shutdown.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting an NBD connection failed");
-                    // Out of file descriptors and the like: do not spin.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-    tracker.close();
-    tracker.wait().await;
-    if let NbdListener::Unix(_, path) = &listener {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-enum Stream {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-async fn accept(listener: &NbdListener) -> io::Result<Stream> {
-    match listener {
-        NbdListener::Tcp(l) => Ok(Stream::Tcp(l.accept().await?.0)),
-        NbdListener::Unix(l, _) => Ok(Stream::Unix(l.accept().await?.0)),
-    }
+pub async fn serve(listener: Listener, export: Arc<Export>, shutdown: CancellationToken) {
+    let token = shutdown.clone();
+    accept_loop(listener, shutdown, |stream| {
+        client(stream, export.clone(), token.clone())
+    })
+    .await;
 }
 
 async fn client<S>(stream: S, export: Arc<Export>, shutdown: CancellationToken)

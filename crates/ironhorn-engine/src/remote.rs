@@ -1,0 +1,196 @@
+//! A client of one replica server: one connection, many requests in flight, responses
+//! matched to requests by id. Any connection error fails every pending request and closes
+//! the client for good (the engine then treats the replica as failed).
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ironhorn_proto::replica::{self as wire, Header, Kind, WireError};
+use ironhorn_replica::net::{self, Addr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a request to a replica failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection to replica lost: {0}")]
+    Closed(String),
+    #[error("replica did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("replica refused: {0:?}: {1}")]
+    Remote(wire::ErrorCode, String),
+}
+
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> Self {
+        ClientError::Remote(e.code, e.message)
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Vec<u8>, ClientError>>>>>;
+
+struct Outgoing {
+    header: Header,
+    payload: Option<Arc<Vec<u8>>>,
+}
+
+#[derive(Debug)]
+pub struct RemoteReplica {
+    addr: Addr,
+    tx: mpsc::Sender<Outgoing>,
+    pending: Pending,
+    next_id: AtomicU64,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("id", &self.header.id)
+            .finish()
+    }
+}
+
+fn fail_all(pending: &Pending, reason: &str) {
+    let waiters: Vec<_> = pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .collect();
+    for (_, waiter) in waiters {
+        let _ = waiter.send(Err(ClientError::Closed(reason.to_string())));
+    }
+}
+
+impl RemoteReplica {
+    pub async fn connect(addr: &Addr, timeout: Duration) -> io::Result<RemoteReplica> {
+        let stream = tokio::time::timeout(timeout, net::connect(addr))
+            .await
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr}"))
+            })??;
+        let (mut reader, writer) = tokio::io::split(stream);
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(1024);
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let closed = Arc::new(AtomicBool::new(false));
+
+        let (p, c) = (pending.clone(), closed.clone());
+        tokio::spawn(async move {
+            let mut writer = BufWriter::with_capacity(256 * 1024, writer);
+            let result: io::Result<()> = async {
+                while let Some(out) = rx.recv().await {
+                    writer.write_all(&out.header.encode()).await?;
+                    if let Some(payload) = &out.payload {
+                        writer.write_all(payload).await?;
+                    }
+                    if rx.is_empty() {
+                        writer.flush().await?;
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            c.store(true, Ordering::SeqCst);
+            if let Err(e) = result {
+                fail_all(&p, &e.to_string());
+            }
+        });
+
+        let (p, c) = (pending.clone(), closed.clone());
+        tokio::spawn(async move {
+            let reason = loop {
+                let mut raw = [0u8; wire::HEADER_LEN];
+                if let Err(e) = reader.read_exact(&mut raw).await {
+                    break e.to_string();
+                }
+                let header = match Header::decode(&raw) {
+                    Ok(h) => h,
+                    Err(e) => break e.to_string(),
+                };
+                let mut payload = vec![0u8; header.payload_len as usize];
+                if let Err(e) = reader.read_exact(&mut payload).await {
+                    break e.to_string();
+                }
+                let waiter = p
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&header.id);
+                if let Some(waiter) = waiter {
+                    let result = match header.kind {
+                        Kind::ResponseOk => Ok(payload),
+                        _ => Err(ClientError::from(wire::decode_error(&payload))),
+                    };
+                    let _ = waiter.send(result);
+                }
+            };
+            c.store(true, Ordering::SeqCst);
+            fail_all(&p, &reason);
+        });
+
+        Ok(RemoteReplica {
+            addr: addr.clone(),
+            tx,
+            pending,
+            next_id: AtomicU64::new(1),
+            closed,
+        })
+    }
+
+    pub fn addr(&self) -> &Addr {
+        &self.addr
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Sends one request and waits for its response payload.
+    pub async fn call(
+        &self,
+        kind: Kind,
+        offset: u64,
+        len: u32,
+        flags: u32,
+        payload: Option<Arc<Vec<u8>>>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
+        if self.is_closed() {
+            return Err(ClientError::Closed("closed earlier".into()));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (waiter, wait) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, waiter);
+        let header = Header {
+            kind,
+            id,
+            offset,
+            len,
+            flags,
+            payload_len: payload.as_ref().map_or(0, |p| p.len() as u32),
+        };
+        let sent = async {
+            self.tx
+                .send(Outgoing { header, payload })
+                .await
+                .map_err(|_| ClientError::Closed("writer stopped".into()))?;
+            wait.await
+                .unwrap_or_else(|_| Err(ClientError::Closed("connection dropped".into())))
+        };
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                Err(ClientError::Timeout(timeout))
+            }
+        }
+    }
+}

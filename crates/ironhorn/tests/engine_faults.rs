@@ -1,0 +1,299 @@
+//! The replicated data path with real processes: replica servers, an engine with one
+//! in-process and two remote replicas, fio verifying over NBD while a replica is killed.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+struct Proc {
+    child: Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(args: &[String]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Proc { child, stderr }
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stderr.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "never printed {needle:?}: {}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn replica_server(dir: &Path, size: &str) -> (Proc, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let p = Proc::spawn(&[
+        "replica".into(),
+        "serve".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--size".into(),
+        size.into(),
+        "--listen".into(),
+        addr.clone(),
+    ]);
+    p.wait_for("serving on");
+    (p, addr)
+}
+
+fn engine(volume: &str, size: &str, replicas: &[String], socket: &Path) -> Proc {
+    let mut args: Vec<String> = vec![
+        "engine".into(),
+        "serve".into(),
+        "--volume".into(),
+        volume.into(),
+        "--size".into(),
+        size.into(),
+        "--nbd".into(),
+        format!("unix:{}", socket.display()),
+        "--engine-replica-timeout".into(),
+        "3s".into(),
+    ];
+    for r in replicas {
+        args.push("--replica".into());
+        args.push(r.clone());
+    }
+    let p = Proc::spawn(&args);
+    p.wait_for("served at");
+    p
+}
+
+fn export_sha(dir: &Path) -> String {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
+        .args(["recover", "export"])
+        .arg(dir)
+        .args(["-o", "-", "--sha256"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find(|l| l.starts_with("sha256:"))
+        .unwrap()
+        .to_string()
+}
+
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(path)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("volume-head-"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".img"))
+        .map(|e| e.metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+#[test]
+fn fio_verify_survives_a_replica_killed_mid_io() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (1..=3)
+        .map(|i| tmp.path().join(format!("vol-r{i}-0000000{i}")))
+        .collect();
+    let (mut r2, a2) = replica_server(&dirs[1], "64Mi");
+    let (mut r3, a3) = replica_server(&dirs[2], "64Mi");
+    let socket = tmp.path().join("vol.sock");
+    let replicas = vec![
+        format!("file:{}", dirs[0].display()),
+        a2.clone(),
+        a3.clone(),
+    ];
+    let mut eng = engine("vol", "64Mi", &replicas, &socket);
+
+    let uri = format!("nbd+unix:///vol?socket={}", socket.display());
+    let fio = Command::new("fio")
+        .args([
+            "--name=verify",
+            "--ioengine=nbd",
+            &format!("--uri={uri}"),
+            "--rw=randwrite",
+            "--bs=4k",
+            "--size=48M",
+            "--iodepth=16",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--randrepeat=0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill replica 2 once it holds some of the workload: I/O is in full swing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while allocated(&dirs[1]) < 4 * MIB {
+        assert!(Instant::now() < deadline, "fio never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed = r2.signal("-KILL");
+    assert!(!killed.success());
+    let out = fio.wait_with_output().unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fio failed:\n{report}");
+    assert!(report.contains("err= 0"), "{report}");
+    assert!(!report.contains("verify: bad"), "{report}");
+    eng.wait_for("replica failed: marked ERR");
+    let engine_log = eng.text();
+    assert!(eng.signal("-TERM").success(), "{engine_log}");
+    assert!(r3.signal("-TERM").success());
+
+    // The two replicas that stayed hold the same volume.
+    assert_eq!(export_sha(&dirs[0]), export_sha(&dirs[2]));
+
+    // Restarted on all three, the engine serves from the two with the newest writes and
+    // says why the killed one is out.
+    let (_r2, a2) = replica_server(&dirs[1], "64Mi");
+    let (_r3, a3) = replica_server(&dirs[2], "64Mi");
+    let replicas = vec![format!("file:{}", dirs[0].display()), a2.clone(), a3];
+    let eng = engine("vol", "64Mi", &replicas, &socket);
+    let text = eng.text();
+    let line = text.lines().find(|l| l.contains(&a2)).unwrap_or_default();
+    assert!(line.contains("ERR") && line.contains("behind"), "{text}");
+}
+
+#[test]
+fn with_every_replica_gone_the_client_gets_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-solo-00000001");
+    let (mut r, addr) = replica_server(&dir, "16Mi");
+    let socket = tmp.path().join("solo.sock");
+    let _eng = engine("solo", "16Mi", &[addr], &socket);
+    let uri = format!("nbd+unix:///solo?socket={}", socket.display());
+    let io = Command::new("qemu-io")
+        .args([
+            "-f",
+            "raw",
+            &uri,
+            "-c",
+            "write -P 1 0 64k",
+            "-c",
+            "read -P 1 0 64k",
+        ])
+        .output()
+        .unwrap();
+    assert!(io.status.success());
+    r.signal("-KILL");
+    let io = Command::new("qemu-io")
+        .args(["-f", "raw", &uri, "-c", "write -P 2 0 64k"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&io.stdout).to_string() + &String::from_utf8_lossy(&io.stderr);
+    assert!(
+        text.contains("Input/output error") || text.contains("failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn garbage_frames_drop_only_the_sender() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-g-00000001");
+    let (_r, addr) = replica_server(&dir, "16Mi");
+    let socket = tmp.path().join("g.sock");
+    let _eng = engine("g", "16Mi", std::slice::from_ref(&addr), &socket);
+    let uri = format!("nbd+unix:///g?socket={}", socket.display());
+    let check = || {
+        let io = Command::new("qemu-io")
+            .args([
+                "-f",
+                "raw",
+                &uri,
+                "-c",
+                "write -P 7 0 64k",
+                "-c",
+                "read -P 7 0 64k",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&io.stdout).to_string();
+        assert!(io.status.success() && !text.contains("fail"), "{text}");
+    };
+    check();
+    let frames: Vec<Vec<u8>> = vec![
+        vec![0xff; 64], // garbage
+        {
+            let mut h = vec![0x48, 0x49, 9, 1]; // unsupported version
+            h.resize(32, 0);
+            h
+        },
+        {
+            let mut h = vec![0x48, 0x49, 1, 2]; // a write claiming 4 GiB
+            h.resize(28, 0);
+            h.extend_from_slice(&u32::MAX.to_le_bytes());
+            h
+        },
+        vec![0x48, 0x49, 1], // truncated, then gone
+    ];
+    for frame in frames {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&frame).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        // The engine's own connection was not affected.
+        check();
+    }
+}
