@@ -8,19 +8,21 @@
 //! the highest; the others are marked ERR, with the reason logged.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use ironhorn_proto::replica::{self as wire, Control, ControlReply, Kind, ReplicaInfo};
+use ironhorn_proto::replica::{
+    self as wire, Control, ControlReply, ErrorCode, Kind, LayerInfo, ReplicaInfo,
+};
 use ironhorn_replica::net::Addr;
-use ironhorn_replica::server::{replica_info, run_control};
+use ironhorn_replica::server::{code_of, replica_info, run_control};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
 use serde::Serialize;
 
 use crate::device::{check_range, BlockDevice, DeviceError, DeviceResult};
-use crate::remote::RemoteReplica;
+use crate::remote::{ClientError, RemoteReplica};
 
 /// Where a replica is: in this process (`file:DIR`) or behind a replica server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +133,26 @@ impl Slot {
                             .map(|_| Vec::new())
                             .map_err(e),
                         Kind::Flush => replica.flush().map(|()| Vec::new()).map_err(e),
-                        _ => Ok(Vec::new()),
+                        Kind::ReadLayer | Kind::WriteLayer => {
+                            let payload = payload.unwrap_or_default();
+                            let (file, data) =
+                                wire::decode_layer_payload(&payload).map_err(|e| e.to_string())?;
+                            if kind == Kind::ReadLayer {
+                                let mut buf = vec![0u8; len as usize];
+                                replica
+                                    .read()
+                                    .read_layer(file, &mut buf, offset)
+                                    .map_err(e)?;
+                                Ok(buf)
+                            } else {
+                                replica.read().write_layer(file, data, offset).map_err(e)?;
+                                Ok(Vec::new())
+                            }
+                        }
+                        Kind::Ping => Ok(Vec::new()),
+                        Kind::Control | Kind::ResponseOk | Kind::ResponseErr => {
+                            Err(format!("{kind:?} is not a data request"))
+                        }
                     }
                 })
                 .await
@@ -140,33 +161,76 @@ impl Slot {
         }
     }
 
-    async fn control(&self, control: Control, timeout: Duration) -> Result<ControlReply, String> {
+    async fn control(
+        &self,
+        control: Control,
+        timeout: Duration,
+    ) -> Result<ControlReply, CallError> {
         match &self.backend {
             Backend::Remote(r) => {
                 let payload = Arc::new(wire::encode_json(&control));
                 let reply = r
                     .call(Kind::Control, 0, 0, 0, Some(payload), timeout)
                     .await
-                    .map_err(|e| e.to_string())?;
-                wire::decode_control_reply(&reply).map_err(|e| e.to_string())
+                    .map_err(|e| match e {
+                        ClientError::Remote(code, message) if refusal(code) => {
+                            CallError::Refused(message)
+                        }
+                        other => CallError::Failed(other.to_string()),
+                    })?;
+                wire::decode_control_reply(&reply).map_err(|e| CallError::Failed(e.to_string()))
             }
             Backend::Local(replica) => {
                 let replica = replica.clone();
                 tokio::task::spawn_blocking(move || {
-                    run_control(&replica, control).map_err(|e| e.to_string())
+                    run_control(&replica, control).map_err(|e| {
+                        if refusal(code_of(&e)) {
+                            CallError::Refused(e.to_string())
+                        } else {
+                            CallError::Failed(e.to_string())
+                        }
+                    })
                 })
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| CallError::Failed(e.to_string()))?
             }
         }
     }
 
     async fn info(&self, timeout: Duration) -> Result<ReplicaInfo, String> {
-        match self.control(Control::Info, timeout).await? {
+        match self
+            .control(Control::Info, timeout)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             ControlReply::Info(info) => Ok(info),
-            ControlReply::Done => Err("replica answered info without info".into()),
+            _ => Err("replica answered info without info".into()),
         }
     }
+
+    async fn layers(&self, timeout: Duration) -> Result<Vec<LayerInfo>, CallError> {
+        match self.control(Control::ListLayers, timeout).await? {
+            ControlReply::Layers { layers } => Ok(layers),
+            _ => Err(CallError::Failed("replica answered without layers".into())),
+        }
+    }
+}
+
+/// How a call to one replica went wrong: the replica refused a bad request (it stays
+/// healthy), or it failed (it is marked ERR).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn refusal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Invalid | ErrorCode::NotFound | ErrorCode::Conflict | ErrorCode::OutOfRange
+    )
 }
 
 /// Why the engine could not start or act.
@@ -175,15 +239,67 @@ pub enum EngineError {
     #[error("no replica can serve the volume: {0}")]
     NoReplica(String),
     #[error("{0}")]
-    Replica(String),
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RebuildReport {
+    pub replica: String,
+    pub source: String,
+    /// Snapshot files copied and skipped (identical on the target, by checksum).
+    pub layers_copied: usize,
+    pub layers_skipped: usize,
+    pub bytes_copied: u64,
+}
+
+async fn open_slot(spec: &ReplicaSpec, size: u64, timeout: Duration) -> Result<Slot, String> {
+    let backend = match spec {
+        ReplicaSpec::Local(dir) => {
+            let dir = dir.clone();
+            let replica = tokio::task::spawn_blocking(move || {
+                if dir.join("volume.meta").exists() {
+                    Replica::open(&dir, &ReplicaOptions::default())
+                } else {
+                    Replica::create(&dir, size)
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            Backend::Local(Arc::new(SharedReplica::new(replica)))
+        }
+        ReplicaSpec::Remote(addr) => Backend::Remote(
+            RemoteReplica::connect(addr, timeout)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    Ok(Slot {
+        spec: spec.clone(),
+        backend,
+        mode: Mutex::new(Mode::RW),
+        reason: Mutex::new(String::new()),
+    })
+}
+
+/// A pseudo-random UUID for system snapshot names, as Longhorn names them.
+fn system_snapshot_name() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// A volume served from its replicas.
 #[derive(Debug)]
 pub struct Engine {
     volume: String,
-    size: u64,
+    size: AtomicU64,
     slots: Mutex<Vec<Arc<Slot>>>,
+    /// Shared by I/O; taken exclusively to change the replica set or take a snapshot at one
+    /// crash-consistent point.
+    gate: tokio::sync::RwLock<()>,
+    rebuilding: AtomicBool,
     timeout: Duration,
     next_read: AtomicUsize,
     runtime: tokio::runtime::Handle,
@@ -202,35 +318,10 @@ impl Engine {
         let mut slots = Vec::new();
         let mut problems = Vec::new();
         for spec in specs {
-            let backend = match spec {
-                ReplicaSpec::Local(dir) => {
-                    let replica = if dir.join("volume.meta").exists() {
-                        Replica::open(dir, &ReplicaOptions::default())
-                    } else {
-                        Replica::create(dir, size)
-                    };
-                    match replica {
-                        Ok(r) => Backend::Local(Arc::new(SharedReplica::new(r))),
-                        Err(e) => {
-                            problems.push(format!("{spec}: {e}"));
-                            continue;
-                        }
-                    }
-                }
-                ReplicaSpec::Remote(addr) => match RemoteReplica::connect(addr, timeout).await {
-                    Ok(r) => Backend::Remote(r),
-                    Err(e) => {
-                        problems.push(format!("{spec}: {e}"));
-                        continue;
-                    }
-                },
-            };
-            slots.push(Arc::new(Slot {
-                spec: spec.clone(),
-                backend,
-                mode: Mutex::new(Mode::RW),
-                reason: Mutex::new(String::new()),
-            }));
+            match open_slot(spec, size, timeout).await {
+                Ok(slot) => slots.push(Arc::new(slot)),
+                Err(e) => problems.push(format!("{spec}: {e}")),
+            }
         }
         let infos = join_all(slots.iter().map(|s| s.info(timeout))).await;
         let mut best = None;
@@ -273,8 +364,10 @@ impl Engine {
         }
         Ok(Engine {
             volume: volume.to_string(),
-            size,
+            size: AtomicU64::new(size),
             slots: Mutex::new(slots),
+            gate: tokio::sync::RwLock::new(()),
+            rebuilding: AtomicBool::new(false),
             timeout,
             next_read: AtomicUsize::new(0),
             runtime: tokio::runtime::Handle::current(),
@@ -301,7 +394,7 @@ impl Engine {
     }
 
     fn check(&self, offset: u64, len: u64) -> DeviceResult<()> {
-        check_range(offset, len, self.size)
+        check_range(offset, len, self.size())
     }
 
     /// Replicas that receive writes (RW and WO).
@@ -383,6 +476,24 @@ impl Engine {
     }
 
     async fn write_async(&self, data: &[u8], offset: u64, fua: bool) -> DeviceResult<()> {
+        const SECTOR: u64 = 4096;
+        let end = offset + data.len() as u64;
+        let unaligned = offset % SECTOR != 0 || end % SECTOR != 0;
+        if unaligned && self.slots().iter().any(|s| s.mode() == Mode::WO) {
+            // A replica being rebuilt cannot read-modify-write (its older layers are still
+            // arriving): send it whole sectors, completed from the healthy replicas.
+            let start = offset / SECTOR * SECTOR;
+            let stop = end.div_ceil(SECTOR) * SECTOR;
+            let mut whole = vec![0u8; (stop - start) as usize];
+            self.read_async(&mut whole, start).await?;
+            let at = (offset - start) as usize;
+            whole[at..at + data.len()].copy_from_slice(data);
+            return Box::pin(self.write_aligned(&whole, start, fua)).await;
+        }
+        self.write_aligned(data, offset, fua).await
+    }
+
+    async fn write_aligned(&self, data: &[u8], offset: u64, fua: bool) -> DeviceResult<()> {
         let mut done = 0usize;
         while done < data.len() {
             let n = (data.len() - done).min(MAX_CALL as usize);
@@ -401,8 +512,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs `f` on every replica that is not failed (snapshot and friends); failures mark ERR.
-    pub async fn control_all(&self, control: Control) -> DeviceResult<()> {
+    /// Runs a control operation on every replica that is not failed. A refusal (bad name,
+    /// unknown snapshot) is returned as such and marks nobody; a failure marks that replica ERR.
+    async fn control_all(&self, control: Control) -> Result<(), EngineError> {
         let targets = self.live();
         let results = join_all(
             targets
@@ -411,16 +523,323 @@ impl Engine {
         )
         .await;
         let mut ok = 0;
+        let mut refused = None;
         for (slot, r) in targets.iter().zip(results) {
             match r {
                 Ok(_) => ok += 1,
-                Err(e) => slot.fail(&e),
+                Err(CallError::Refused(why)) => refused = Some(why),
+                Err(CallError::Failed(why)) => slot.fail(&why),
             }
         }
+        if let Some(why) = refused {
+            return Err(EngineError::Refused(why));
+        }
         if ok == 0 {
-            return Err(DeviceError::Io(
+            return Err(EngineError::Failed(
                 "no replica carried out the operation".into(),
             ));
+        }
+        Ok(())
+    }
+
+    fn first_rw(&self) -> Result<Arc<Slot>, EngineError> {
+        self.slots()
+            .into_iter()
+            .find(|s| s.mode() == Mode::RW)
+            .ok_or_else(|| {
+                EngineError::Failed(format!(
+                    "no healthy replica left for volume {}",
+                    self.volume
+                ))
+            })
+    }
+
+    /// Takes a user snapshot on every replica at one crash-consistent point (I/O paused).
+    pub async fn snapshot(
+        &self,
+        name: &str,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let _paused = self.gate.write().await;
+        self.control_all(Control::Snapshot {
+            name: name.to_string(),
+            user_created: true,
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            labels,
+        })
+        .await
+    }
+
+    /// The snapshot tree as a healthy replica holds it.
+    pub async fn layers(&self) -> Result<Vec<LayerInfo>, EngineError> {
+        self.first_rw()?
+            .layers(self.timeout)
+            .await
+            .map_err(|e| EngineError::Failed(e.to_string()))
+    }
+
+    pub async fn remove_snapshot(&self, name: &str) -> Result<(), EngineError> {
+        if self.rebuilding.load(Ordering::SeqCst) {
+            return Err(EngineError::Refused(
+                "a replica is being rebuilt; remove snapshots after it finishes".into(),
+            ));
+        }
+        self.control_all(Control::Remove {
+            name: name.to_string(),
+        })
+        .await
+    }
+
+    pub async fn purge(&self) -> Result<(), EngineError> {
+        if self.rebuilding.load(Ordering::SeqCst) {
+            return Err(EngineError::Refused(
+                "a replica is being rebuilt; purge after it finishes".into(),
+            ));
+        }
+        let _paused = self.gate.write().await;
+        self.control_all(Control::Purge).await
+    }
+
+    /// Reverts every replica to snapshot `name`. The caller makes sure no client is
+    /// connected (the data under it changes).
+    pub async fn revert(&self, name: &str) -> Result<(), EngineError> {
+        if self.slots().iter().any(|s| s.mode() == Mode::WO) {
+            return Err(EngineError::Refused(
+                "a replica is being rebuilt; revert after it finishes".into(),
+            ));
+        }
+        let _paused = self.gate.write().await;
+        self.control_all(Control::Revert {
+            name: name.to_string(),
+        })
+        .await
+    }
+
+    pub async fn expand(&self, size: u64) -> Result<(), EngineError> {
+        if size < self.size() {
+            return Err(EngineError::Refused(format!(
+                "a volume cannot shrink: it is {} bytes",
+                self.size()
+            )));
+        }
+        if self.rebuilding.load(Ordering::SeqCst) {
+            return Err(EngineError::Refused(
+                "a replica is being rebuilt; expand after it finishes".into(),
+            ));
+        }
+        let _paused = self.gate.write().await;
+        self.control_all(Control::Expand { size }).await?;
+        self.size.store(size, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Drops a replica from the volume (its data stays where it is).
+    pub async fn remove_replica(&self, address: &str) -> Result<(), EngineError> {
+        let _paused = self.gate.write().await;
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let before = slots.len();
+        let remaining: Vec<Arc<Slot>> = slots
+            .iter()
+            .filter(|s| s.spec.to_string() != address)
+            .cloned()
+            .collect();
+        if remaining.len() == before {
+            return Err(EngineError::Refused(format!(
+                "{address} is not a replica of this volume"
+            )));
+        }
+        if !remaining.iter().any(|s| s.mode() == Mode::RW) {
+            return Err(EngineError::Refused(format!(
+                "{address} is the last healthy replica; add another first"
+            )));
+        }
+        *slots = remaining;
+        Ok(())
+    }
+
+    /// Adds a replica and rebuilds it while I/O goes on: a system snapshot on every replica,
+    /// the target lays out the source's snapshot files and receives every new write (WO),
+    /// then the snapshot files' data is copied (allocated extents only; files the target
+    /// already holds with the same checksum are skipped), and the target becomes RW.
+    pub async fn add_replica(&self, spec: &ReplicaSpec) -> Result<RebuildReport, EngineError> {
+        if self.slots().iter().any(|s| s.spec == *spec) {
+            return Err(EngineError::Refused(format!(
+                "{spec} is already a replica of this volume"
+            )));
+        }
+        if self.rebuilding.swap(true, Ordering::SeqCst) {
+            return Err(EngineError::Refused("another rebuild is running".into()));
+        }
+        let result = self.rebuild(spec).await;
+        self.rebuilding.store(false, Ordering::SeqCst);
+        result
+    }
+
+    async fn rebuild(&self, spec: &ReplicaSpec) -> Result<RebuildReport, EngineError> {
+        let failed = |e: String| EngineError::Failed(format!("rebuilding {spec}: {e}"));
+        let target = Arc::new(
+            open_slot(spec, self.size(), self.timeout)
+                .await
+                .map_err(failed)?,
+        );
+        let info = target.info(self.timeout).await.map_err(failed)?;
+        if info.size != self.size() {
+            return Err(EngineError::Refused(format!(
+                "{spec} holds a replica of {} bytes; the volume is {} bytes",
+                info.size,
+                self.size()
+            )));
+        }
+        let source = self.first_rw()?;
+        let mut report = RebuildReport {
+            replica: spec.to_string(),
+            source: source.spec.to_string(),
+            ..RebuildReport::default()
+        };
+        // Snapshots are immutable: compare checksums before pausing I/O.
+        let source_layers = source
+            .layers(self.timeout)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let target_layers = target
+            .layers(self.timeout)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mut identical = std::collections::BTreeSet::new();
+        for layer in source_layers.iter().filter(|l| !l.is_head) {
+            if !target_layers
+                .iter()
+                .any(|t| t.file == layer.file && t.len == layer.len)
+            {
+                continue;
+            }
+            let file = layer.file.clone();
+            let (a, b) = futures::join!(
+                source.control(Control::LayerChecksum { file: file.clone() }, self.timeout),
+                target.control(Control::LayerChecksum { file: file.clone() }, self.timeout)
+            );
+            if let (
+                Ok(ControlReply::Checksum { checksum: a }),
+                Ok(ControlReply::Checksum { checksum: b }),
+            ) = (a, b)
+            {
+                if a == b {
+                    identical.insert(file);
+                }
+            }
+        }
+
+        let layers = {
+            let _paused = self.gate.write().await;
+            let name = system_snapshot_name();
+            self.control_all(Control::Snapshot {
+                name: name.clone(),
+                user_created: false,
+                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+                labels: Default::default(),
+            })
+            .await?;
+            let mut layers = source
+                .layers(self.timeout)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            layers.retain(|l| !l.is_head);
+            for l in &mut layers {
+                l.keep = identical.contains(&l.file);
+            }
+            target
+                .control(
+                    Control::PrepareRebuild {
+                        head_parent: format!("volume-snap-{name}.img"),
+                        layers: layers.clone(),
+                    },
+                    self.timeout,
+                )
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            *target.mode.lock().unwrap_or_else(|e| e.into_inner()) = Mode::WO;
+            self.slots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(target.clone());
+            tracing::info!(replica = %spec, source = %source.spec, "rebuild started: the new replica takes writes (WO)");
+            layers
+        };
+
+        let copied = self
+            .copy_layers(&source, &target, &layers, &mut report)
+            .await;
+        if let Err(e) = copied {
+            target.fail(&e);
+            return Err(failed(e));
+        }
+        let _paused = self.gate.write().await;
+        let revision = source.info(self.timeout).await.map_err(failed)?.revision;
+        if let Err(e) = target
+            .control(Control::FinishRebuild { revision }, self.timeout)
+            .await
+        {
+            target.fail(&e.to_string());
+            return Err(failed(e.to_string()));
+        }
+        *target.mode.lock().unwrap_or_else(|e| e.into_inner()) = Mode::RW;
+        tracing::info!(replica = %spec, bytes = report.bytes_copied, "rebuild finished: replica is RW");
+        Ok(report)
+    }
+
+    async fn copy_layers(
+        &self,
+        source: &Slot,
+        target: &Slot,
+        layers: &[LayerInfo],
+        report: &mut RebuildReport,
+    ) -> Result<(), String> {
+        const CHUNK: u64 = 4 << 20;
+        for layer in layers {
+            if layer.keep {
+                report.layers_skipped += 1;
+                continue;
+            }
+            let extents = match source
+                .control(
+                    Control::LayerExtents {
+                        file: layer.file.clone(),
+                    },
+                    self.timeout,
+                )
+                .await
+            {
+                Ok(ControlReply::Extents { extents }) => extents,
+                Ok(_) => return Err("source answered without extents".into()),
+                Err(e) => return Err(format!("listing extents of {}: {e}", layer.file)),
+            };
+            let name = Arc::new(wire::encode_layer_payload(&layer.file, &[]));
+            for (start, end) in extents {
+                let mut pos = start;
+                while pos < end {
+                    let n = (end - pos).min(CHUNK);
+                    let data = source
+                        .call(
+                            Kind::ReadLayer,
+                            pos,
+                            n as u32,
+                            0,
+                            Some(name.clone()),
+                            self.timeout,
+                        )
+                        .await
+                        .map_err(|e| format!("reading {} from the source: {e}", layer.file))?;
+                    let payload = Arc::new(wire::encode_layer_payload(&layer.file, &data));
+                    target
+                        .call(Kind::WriteLayer, pos, 0, 0, Some(payload), self.timeout)
+                        .await
+                        .map_err(|e| format!("writing {} to the target: {e}", layer.file))?;
+                    report.bytes_copied += n;
+                    pos += n;
+                }
+            }
+            report.layers_copied += 1;
         }
         Ok(())
     }
@@ -455,7 +874,7 @@ impl Engine {
 
 impl BlockDevice for Engine {
     fn size(&self) -> u64 {
-        self.size
+        self.size.load(Ordering::SeqCst)
     }
     fn read_only(&self) -> bool {
         false
@@ -465,11 +884,17 @@ impl BlockDevice for Engine {
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> DeviceResult<()> {
         self.check(offset, buf.len() as u64)?;
-        self.runtime.block_on(self.read_async(buf, offset))
+        self.runtime.block_on(async {
+            let _io = self.gate.read().await;
+            self.read_async(buf, offset).await
+        })
     }
     fn write_at(&self, data: &[u8], offset: u64) -> DeviceResult<()> {
         self.check(offset, data.len() as u64)?;
-        self.runtime.block_on(self.write_async(data, offset, false))
+        self.runtime.block_on(async {
+            let _io = self.gate.read().await;
+            self.write_async(data, offset, false).await
+        })
     }
     fn write_zeroes(&self, offset: u64, len: u64) -> DeviceResult<()> {
         self.check(offset, len)?;

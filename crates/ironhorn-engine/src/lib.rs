@@ -8,4 +8,4 @@ pub mod engine;
 pub mod remote;
 
 pub use device::{BlockDevice, DeviceError, DeviceResult, ReplicaDevice};
-pub use engine::{Engine, EngineError, Mode, ReplicaSpec, SlotStatus};
+pub use engine::{Engine, EngineError, Mode, RebuildReport, ReplicaSpec, SlotStatus};

@@ -38,6 +38,10 @@ pub enum Kind {
     /// A control operation: JSON [`Control`] payload.
     Control,
     Ping,
+    /// Read a range of one layer file: payload = u16 LE name length + file name.
+    ReadLayer,
+    /// Write into one layer file (rebuild target): payload = u16 LE name length + name + data.
+    WriteLayer,
     ResponseOk,
     ResponseErr,
 }
@@ -51,6 +55,8 @@ impl Kind {
             Kind::Flush => 4,
             Kind::Control => 5,
             Kind::Ping => 6,
+            Kind::ReadLayer => 7,
+            Kind::WriteLayer => 8,
             Kind::ResponseOk => 128,
             Kind::ResponseErr => 129,
         }
@@ -64,6 +70,8 @@ impl Kind {
             4 => Kind::Flush,
             5 => Kind::Control,
             6 => Kind::Ping,
+            7 => Kind::ReadLayer,
+            8 => Kind::WriteLayer,
             128 => Kind::ResponseOk,
             129 => Kind::ResponseErr,
             _ => return None,
@@ -167,6 +175,71 @@ pub enum Control {
     SetRebuilding {
         rebuilding: bool,
     },
+    /// Every layer of the tree (snapshots and head).
+    ListLayers,
+    /// Allocated ranges of one layer file.
+    LayerExtents {
+        file: String,
+    },
+    /// CRC-64 of one snapshot file (Longhorn's `.checksum` definition; cached there).
+    LayerChecksum {
+        file: String,
+    },
+    /// Rebuild target: lay out these snapshot files (empty unless `keep`) and start a new
+    /// head on `head_parent`; the replica is marked rebuilding.
+    PrepareRebuild {
+        head_parent: String,
+        layers: Vec<LayerInfo>,
+    },
+    /// Rebuild target: the layers are complete; take this revision and clear rebuilding.
+    FinishRebuild {
+        revision: u64,
+    },
+}
+
+/// One layer of a replica's tree, as rebuild transfers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LayerInfo {
+    /// Image file name (`volume-snap-x.img`, `volume-head-003.img`).
+    pub file: String,
+    /// Parent image file name, empty for the oldest.
+    pub parent: String,
+    pub removed: bool,
+    pub user_created: bool,
+    pub created: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Apparent file length.
+    pub len: u64,
+    /// Allocated bytes.
+    pub allocated: u64,
+    pub is_head: bool,
+    /// PrepareRebuild: the target already holds this file with the same checksum.
+    #[serde(default)]
+    pub keep: bool,
+}
+
+/// Encodes a layer-addressed payload: u16 LE name length, name, then `data`.
+pub fn encode_layer_payload(file: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + file.len() + data.len());
+    out.extend_from_slice(&(file.len() as u16).to_le_bytes());
+    out.extend_from_slice(file.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Splits a layer-addressed payload into the file name and the data after it.
+pub fn decode_layer_payload(payload: &[u8]) -> Result<(&str, &[u8]), FrameError> {
+    let len = payload
+        .get(..2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+        .ok_or_else(|| FrameError::BadControl("layer payload without a name".into()))?;
+    let name = payload
+        .get(2..2 + len)
+        .ok_or_else(|| FrameError::BadControl("layer name longer than the payload".into()))?;
+    let name = std::str::from_utf8(name)
+        .map_err(|_| FrameError::BadControl("layer name is not UTF-8".into()))?;
+    Ok((name, &payload[2 + len..]))
 }
 
 /// What a replica reports about itself.
@@ -187,6 +260,9 @@ pub struct ReplicaInfo {
 pub enum ControlReply {
     Done,
     Info(ReplicaInfo),
+    Layers { layers: Vec<LayerInfo> },
+    Extents { extents: Vec<(u64, u64)> },
+    Checksum { checksum: String },
 }
 
 /// An error as it travels: a machine-readable code and a message for people.
@@ -246,8 +322,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn header_round_trip(kind in 0usize..8, id: u64, offset: u64, len: u32, flags: u32, payload_len in 0u32..=MAX_PAYLOAD) {
-            let kinds = [Kind::Read, Kind::Write, Kind::Unmap, Kind::Flush, Kind::Control, Kind::Ping, Kind::ResponseOk, Kind::ResponseErr];
+        fn header_round_trip(kind in 0usize..10, id: u64, offset: u64, len: u32, flags: u32, payload_len in 0u32..=MAX_PAYLOAD) {
+            let kinds = [Kind::Read, Kind::Write, Kind::Unmap, Kind::Flush, Kind::Control, Kind::Ping, Kind::ResponseOk, Kind::ResponseErr, Kind::ReadLayer, Kind::WriteLayer];
             let h = Header { kind: kinds[kind], id, offset, len, flags, payload_len };
             prop_assert_eq!(Header::decode(&h.encode()).unwrap(), h);
         }
@@ -261,6 +337,7 @@ mod tests {
             let _ = decode_control(&bytes);
             let _ = decode_control_reply(&bytes);
             let _ = decode_error(&bytes);
+            let _ = decode_layer_payload(&bytes);
         }
     }
 }

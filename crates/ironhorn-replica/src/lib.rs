@@ -7,6 +7,7 @@ pub mod error;
 pub mod fsio;
 pub mod net;
 mod ops;
+mod rebuild;
 mod replica;
 pub mod scan;
 pub mod server;

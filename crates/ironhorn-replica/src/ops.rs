@@ -296,12 +296,18 @@ impl Replica {
                 "cannot revert to snapshot {name:?}: it is marked removed"
             )));
         }
+        self.start_new_head(&snap)
+    }
+
+    /// A new empty head on `parent` (commit: volume.meta), the old head deleted, the chain
+    /// reopened. Used by revert and by a rebuild target.
+    pub(crate) fn start_new_head(&mut self, parent: &str) -> Result<()> {
         let old_head = self.layout.head().to_string();
         let new_head = self.next_head_name();
         create_sparse(&self.dir, &new_head, self.size)?;
         let head_meta = DiskMeta {
             name: new_head.clone(),
-            parent: snap.clone(),
+            parent: parent.to_string(),
             created: now_rfc3339(),
             ..DiskMeta::default()
         };
@@ -313,7 +319,7 @@ impl Replica {
         )?;
         self.write_volume_meta(|m| {
             m.head = new_head.clone();
-            m.parent = snap.clone();
+            m.parent = parent.to_string();
             m.dirty = true;
         })?;
         self.remove_files(&[

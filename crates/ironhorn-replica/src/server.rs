@@ -127,7 +127,7 @@ fn error_response(id: u64, code: ErrorCode, message: String) -> Response {
     )
 }
 
-fn code_of(e: &ReplicaError) -> ErrorCode {
+pub fn code_of(e: &ReplicaError) -> ErrorCode {
     match e {
         ReplicaError::OutOfRange { .. } => ErrorCode::OutOfRange,
         ReplicaError::ReadOnly => ErrorCode::ReadOnly,
@@ -187,6 +187,26 @@ pub fn run_control(
         Control::Expand { size } => replica.write().expand(size)?,
         Control::SetRevision { revision } => replica.write().set_revision(revision)?,
         Control::SetRebuilding { rebuilding } => replica.write().set_rebuilding(rebuilding)?,
+        Control::ListLayers => {
+            return Ok(ControlReply::Layers {
+                layers: replica.read().layer_infos(),
+            })
+        }
+        Control::LayerExtents { file } => {
+            return Ok(ControlReply::Extents {
+                extents: replica.read().layer_extents(&file)?,
+            })
+        }
+        Control::LayerChecksum { file } => {
+            return Ok(ControlReply::Checksum {
+                checksum: replica.read().layer_checksum(&file)?,
+            })
+        }
+        Control::PrepareRebuild {
+            head_parent,
+            layers,
+        } => replica.write().prepare_rebuild(&head_parent, &layers)?,
+        Control::FinishRebuild { revision } => replica.write().finish_rebuild(revision)?,
     }
     Ok(ControlReply::Done)
 }
@@ -227,6 +247,31 @@ fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Respons
             Err(e) => fail(e),
         },
         Kind::Ping => ok_response(id, Vec::new()),
+        Kind::ReadLayer | Kind::WriteLayer => {
+            let (file, data) = match wire::decode_layer_payload(&payload) {
+                Ok(parts) => parts,
+                Err(e) => return error_response(id, ErrorCode::Invalid, e.to_string()),
+            };
+            if header.kind == Kind::ReadLayer {
+                if header.len > wire::MAX_PAYLOAD {
+                    return error_response(
+                        id,
+                        ErrorCode::Invalid,
+                        "read larger than 64 MiB".into(),
+                    );
+                }
+                let mut buf = vec![0u8; header.len as usize];
+                match replica.read().read_layer(file, &mut buf, header.offset) {
+                    Ok(()) => ok_response(id, buf),
+                    Err(e) => fail(e),
+                }
+            } else {
+                match replica.read().write_layer(file, data, header.offset) {
+                    Ok(()) => ok_response(id, Vec::new()),
+                    Err(e) => fail(e),
+                }
+            }
+        }
         Kind::Control => match wire::decode_control(&payload) {
             Err(e) => error_response(id, ErrorCode::Invalid, e.to_string()),
             Ok(control) => match run_control(replica, control) {

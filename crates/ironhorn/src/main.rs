@@ -1,6 +1,7 @@
 //! `ironhorn`: one binary, one subcommand per module.
 
 mod engine_cmd;
+mod engine_control;
 mod recover;
 mod replica_cmd;
 mod runtime;

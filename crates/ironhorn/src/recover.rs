@@ -481,15 +481,15 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let volume = names::volume_name_from_dir(&dir_name).to_string();
     let size = replica.size();
     let device = Arc::new(ReplicaDevice::new(replica));
-    let export = Arc::new(Export {
-        name: volume.clone(),
-        description: format!(
+    let export = Arc::new(Export::new(
+        &volume,
+        &format!(
             "{} of {}",
             args.snapshot.as_deref().unwrap_or("head"),
             args.dir.display()
         ),
-        device: device.clone(),
-    });
+        device.clone(),
+    ));
     crate::runtime::run_until_signal(|shutdown| async move {
         let listener = Listener::bind(&args.nbd)
             .await

@@ -5,6 +5,7 @@
 //! calls block, so each request runs on the blocking pool; a writer task sends the replies.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ironhorn_engine::{BlockDevice, DeviceError};
@@ -31,6 +32,19 @@ pub struct Export {
     pub name: String,
     pub description: String,
     pub device: Arc<dyn BlockDevice>,
+    /// Clients in transmission right now.
+    pub connections: AtomicUsize,
+}
+
+impl Export {
+    pub fn new(name: &str, description: &str, device: Arc<dyn BlockDevice>) -> Export {
+        Export {
+            name: name.to_string(),
+            description: description.to_string(),
+            device,
+            connections: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl std::fmt::Debug for Export {
@@ -79,9 +93,11 @@ where
     let mut writer = BufWriter::new(writer);
     match handshake(&mut reader, &mut writer, &export).await {
         Ok(true) => {
-            if let Err(e) = transmission(reader, writer, export, shutdown).await {
+            export.connections.fetch_add(1, Ordering::SeqCst);
+            if let Err(e) = transmission(reader, writer, export.clone(), shutdown).await {
                 tracing::debug!(error = %e, "NBD client dropped");
             }
+            export.connections.fetch_sub(1, Ordering::SeqCst);
         }
         Ok(false) => {}
         Err(e) => tracing::debug!(error = %e, "NBD handshake ended"),
