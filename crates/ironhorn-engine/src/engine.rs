@@ -72,6 +72,21 @@ pub struct Slot {
     backend: Backend,
     mode: Mutex<Mode>,
     reason: Mutex<String>,
+    /// While ERR: what it missed, for an incremental catch-up when it comes back.
+    missed: Mutex<Missed>,
+}
+
+/// Granularity of the regions a failed replica is known to have missed.
+const MISSED_REGION: u64 = 64 * 1024;
+
+/// The writes a failed replica did not get. `whole` once something happened that a
+/// region copy cannot repair (a snapshot, revert, purge, expand or rebuild): then only a
+/// full rebuild brings it back.
+#[derive(Debug, Default)]
+struct Missed {
+    regions: std::collections::BTreeSet<u64>,
+    bytes_written: u64,
+    whole: bool,
 }
 
 /// A replica as `info` reports it.
@@ -85,6 +100,10 @@ pub struct SlotStatus {
 impl Slot {
     pub fn mode(&self) -> Mode {
         *self.mode.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn missed(&self) -> std::sync::MutexGuard<'_, Missed> {
+        self.missed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn fail(&self, why: &str) {
@@ -253,6 +272,10 @@ pub struct RebuildReport {
     pub layers_copied: usize,
     pub layers_skipped: usize,
     pub bytes_copied: u64,
+    /// An incremental catch-up: only what the replica missed while away was copied.
+    pub incremental: bool,
+    /// Bytes the volume took while the replica was away (incremental catch-up only).
+    pub bytes_written_while_away: u64,
 }
 
 async fn open_slot(spec: &ReplicaSpec, size: u64, timeout: Duration) -> Result<Slot, String> {
@@ -282,6 +305,7 @@ async fn open_slot(spec: &ReplicaSpec, size: u64, timeout: Duration) -> Result<S
         backend,
         mode: Mutex::new(Mode::RW),
         reason: Mutex::new(String::new()),
+        missed: Mutex::new(Missed::default()),
     })
 }
 
@@ -430,6 +454,14 @@ impl Engine {
                 Err(e) => slot.fail(&e),
             }
         }
+        if matches!(kind, Kind::Write | Kind::Unmap) {
+            let bytes = if kind == Kind::Write {
+                payload.as_ref().map_or(0, |p| p.len() as u64)
+            } else {
+                u64::from(len)
+            };
+            self.record_missed(offset, bytes);
+        }
         if rw_ok == 0 {
             return Err(DeviceError::Io(format!(
                 "no healthy replica left for volume {}",
@@ -437,6 +469,30 @@ impl Engine {
             )));
         }
         Ok(())
+    }
+
+    /// Every failed replica misses `[offset, offset+len)`.
+    fn record_missed(&self, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        for slot in self.slots().iter().filter(|s| s.mode() == Mode::ERR) {
+            let mut missed = slot.missed();
+            missed.bytes_written += len;
+            if !missed.whole {
+                let first = offset / MISSED_REGION;
+                let last = (offset + len - 1) / MISSED_REGION;
+                missed.regions.extend(first..=last);
+            }
+        }
+    }
+
+    /// Failed replicas can no longer be caught up region by region (the snapshot tree or
+    /// the size changed).
+    fn invalidate_missed(&self) {
+        for slot in self.slots().iter().filter(|s| s.mode() == Mode::ERR) {
+            slot.missed().whole = true;
+        }
     }
 
     async fn read_async(&self, buf: &mut [u8], offset: u64) -> DeviceResult<()> {
@@ -515,6 +571,9 @@ impl Engine {
     /// Runs a control operation on every replica that is not failed. A refusal (bad name,
     /// unknown snapshot) is returned as such and marks nobody; a failure marks that replica ERR.
     async fn control_all(&self, control: Control) -> Result<(), EngineError> {
+        if !matches!(control, Control::Info | Control::ListLayers) {
+            self.invalidate_missed();
+        }
         let targets = self.live();
         let results = join_all(
             targets
@@ -662,7 +721,8 @@ impl Engine {
     /// then the snapshot files' data is copied (allocated extents only; files the target
     /// already holds with the same checksum are skipped), and the target becomes RW.
     pub async fn add_replica(&self, spec: &ReplicaSpec) -> Result<RebuildReport, EngineError> {
-        if self.slots().iter().any(|s| s.spec == *spec) {
+        let returning = self.slots().into_iter().find(|s| s.spec == *spec);
+        if returning.as_ref().is_some_and(|s| s.mode() != Mode::ERR) {
             return Err(EngineError::Refused(format!(
                 "{spec} is already a replica of this volume"
             )));
@@ -670,9 +730,133 @@ impl Engine {
         if self.rebuilding.swap(true, Ordering::SeqCst) {
             return Err(EngineError::Refused("another rebuild is running".into()));
         }
-        let result = self.rebuild(spec).await;
+        let result = match returning {
+            Some(old) => match self.catch_up(spec, &old).await {
+                Ok(report) => Ok(report),
+                Err(why) => {
+                    tracing::warn!(replica = %spec, reason = %why, "incremental catch-up not possible: full rebuild");
+                    self.slots
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|s| !Arc::ptr_eq(s, &old));
+                    self.rebuild(spec).await
+                }
+            },
+            None => self.rebuild(spec).await,
+        };
         self.rebuilding.store(false, Ordering::SeqCst);
         result
+    }
+
+    /// A replica that failed and came back with its data as it was: copy only the regions
+    /// written while it was away (Longhorn would copy the whole replica again).
+    async fn catch_up(&self, spec: &ReplicaSpec, old: &Arc<Slot>) -> Result<RebuildReport, String> {
+        if old.missed().whole {
+            return Err("snapshots or the size changed while it was away".into());
+        }
+        let target = Arc::new(open_slot(spec, self.size(), self.timeout).await?);
+        let info = target.info(self.timeout).await?;
+        if info.rebuilding {
+            return Err("its last rebuild did not finish".into());
+        }
+        if info.size != self.size() {
+            return Err(format!("its size is {} bytes", info.size));
+        }
+        let source = self.first_rw().map_err(|e| e.to_string())?;
+        let tree = |layers: Vec<LayerInfo>| {
+            let head_parent = layers.iter().find(|l| l.is_head).map(|l| l.parent.clone());
+            let snapshots: std::collections::BTreeSet<String> = layers
+                .into_iter()
+                .filter(|l| !l.is_head)
+                .map(|l| l.file)
+                .collect();
+            (head_parent, snapshots)
+        };
+        let theirs = tree(
+            target
+                .layers(self.timeout)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let ours = tree(
+            source
+                .layers(self.timeout)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        if theirs != ours {
+            return Err("its snapshot tree differs from the volume's".into());
+        }
+        let mut report = RebuildReport {
+            replica: spec.to_string(),
+            source: source.spec.to_string(),
+            incremental: true,
+            ..RebuildReport::default()
+        };
+        let regions = {
+            let _paused = self.gate.write().await;
+            target
+                .control(Control::SetRebuilding { rebuilding: true }, self.timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            *target.mode.lock().unwrap_or_else(|e| e.into_inner()) = Mode::WO;
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.retain(|s| !Arc::ptr_eq(s, old));
+            slots.push(target.clone());
+            let missed = std::mem::take(&mut *old.missed());
+            report.bytes_written_while_away = missed.bytes_written;
+            missed.regions
+        };
+        // Runs of missed regions, each copied while I/O is paused so no newer write to the
+        // same region can be overtaken by the copy.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for region in regions {
+            match runs.last_mut() {
+                Some((start, len))
+                    if *start + *len == region * MISSED_REGION && *len < (1 << 20) =>
+                {
+                    *len += MISSED_REGION
+                }
+                _ => runs.push((region * MISSED_REGION, MISSED_REGION)),
+            }
+        }
+        for (start, len) in runs {
+            let len = len.min(self.size().saturating_sub(start));
+            let _paused = self.gate.write().await;
+            let mut data = vec![0u8; len as usize];
+            self.read_async(&mut data, start)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Err(e) = target
+                .call(
+                    Kind::Write,
+                    start,
+                    len as u32,
+                    0,
+                    Some(Arc::new(data)),
+                    self.timeout,
+                )
+                .await
+            {
+                target.fail(&e);
+                return Err(e);
+            }
+            report.bytes_copied += len;
+        }
+        let _paused = self.gate.write().await;
+        let revision = source.info(self.timeout).await?.revision;
+        for control in [
+            Control::SetRevision { revision },
+            Control::SetRebuilding { rebuilding: false },
+        ] {
+            if let Err(e) = target.control(control, self.timeout).await {
+                target.fail(&e.to_string());
+                return Err(e.to_string());
+            }
+        }
+        *target.mode.lock().unwrap_or_else(|e| e.into_inner()) = Mode::RW;
+        tracing::info!(replica = %spec, copied = report.bytes_copied, written = report.bytes_written_while_away, "caught up incrementally: replica is RW");
+        Ok(report)
     }
 
     async fn rebuild(&self, spec: &ReplicaSpec) -> Result<RebuildReport, EngineError> {

@@ -162,6 +162,15 @@ pub fn run(cmd: EngineCommand) -> Result<()> {
             if client.json {
                 return print_json(&report);
             }
+            if report["incremental"] == serde_json::Value::Bool(true) {
+                println!(
+                    "{address} caught up incrementally from {}: {} copied for {} written while it was away",
+                    report["source"].as_str().unwrap_or("?"),
+                    human_size(report["bytes_copied"].as_u64().unwrap_or(0)),
+                    human_size(report["bytes_written_while_away"].as_u64().unwrap_or(0)),
+                );
+                return Ok(());
+            }
             println!(
                 "{address} rebuilt from {}: {} copied ({} snapshot files), {} skipped as identical",
                 report["source"].as_str().unwrap_or("?"),

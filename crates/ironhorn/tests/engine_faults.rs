@@ -76,7 +76,11 @@ fn free_port() -> u16 {
 }
 
 fn replica_server(dir: &Path, size: &str) -> (Proc, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
+    replica_server_at(dir, size, &format!("127.0.0.1:{}", free_port()))
+}
+
+fn replica_server_at(dir: &Path, size: &str, addr: &str) -> (Proc, String) {
+    let addr = addr.to_string();
     let p = Proc::spawn(&[
         "replica".into(),
         "serve".into(),
@@ -479,4 +483,65 @@ fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
         let hashes: Vec<String> = dirs.iter().map(|d| view_sha(d, view)).collect();
         assert!(hashes.iter().all(|h| *h == hashes[0]), "{view}: {hashes:?}");
     }
+}
+
+#[test]
+fn a_replica_back_within_seconds_catches_up_incrementally() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (1..=3)
+        .map(|i| tmp.path().join(format!("vol-c{i}-0000000{i}")))
+        .collect();
+    let (_r2, a2) = replica_server(&dirs[1], "256Mi");
+    let (mut r3, a3) = replica_server(&dirs[2], "256Mi");
+    let socket = tmp.path().join("c.sock");
+    let control = format!("127.0.0.1:{}", free_port());
+    let replicas = vec![
+        format!("file:{}", dirs[0].display()),
+        a2.clone(),
+        a3.clone(),
+    ];
+    let mut eng = engine_with_control("c", "256Mi", &replicas, &socket, &control);
+    let uri = format!("nbd+unix:///c?socket={}", socket.display());
+    let qemu_io = |cmds: &[&str]| {
+        let mut args = vec!["-f", "raw", uri.as_str()];
+        for c in cmds {
+            args.push("-c");
+            args.push(c);
+        }
+        let out = Command::new("qemu-io").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // 64 MiB of data everywhere, then replica 3 goes away (process killed).
+    qemu_io(&["write -P 0x21 0 64M"]);
+    r3.signal("-KILL");
+    // While it is away: 3 MiB in three places, one unaligned.
+    qemu_io(&[
+        "write -P 0x22 1M 1M",
+        "write -P 0x23 100M 1M",
+        "write -P 0x24 200001 1000000",
+    ]);
+    eng.wait_for("replica failed: marked ERR");
+    // It comes back with its directory as it was.
+    let (_r3, _) = replica_server_at(&dirs[2], "256Mi", &a3);
+    let added: serde_json::Value =
+        serde_json::from_str(&cli_ok(&control, &["replica", "add", &a3, "--json"])).unwrap();
+    assert_eq!(added["incremental"], true, "{added}");
+    let copied = added["bytes_copied"].as_u64().unwrap();
+    let written = added["bytes_written_while_away"].as_u64().unwrap();
+    assert!(written >= 3_000_000, "{added}");
+    // Only the regions written while away (rounded to 64 KiB) were copied, not 64 MiB.
+    assert!(copied < 4 * MIB, "{added}");
+    eprintln!("incremental catch-up: copied {copied} bytes for {written} bytes written while away");
+    let info = cli_ok(&control, &["info", "--json"]);
+    assert_eq!(info.matches("\"RW\"").count(), 3, "{info}");
+    qemu_io(&["write -P 0x25 5M 64k"]);
+    assert!(eng.signal("-TERM").success());
+    drop(_r2);
+    drop(_r3);
+    let hashes: Vec<String> = dirs.iter().map(|d| export_sha(d)).collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 }
