@@ -545,3 +545,103 @@ fn a_replica_back_within_seconds_catches_up_incrementally() {
     let hashes: Vec<String> = dirs.iter().map(|d| export_sha(d)).collect();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 }
+
+/// nbdsh run with Debian's python3 (which has the libnbd module) first on PATH.
+fn nbdsh() -> Command {
+    let mut cmd = Command::new("nbdsh");
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("/usr/bin:/bin:{path}"));
+    cmd
+}
+
+const WRITER: &str = r#"
+import struct, sys
+BLOCKS = 1024
+def block(gen, i):
+    head = struct.pack('<QQ', gen, i)
+    return head + bytes([(gen * 31 + i) % 251]) * (4096 - len(head))
+gen = 0
+while True:
+    gen += 1
+    pending = []
+    for i in range(BLOCKS):
+        pending.append(h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(block(gen, i))), i * 4096))
+        while h.aio_in_flight() >= 16:
+            h.poll(-1)
+    while h.aio_in_flight() > 0:
+        h.poll(-1)
+    for c in pending:
+        h.aio_command_completed(c)
+    h.flush()
+    print("flushed", gen, flush=True)
+"#;
+
+const CHECKER: &str = r#"
+import struct, sys
+BLOCKS = 1024
+flushed = FLUSHED
+gens = set()
+for i in range(BLOCKS):
+    data = h.pread(4096, i * 4096)
+    gen, idx = struct.unpack('<QQ', data[:16])
+    assert idx == i, (i, idx)
+    assert data[16:] == bytes([(gen * 31 + i) % 251]) * 4080, ("torn block", i)
+    assert gen >= flushed, ("lost a flushed write", i, gen, flushed)
+    assert gen <= flushed + 1, ("a write from the future", i, gen)
+    gens.add(gen)
+print("ok", sorted(gens))
+"#;
+
+#[test]
+fn killing_the_engine_loses_no_flushed_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (1..=3)
+        .map(|i| tmp.path().join(format!("vol-k{i}-0000000{i}")))
+        .collect();
+    let (_r2, a2) = replica_server(&dirs[1], "16Mi");
+    let (_r3, a3) = replica_server(&dirs[2], "16Mi");
+    let socket = tmp.path().join("k.sock");
+    let replicas = vec![format!("file:{}", dirs[0].display()), a2, a3];
+    let mut eng = engine("k", "16Mi", &replicas, &socket);
+    let uri = format!("nbd+unix:///k?socket={}", socket.display());
+
+    let mut writer = nbdsh()
+        .args(["-u", &uri, "-c", WRITER])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+    let mut flushed = 0u64;
+    while flushed < 3 {
+        let line = lines.next().expect("writer ended early").unwrap();
+        flushed = line.trim_start_matches("flushed ").parse().unwrap();
+    }
+    // Kill it in the middle of the next generation's writes.
+    std::thread::sleep(Duration::from_millis(30));
+    eng.signal("-KILL");
+    for line in lines.map_while(Result::ok) {
+        if let Some(g) = line.strip_prefix("flushed ") {
+            flushed = g.parse().unwrap();
+        }
+    }
+    let _ = writer.wait();
+
+    let eng = engine("k", "16Mi", &replicas, &socket);
+    let out = nbdsh()
+        .args([
+            "-u",
+            &uri,
+            "-c",
+            &CHECKER.replace("FLUSHED", &flushed.to_string()),
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("ok"),
+        "after generation {flushed}:\n{text}\n{}",
+        eng.text()
+    );
+}
