@@ -130,49 +130,14 @@ impl Slot {
                 .await
                 .map_err(|e| e.to_string()),
             Backend::Local(replica) => {
+                if ON_DATA_PATH.with(|f| f.get()) {
+                    // A blocking thread that is waiting for this very call: do the I/O here
+                    // (remote replicas were sent their copy first).
+                    return local_call(replica, kind, offset, len, flags, payload);
+                }
                 let replica = replica.clone();
-                tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-                    let e = |e: ironhorn_replica::ReplicaError| e.to_string();
-                    match kind {
-                        Kind::Read => {
-                            let mut buf = vec![0u8; len as usize];
-                            replica.read_at(&mut buf, offset).map_err(e)?;
-                            Ok(buf)
-                        }
-                        Kind::Write => {
-                            let data = payload.unwrap_or_default();
-                            replica.write_at(&data, offset).map_err(e)?;
-                            if flags & wire::FLAG_FUA != 0 {
-                                replica.flush().map_err(e)?;
-                            }
-                            Ok(Vec::new())
-                        }
-                        Kind::Unmap => replica
-                            .unmap(offset, u64::from(len))
-                            .map(|_| Vec::new())
-                            .map_err(e),
-                        Kind::Flush => replica.flush().map(|()| Vec::new()).map_err(e),
-                        Kind::ReadLayer | Kind::WriteLayer => {
-                            let payload = payload.unwrap_or_default();
-                            let (file, data) =
-                                wire::decode_layer_payload(&payload).map_err(|e| e.to_string())?;
-                            if kind == Kind::ReadLayer {
-                                let mut buf = vec![0u8; len as usize];
-                                replica
-                                    .read()
-                                    .read_layer(file, &mut buf, offset)
-                                    .map_err(e)?;
-                                Ok(buf)
-                            } else {
-                                replica.read().write_layer(file, data, offset).map_err(e)?;
-                                Ok(Vec::new())
-                            }
-                        }
-                        Kind::Ping => Ok(Vec::new()),
-                        Kind::Control | Kind::ResponseOk | Kind::ResponseErr => {
-                            Err(format!("{kind:?} is not a data request"))
-                        }
-                    }
+                tokio::task::spawn_blocking(move || {
+                    local_call(&replica, kind, offset, len, flags, payload)
                 })
                 .await
                 .map_err(|e| format!("local replica task failed: {e}"))?
@@ -231,6 +196,70 @@ impl Slot {
         match self.control(Control::ListLayers, timeout).await? {
             ControlReply::Layers { layers } => Ok(layers),
             _ => Err(CallError::Failed("replica answered without layers".into())),
+        }
+    }
+}
+
+thread_local! {
+    /// Set while a blocking thread runs a data-path request through `Handle::block_on`.
+    static ON_DATA_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on this (blocking) thread with in-process replica I/O done inline.
+fn on_data_path<T>(runtime: &tokio::runtime::Handle, f: impl std::future::Future<Output = T>) -> T {
+    ON_DATA_PATH.with(|flag| flag.set(true));
+    let out = runtime.block_on(f);
+    ON_DATA_PATH.with(|flag| flag.set(false));
+    out
+}
+
+/// One data request to an in-process replica.
+fn local_call(
+    replica: &SharedReplica,
+    kind: Kind,
+    offset: u64,
+    len: u32,
+    flags: u32,
+    payload: Option<Arc<Vec<u8>>>,
+) -> Result<Vec<u8>, String> {
+    let e = |e: ironhorn_replica::ReplicaError| e.to_string();
+    match kind {
+        Kind::Read => {
+            let mut buf = vec![0u8; len as usize];
+            replica.read_at(&mut buf, offset).map_err(e)?;
+            Ok(buf)
+        }
+        Kind::Write => {
+            let data = payload.unwrap_or_default();
+            replica.write_at(&data, offset).map_err(e)?;
+            if flags & wire::FLAG_FUA != 0 {
+                replica.flush().map_err(e)?;
+            }
+            Ok(Vec::new())
+        }
+        Kind::Unmap => replica
+            .unmap(offset, u64::from(len))
+            .map(|_| Vec::new())
+            .map_err(e),
+        Kind::Flush => replica.flush().map(|()| Vec::new()).map_err(e),
+        Kind::ReadLayer | Kind::WriteLayer => {
+            let payload = payload.unwrap_or_default();
+            let (file, data) = wire::decode_layer_payload(&payload).map_err(|e| e.to_string())?;
+            if kind == Kind::ReadLayer {
+                let mut buf = vec![0u8; len as usize];
+                replica
+                    .read()
+                    .read_layer(file, &mut buf, offset)
+                    .map_err(e)?;
+                Ok(buf)
+            } else {
+                replica.read().write_layer(file, data, offset).map_err(e)?;
+                Ok(Vec::new())
+            }
+        }
+        Kind::Ping => Ok(Vec::new()),
+        Kind::Control | Kind::ResponseOk | Kind::ResponseErr => {
+            Err(format!("{kind:?} is not a data request"))
         }
     }
 }
@@ -423,10 +452,14 @@ impl Engine {
 
     /// Replicas that receive writes (RW and WO).
     fn live(&self) -> Vec<Arc<Slot>> {
-        self.slots()
+        let mut live: Vec<Arc<Slot>> = self
+            .slots()
             .into_iter()
             .filter(|s| s.mode() != Mode::ERR)
-            .collect()
+            .collect();
+        // Remote replicas first: their requests go out before in-process I/O runs inline.
+        live.sort_by_key(|s| matches!(s.backend, Backend::Local(_)));
+        live
     }
 
     /// Sends one request to every replica that is not failed; succeeds when every RW replica
@@ -1068,14 +1101,14 @@ impl BlockDevice for Engine {
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> DeviceResult<()> {
         self.check(offset, buf.len() as u64)?;
-        self.runtime.block_on(async {
+        on_data_path(&self.runtime, async {
             let _io = self.gate.read().await;
             self.read_async(buf, offset).await
         })
     }
     fn write_at(&self, data: &[u8], offset: u64) -> DeviceResult<()> {
         self.check(offset, data.len() as u64)?;
-        self.runtime.block_on(async {
+        on_data_path(&self.runtime, async {
             let _io = self.gate.read().await;
             self.write_async(data, offset, false).await
         })
@@ -1086,8 +1119,10 @@ impl BlockDevice for Engine {
         let mut pos = offset;
         while pos < offset + len {
             let n = (offset + len - pos).min(MAX_CALL) as usize;
-            self.runtime
-                .block_on(self.write_async(&zeros[..n], pos, false))?;
+            on_data_path(&self.runtime, async {
+                let _io = self.gate.read().await;
+                self.write_async(&zeros[..n], pos, false).await
+            })?;
             pos += n as u64;
         }
         Ok(())
@@ -1097,14 +1132,23 @@ impl BlockDevice for Engine {
         let mut pos = offset;
         while pos < offset + len {
             let n = (offset + len - pos).min(1 << 30);
-            self.runtime
-                .block_on(self.fan_out(Kind::Unmap, pos, n as u32, 0, None))?;
+            on_data_path(&self.runtime, async {
+                let _io = self.gate.read().await;
+                // While a replica is rebuilt its older layers are still arriving: a trim is
+                // only a hint, so it is skipped rather than made to race the copy.
+                if self.rebuilding.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                self.fan_out(Kind::Unmap, pos, n as u32, 0, None).await
+            })?;
             pos += n;
         }
         Ok(())
     }
     fn flush(&self) -> DeviceResult<()> {
-        self.runtime
-            .block_on(self.fan_out(Kind::Flush, 0, 0, 0, None))
+        on_data_path(&self.runtime, async {
+            let _io = self.gate.read().await;
+            self.fan_out(Kind::Flush, 0, 0, 0, None).await
+        })
     }
 }
