@@ -547,6 +547,19 @@ impl Engine {
                 }
                 let slot =
                     &readable[self.next_read.fetch_add(1, Ordering::Relaxed) % readable.len()];
+                if let (Backend::Local(replica), true) =
+                    (&slot.backend, ON_DATA_PATH.with(|f| f.get()))
+                {
+                    // In-process replica on the request's own thread: read straight into
+                    // the caller's buffer.
+                    match replica.read_at(&mut buf[done..done + n], pos) {
+                        Ok(()) => break,
+                        Err(e) => {
+                            slot.fail(&e.to_string());
+                            continue;
+                        }
+                    }
+                }
                 match slot
                     .call(Kind::Read, pos, n as u32, 0, None, self.timeout)
                     .await

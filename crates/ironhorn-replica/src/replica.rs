@@ -411,16 +411,27 @@ impl Replica {
     /// Makes every acknowledged write durable (head data and the revision counter).
     pub fn flush(&self) -> Result<()> {
         let head = self.head_layer()?;
-        head.file
-            .sync_data()
-            .map_err(ReplicaError::io("flushing", self.dir.join(&head.name)))?;
-        if let Some(file) = &self.revision_file {
-            file.sync_data().map_err(ReplicaError::io(
-                "flushing",
-                self.dir.join(names::REVISION_COUNTER),
-            ))?;
-        }
-        Ok(())
+        let sync_head = || {
+            head.file
+                .sync_data()
+                .map_err(ReplicaError::io("flushing", self.dir.join(&head.name)))
+        };
+        let Some(counter) = &self.revision_file else {
+            return sync_head();
+        };
+        // Both files must be durable; their syncs overlap rather than queue.
+        std::thread::scope(|scope| {
+            let counter_synced = scope.spawn(|| counter.sync_data());
+            let head_synced = sync_head();
+            let counter_synced = counter_synced
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("sync thread failed")))
+                .map_err(ReplicaError::io(
+                    "flushing",
+                    self.dir.join(names::REVISION_COUNTER),
+                ));
+            head_synced.and(counter_synced)
+        })
     }
 
     /// Flushes and marks the replica cleanly closed (`Dirty:false`).

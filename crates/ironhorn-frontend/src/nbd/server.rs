@@ -34,7 +34,14 @@ pub struct Export {
     pub device: Arc<dyn BlockDevice>,
     /// Clients in transmission right now.
     pub connections: AtomicUsize,
+    /// Threads that run requests against the device (its calls block).
+    workers: std::sync::OnceLock<crossbeam_channel::Sender<Job>>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Request threads per export: enough for every request of a QD32 client, and then some.
+const WORKERS: usize = 48;
 
 impl Export {
     pub fn new(name: &str, description: &str, device: Arc<dyn BlockDevice>) -> Export {
@@ -43,6 +50,32 @@ impl Export {
             description: description.to_string(),
             device,
             connections: AtomicUsize::new(0),
+            workers: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs `job` on one of the export's request threads (started on first use).
+    fn run(&self, job: Job) {
+        let workers = self.workers.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+            for i in 0..WORKERS {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("nbd-io-{i}"))
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            job();
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "starting an NBD request thread failed");
+                }
+            }
+            tx
+        });
+        if let Err(crossbeam_channel::SendError(job)) = workers.send(job) {
+            // No request thread could be started: run it here rather than drop it.
+            job();
         }
     }
 }
@@ -320,18 +353,11 @@ async fn read_requests<R: AsyncRead + Unpin>(
             .map_err(|_| io::Error::other("request limiter closed"))?;
         let device = export.device.clone();
         let tx = tx.clone();
-        tokio::spawn(async move {
-            let reply =
-                tokio::task::spawn_blocking(move || execute(device.as_ref(), request, payload))
-                    .await
-                    .unwrap_or_else(|_| Reply {
-                        error: proto::EIO,
-                        cookie: request.cookie,
-                        data: Vec::new(),
-                    });
-            let _ = tx.send(reply).await;
+        export.run(Box::new(move || {
+            let reply = execute(device.as_ref(), request, payload);
+            let _ = tx.blocking_send(reply);
             drop(permit);
-        });
+        }));
     }
 }
 
