@@ -76,6 +76,7 @@ pub enum Warning {
         size: u64,
     },
     StaleChecksum(String),
+    Encrypted,
     BadChecksumFile {
         file: String,
         reason: String,
@@ -98,6 +99,7 @@ impl fmt::Display for Warning {
             Warning::UnknownFile(file) => write!(f, "unknown file {file} (ignored)"),
             Warning::DanglingBranch { layer, parent } => write!(f, "{layer} is off the live chain and names a missing parent {parent}"),
             Warning::HeadShorterThanVolume { head_len, size } => write!(f, "the head image is {head_len} bytes, shorter than the volume size {size}; the tail reads from older layers or as zeros"),
+            Warning::Encrypted => write!(f, "the volume is encrypted (LUKS, Longhorn 1.12+): its data is the encrypted device; open an export with `cryptsetup luksOpen`"),
             Warning::StaleChecksum(file) => write!(f, "stale checksum {file}: the snapshot file changed (or was copied) after it was hashed"),
             Warning::BadChecksumFile { file, reason } => write!(f, "unreadable checksum file {file}: {reason}"),
             Warning::ParentMismatch { volume_meta, head_meta } => write!(f, "volume.meta says the head's parent is {volume_meta:?} but the head's meta says {head_meta:?}; the head's meta wins"),
@@ -194,6 +196,9 @@ pub fn analyze(facts: &DirFacts) -> Result<Layout, FormatError> {
     }
     if vm.rebuilding {
         warnings.push(Warning::Rebuilding);
+    }
+    if vm.extra.get("Encrypted") == Some(&serde_json::Value::Bool(true)) {
+        warnings.push(Warning::Encrypted);
     }
     for file in &facts.other_files {
         if names::is_temp_file(file) {

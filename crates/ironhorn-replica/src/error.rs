@@ -37,6 +37,8 @@ pub enum ReplicaError {
     TooManySnapshots { layers: usize, max: usize },
     #[error("invalid size {size}: {reason}")]
     InvalidSize { size: u64, reason: &'static str },
+    #[error("backing file {path}: {reason}")]
+    BackingFile { path: PathBuf, reason: String },
     #[error("{0}")]
     Refused(String),
 }

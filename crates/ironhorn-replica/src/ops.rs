@@ -23,7 +23,7 @@ use ironhorn_format::{MAX_CHAIN_LENGTH, SECTOR_SIZE};
 use crate::error::{ReplicaError, Result};
 use crate::fsio;
 use crate::replica::{
-    check_size, create_sparse, load_layout, now_rfc3339, write_meta, Layer, Replica,
+    check_size, create_sparse, load_layout, now_rfc3339, open_backing, write_meta, Layer, Replica,
 };
 
 /// What to record for a new snapshot.
@@ -122,6 +122,9 @@ impl Replica {
                 .map_err(ReplicaError::io("inspecting", &path))?
                 .len();
             chain.push(Layer { name, file, len });
+        }
+        if let Some(backing) = open_backing(&self.layout.volume_meta.backing_file_path)? {
+            chain.insert(0, backing);
         }
         self.chain = chain;
         self.rebuild_map()

@@ -174,6 +174,9 @@ impl Replica {
                 .len();
             chain.push(Layer { name, file, len });
         }
+        if let Some(backing) = open_backing(&layout.volume_meta.backing_file_path)? {
+            chain.insert(0, backing);
+        }
         let size = layout.volume_meta.size;
         let revision_path = dir.join(names::REVISION_COUNTER);
         let (revision, revision_file) = open_revision(&revision_path, writable)?;
@@ -477,6 +480,36 @@ impl Replica {
         self.layout.volume_meta = meta;
         Ok(())
     }
+}
+
+/// The backing image named in `volume.meta`, opened read-only as the oldest layer (Longhorn's
+/// layer index 1). Raw images only.
+pub(crate) fn open_backing(path: &str) -> Result<Option<Layer>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let fail = |reason: String| ReplicaError::BackingFile {
+        path: PathBuf::from(path),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| {
+        fail(format!(
+            "{e} (the replica's volume.meta names it; copy the backing image to that path)"
+        ))
+    })?;
+    let mut magic = [0u8; 4];
+    let got = fsio::read_full_at(&file, &mut magic, 0).map_err(|e| fail(e.to_string()))?;
+    if got == 4 && magic == *b"QFI\xfb" {
+        return Err(fail(
+            "it is a qcow2 image, which is not supported yet: convert it with `qemu-img convert -O raw` and point volume.meta's BackingFilePath at the raw copy".into(),
+        ));
+    }
+    let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+    Ok(Some(Layer {
+        name: format!("backing:{path}"),
+        file,
+        len,
+    }))
 }
 
 /// Byte range of a run clipped to `[offset, end)`.

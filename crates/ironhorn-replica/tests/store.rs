@@ -258,3 +258,63 @@ fn the_chain_stops_at_longhorns_limit() {
     let reopened = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
     assert_eq!(reopened.chain().len(), 249);
 }
+
+fn set_backing(dir: &Path, backing: &Path) {
+    let mut vm = volume_meta(dir);
+    vm.backing_file_path = backing.display().to_string();
+    std::fs::write(dir.join("volume.meta"), vm.encode()).unwrap();
+}
+
+#[test]
+fn a_raw_backing_file_is_the_oldest_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = tmp.path().join("base.raw");
+    std::fs::write(&backing, vec![9u8; 64 * 1024]).unwrap();
+    let dir = tmp.path().join("vol-0000000b");
+    Replica::create(&dir, MIB).unwrap().close().unwrap();
+    set_backing(&dir, &backing);
+    let mut replica = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
+    replica.write_at(&[1u8; 4096], 4096).unwrap();
+    replica.snapshot(&SnapshotSpec::user("s")).unwrap();
+    let mut buf = vec![0u8; 3 * 4096];
+    replica.read_at(&mut buf, 0).unwrap();
+    assert!(buf[..4096].iter().all(|b| *b == 9));
+    assert!(buf[4096..8192].iter().all(|b| *b == 1));
+    assert!(buf[8192..].iter().all(|b| *b == 9));
+    let mut tail = vec![7u8; 4096];
+    replica.read_at(&mut tail, 512 * 1024).unwrap();
+    assert!(tail.iter().all(|b| *b == 0), "past the backing file: zeros");
+    replica.close().unwrap();
+    let view = Replica::open(&dir, &ReplicaOptions::snapshot("s")).unwrap();
+    let mut first = vec![0u8; 4096];
+    view.read_at(&mut first, 0).unwrap();
+    assert!(first.iter().all(|b| *b == 9));
+}
+
+#[test]
+fn a_missing_or_qcow2_backing_file_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-0000000c");
+    Replica::create(&dir, MIB).unwrap().close().unwrap();
+    set_backing(&dir, &tmp.path().join("gone.raw"));
+    let err = Replica::open(&dir, &ReplicaOptions::read_only())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gone.raw"), "{err}");
+    let qcow = tmp.path().join("base.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-f", "qcow2"])
+        .arg(&qcow)
+        .arg("1M")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    set_backing(&dir, &qcow);
+    let err = Replica::open(&dir, &ReplicaOptions::read_only())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("qcow2") && err.contains("qemu-img convert"),
+        "{err}"
+    );
+}
