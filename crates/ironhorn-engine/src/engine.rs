@@ -1,7 +1,8 @@
 //! The engine: one volume served from N replicas. A write goes to every replica that is not
 //! failed, in parallel, and succeeds when every RW replica has it; a replica that fails or
 //! does not answer in time is marked ERR and dropped, and I/O goes on while one RW replica
-//! remains. Reads go round-robin to RW replicas. FLUSH and FUA reach every replica.
+//! remains. Reads go to the in-process replica when there is a healthy one (no network hop),
+//! else round-robin to RW replicas. FLUSH and FUA reach every replica.
 //!
 //! At start the engine asks every replica for its revision counter (one increment per write
 //! request, so equal for replicas that saw the same writes) and serves only from those with
@@ -545,8 +546,17 @@ impl Engine {
                         self.volume
                     )));
                 }
-                let slot =
-                    &readable[self.next_read.fetch_add(1, Ordering::Relaxed) % readable.len()];
+                // An in-process replica answers without a network hop: it serves every read
+                // while it is healthy; otherwise reads go round-robin.
+                let slot = match readable
+                    .iter()
+                    .find(|s| matches!(s.backend, Backend::Local(_)))
+                {
+                    Some(local) => local,
+                    None => {
+                        &readable[self.next_read.fetch_add(1, Ordering::Relaxed) % readable.len()]
+                    }
+                };
                 if let (Backend::Local(replica), true) =
                     (&slot.backend, ON_DATA_PATH.with(|f| f.get()))
                 {
@@ -1026,6 +1036,8 @@ impl Engine {
         report: &mut RebuildReport,
     ) -> Result<(), String> {
         const CHUNK: u64 = 4 << 20;
+        const COPIES_IN_FLIGHT: usize = 6;
+        use futures::StreamExt;
         for layer in layers {
             if layer.keep {
                 report.layers_skipped += 1;
@@ -1045,29 +1057,36 @@ impl Engine {
                 Err(e) => return Err(format!("listing extents of {}: {e}", layer.file)),
             };
             let name = Arc::new(wire::encode_layer_payload(&layer.file, &[]));
+            let mut chunks = Vec::new();
             for (start, end) in extents {
                 let mut pos = start;
                 while pos < end {
                     let n = (end - pos).min(CHUNK);
+                    chunks.push((pos, n));
+                    pos += n;
+                }
+            }
+            // Several chunks in flight: reading the source and writing the target overlap.
+            let file = &layer.file;
+            let copies = futures::stream::iter(chunks.into_iter().map(|(pos, n)| {
+                let name = name.clone();
+                async move {
                     let data = source
-                        .call(
-                            Kind::ReadLayer,
-                            pos,
-                            n as u32,
-                            0,
-                            Some(name.clone()),
-                            self.timeout,
-                        )
+                        .call(Kind::ReadLayer, pos, n as u32, 0, Some(name), self.timeout)
                         .await
-                        .map_err(|e| format!("reading {} from the source: {e}", layer.file))?;
-                    let payload = Arc::new(wire::encode_layer_payload(&layer.file, &data));
+                        .map_err(|e| format!("reading {file} from the source: {e}"))?;
+                    let payload = Arc::new(wire::encode_layer_payload(file, &data));
                     target
                         .call(Kind::WriteLayer, pos, 0, 0, Some(payload), self.timeout)
                         .await
-                        .map_err(|e| format!("writing {} to the target: {e}", layer.file))?;
-                    report.bytes_copied += n;
-                    pos += n;
+                        .map_err(|e| format!("writing {file} to the target: {e}"))?;
+                    Ok::<u64, String>(n)
                 }
+            }))
+            .buffer_unordered(COPIES_IN_FLIGHT);
+            futures::pin_mut!(copies);
+            while let Some(copied) = futures::StreamExt::next(&mut copies).await {
+                report.bytes_copied += copied?;
             }
             report.layers_copied += 1;
         }
