@@ -81,6 +81,18 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             Header::decode(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let mut payload = vec![0u8; header.payload_len as usize];
         reader.read_exact(&mut payload).await?;
+        if matches!(header.kind, Kind::Read | Kind::Write | Kind::Ping)
+            && header.flags & wire::FLAG_FUA == 0
+        {
+            // Page-cache I/O takes microseconds: done right here, it saves two thread hops
+            // per request. Anything that may wait on the disk (flush, FUA, unmap, control,
+            // layer copies) goes to the blocking pool.
+            let response = execute(replica, header, payload);
+            tx.send(response)
+                .await
+                .map_err(|_| io::Error::other("reply writer stopped"))?;
+            continue;
+        }
         let permit = limit
             .clone()
             .acquire_owned()
