@@ -432,6 +432,34 @@ impl Engine {
         &self.volume
     }
 
+    /// Pings every remote replica every `interval` (Longhorn: 2 s), so a replica that died
+    /// while the volume is idle is marked ERR without waiting for the next write. Stops when
+    /// the engine is dropped.
+    pub fn spawn_keepalive(self: &Arc<Self>, interval: Duration) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                let remotes: Vec<Arc<Slot>> = engine
+                    .live()
+                    .into_iter()
+                    .filter(|s| matches!(s.backend, Backend::Remote(_)))
+                    .collect();
+                let pings = remotes
+                    .iter()
+                    .map(|s| s.call(Kind::Ping, 0, 0, 0, None, engine.timeout));
+                for (slot, result) in remotes.iter().zip(join_all(pings).await) {
+                    if let Err(e) = result {
+                        slot.fail(&format!("no answer to keep-alive ping: {e}"));
+                    }
+                }
+            }
+        });
+    }
+
     fn slots(&self) -> Vec<Arc<Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

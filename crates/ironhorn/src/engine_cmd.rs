@@ -356,6 +356,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             );
         }
         let engine = Arc::new(engine);
+        engine.spawn_keepalive(Duration::from_secs(2));
         let export = Arc::new(Export::new(
             &args.volume,
             &format!("volume {}", args.volume),

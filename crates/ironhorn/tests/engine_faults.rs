@@ -645,3 +645,37 @@ fn killing_the_engine_loses_no_flushed_write() {
         eng.text()
     );
 }
+
+#[test]
+fn a_replica_that_dies_while_idle_is_marked_err_by_the_keepalive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-i1-00000001");
+    let (_r1, a1) = replica_server(&tmp.path().join("vol-i0-00000000"), "16Mi");
+    let (mut r2, a2) = replica_server(&dir, "16Mi");
+    let socket = tmp.path().join("i.sock");
+    let control = format!("127.0.0.1:{}", free_port());
+    let _eng = engine_with_control("i", "16Mi", &[a1, a2.clone()], &socket, &control);
+    r2.signal("-KILL");
+    // No I/O at all: only the keep-alive can notice.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = cli_ok(&control, &["replica", "ls", "--json"]);
+        let replicas: serde_json::Value = serde_json::from_str(&info).unwrap();
+        let killed = replicas
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["address"] == a2.as_str())
+            .unwrap()
+            .clone();
+        if killed["mode"] == "ERR" {
+            assert!(
+                killed["reason"].as_str().unwrap().contains("keep-alive"),
+                "{killed}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never marked ERR: {info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
