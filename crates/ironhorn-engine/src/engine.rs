@@ -18,7 +18,7 @@ use ironhorn_proto::replica::{
     self as wire, Control, ControlReply, ErrorCode, Kind, LayerInfo, ReplicaInfo,
 };
 use ironhorn_replica::net::Addr;
-use ironhorn_replica::server::{code_of, replica_info, run_control};
+use ironhorn_replica::server::{code_of, run_control};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
 use serde::Serialize;
 
@@ -1136,16 +1136,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    pub fn local_info(&self) -> Vec<ReplicaInfo> {
-        self.slots()
-            .iter()
-            .filter_map(|s| match &s.backend {
-                Backend::Local(r) => Some(replica_info(r)),
-                Backend::Remote(_) => None,
-            })
-            .collect()
     }
 }
 

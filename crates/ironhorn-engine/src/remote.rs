@@ -39,7 +39,6 @@ struct Outgoing {
 
 #[derive(Debug)]
 pub struct RemoteReplica {
-    addr: Addr,
     tx: mpsc::Sender<Outgoing>,
     pending: Pending,
     next_id: AtomicU64,
@@ -131,16 +130,11 @@ impl RemoteReplica {
         });
 
         Ok(RemoteReplica {
-            addr: addr.clone(),
             tx,
             pending,
             next_id: AtomicU64::new(1),
             closed,
         })
-    }
-
-    pub fn addr(&self) -> &Addr {
-        &self.addr
     }
 
     pub fn is_closed(&self) -> bool {

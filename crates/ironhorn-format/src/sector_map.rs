@@ -45,21 +45,6 @@ impl SectorMap {
         }
     }
 
-    /// Builds the map from each layer's extents, oldest layer first: newer layers win.
-    pub fn from_extents<'a>(
-        sectors: u64,
-        layers: impl IntoIterator<Item = (LayerIndex, &'a [Extent])>,
-    ) -> Self {
-        let mut map = SectorMap::new(sectors);
-        for (index, extents) in layers {
-            for extent in extents {
-                let (first, count) = sectors_covering(extent.start, extent.end);
-                map.stamp(first, count, index);
-            }
-        }
-        map
-    }
-
     pub fn sectors(&self) -> u64 {
         self.owners.len() as u64
     }
@@ -84,15 +69,6 @@ impl SectorMap {
             .unwrap_or(len)
             .min(len);
         self.owners[start..end].fill(owner);
-    }
-
-    /// Replaces every `from` owner with `to` (layers renumbered after a chain change).
-    pub fn remap(&mut self, mapping: &[LayerIndex]) {
-        for owner in &mut self.owners {
-            if let Some(new) = mapping.get(usize::from(*owner)) {
-                *owner = *new;
-            }
-        }
     }
 
     /// Grows or shrinks the map; new sectors are unowned.
@@ -150,15 +126,11 @@ mod tests {
 
     #[test]
     fn newer_layers_win() {
-        let a = [Extent {
-            start: 0,
-            end: 8192,
-        }];
-        let b = [Extent {
-            start: 4096,
-            end: 4097,
-        }];
-        let map = SectorMap::from_extents(4, [(1, &a[..]), (2, &b[..])]);
+        let mut map = SectorMap::new(4);
+        for (layer, start, end) in [(1, 0, 8192), (2, 4096, 4097)] {
+            let (first, count) = sectors_covering(start, end);
+            map.stamp(first, count, layer);
+        }
         let runs: Vec<Run> = map.runs(0, 10).collect();
         assert_eq!(
             runs,

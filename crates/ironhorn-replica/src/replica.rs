@@ -201,20 +201,8 @@ impl Replica {
 
     /// Rebuilds the sector map from the allocation of every layer of the chain.
     pub(crate) fn rebuild_map(&mut self) -> Result<()> {
-        let sectors = self.size.div_ceil(SECTOR_SIZE);
-        let mut map = SectorMap::new(sectors);
-        for (i, layer) in self.chain.iter().enumerate() {
-            let extents = fsio::data_extents(&layer.file, 0, layer.len.min(self.size)).map_err(
-                ReplicaError::io("finding data in", self.dir.join(&layer.name)),
-            )?;
-            let index = LayerIndex::try_from(i + 1).unwrap_or(LayerIndex::MAX);
-            for extent in extents {
-                let (first, count) = sectors_covering(extent.start, extent.end);
-                map.stamp(first, count, index);
-            }
-        }
-        self.map = map;
-        Ok(())
+        self.map = SectorMap::new(self.size.div_ceil(SECTOR_SIZE));
+        self.restamp(0, self.size)
     }
 
     pub fn dir(&self) -> &Path {

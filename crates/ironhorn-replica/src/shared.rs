@@ -3,7 +3,7 @@
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::error::{ReplicaError, Result};
+use crate::error::Result;
 use crate::ops::SnapshotSpec;
 use crate::replica::Replica;
 
@@ -62,14 +62,5 @@ impl SharedReplica {
 
     pub fn is_writable(&self) -> bool {
         self.read().is_writable()
-    }
-
-    /// Refuses writes to a read-only replica before taking any lock.
-    pub fn require_writable(&self) -> Result<()> {
-        if self.is_writable() {
-            Ok(())
-        } else {
-            Err(ReplicaError::ReadOnly)
-        }
     }
 }
