@@ -67,20 +67,22 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Waits for a stderr line containing `marker` and returns what follows it on that line.
+fn after(p: &Proc, marker: &str) -> String {
+    p.wait_for(marker);
+    let text = p.text();
+    let line = text.lines().find(|l| l.contains(marker)).unwrap();
+    line[line.find(marker).unwrap() + marker.len()..]
+        .trim()
+        .to_string()
 }
 
+/// A replica server on a port the kernel picks (no race for a "free" port).
 fn replica_server(dir: &Path, size: &str) -> (Proc, String) {
-    replica_server_at(dir, size, &format!("127.0.0.1:{}", free_port()))
+    replica_server_at(dir, size, "127.0.0.1:0")
 }
 
 fn replica_server_at(dir: &Path, size: &str, addr: &str) -> (Proc, String) {
-    let addr = addr.to_string();
     let p = Proc::spawn(&[
         "replica".into(),
         "serve".into(),
@@ -89,34 +91,28 @@ fn replica_server_at(dir: &Path, size: &str, addr: &str) -> (Proc, String) {
         "--size".into(),
         size.into(),
         "--listen".into(),
-        addr.clone(),
+        addr.into(),
     ]);
-    p.wait_for("serving on");
-    (p, addr)
+    let bound = after(&p, "serving on ");
+    (p, bound)
 }
 
 fn engine(volume: &str, size: &str, replicas: &[String], socket: &Path) -> Proc {
-    engine_with_control(
-        volume,
-        size,
-        replicas,
-        socket,
-        &format!("127.0.0.1:{}", free_port()),
-    )
+    engine_with_control(volume, size, replicas, socket).0
 }
 
+/// An engine with its control API on a port the kernel picks; returns that address too.
 fn engine_with_control(
     volume: &str,
     size: &str,
     replicas: &[String],
     socket: &Path,
-    control: &str,
-) -> Proc {
+) -> (Proc, String) {
     let mut args: Vec<String> = vec![
         "engine".into(),
         "serve".into(),
         "--control".into(),
-        control.into(),
+        "127.0.0.1:0".into(),
         "--volume".into(),
         volume.into(),
         "--size".into(),
@@ -131,8 +127,8 @@ fn engine_with_control(
         args.push(r.clone());
     }
     let p = Proc::spawn(&args);
-    p.wait_for("served at");
-    p
+    let control = after(&p, "control API at http://");
+    (p, control)
 }
 
 fn export_sha(dir: &Path) -> String {
@@ -368,13 +364,11 @@ fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
     let (_r2, a2) = replica_server(&dirs[1], "64Mi");
     let (_r3, a3) = replica_server(&dirs[2], "64Mi");
     let socket = tmp.path().join("b.sock");
-    let control = format!("127.0.0.1:{}", free_port());
-    let mut eng = engine_with_control(
+    let (mut eng, control) = engine_with_control(
         "b",
         "64Mi",
         &[format!("file:{}", dirs[0].display()), a2.clone()],
         &socket,
-        &control,
     );
     let uri = format!("nbd+unix:///b?socket={}", socket.display());
 
@@ -494,13 +488,12 @@ fn a_replica_back_within_seconds_catches_up_incrementally() {
     let (_r2, a2) = replica_server(&dirs[1], "256Mi");
     let (mut r3, a3) = replica_server(&dirs[2], "256Mi");
     let socket = tmp.path().join("c.sock");
-    let control = format!("127.0.0.1:{}", free_port());
     let replicas = vec![
         format!("file:{}", dirs[0].display()),
         a2.clone(),
         a3.clone(),
     ];
-    let mut eng = engine_with_control("c", "256Mi", &replicas, &socket, &control);
+    let (mut eng, control) = engine_with_control("c", "256Mi", &replicas, &socket);
     let uri = format!("nbd+unix:///c?socket={}", socket.display());
     let qemu_io = |cmds: &[&str]| {
         let mut args = vec!["-f", "raw", uri.as_str()];
@@ -653,8 +646,7 @@ fn a_replica_that_dies_while_idle_is_marked_err_by_the_keepalive() {
     let (_r1, a1) = replica_server(&tmp.path().join("vol-i0-00000000"), "16Mi");
     let (mut r2, a2) = replica_server(&dir, "16Mi");
     let socket = tmp.path().join("i.sock");
-    let control = format!("127.0.0.1:{}", free_port());
-    let _eng = engine_with_control("i", "16Mi", &[a1, a2.clone()], &socket, &control);
+    let (_eng, control) = engine_with_control("i", "16Mi", &[a1, a2.clone()], &socket);
     r2.signal("-KILL");
     // No I/O at all: only the keep-alive can notice.
     let deadline = Instant::now() + Duration::from_secs(20);
