@@ -307,8 +307,10 @@ fn garbage_frames_drop_only_the_sender() {
     for frame in frames {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(&frame).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // The server may hang up as soon as it sees a bad header: that is the point, so a
+        // failed write or shutdown on our side is expected, not an error.
+        let _ = s.write_all(&frame);
+        let _ = s.shutdown(std::net::Shutdown::Write);
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest);
         // The engine's own connection was not affected.
