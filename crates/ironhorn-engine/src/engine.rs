@@ -5,8 +5,12 @@
 //! else round-robin to RW replicas. FLUSH and FUA reach every replica.
 //!
 //! At start the engine asks every replica for its revision counter (one increment per write
-//! request, so equal for replicas that saw the same writes) and serves only from those with
-//! the highest; the others are marked ERR, with the reason logged.
+//! request, so equal for replicas that saw the same writes) and its snapshot chain. Replicas
+//! more than `window::MAX_RECONCILE_LAG` writes behind the newest, or with another chain,
+//! are marked ERR, with the reason logged. The rest differ at most in writes that were in
+//! flight when the engine last stopped: those ranges (from the replicas' recent-writes
+//! rings) are copied from a replica with the newest revision to the others, so all of them
+//! serve identical data without a rebuild.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -22,8 +26,9 @@ use ironhorn_replica::server::{code_of, run_control};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
 use serde::Serialize;
 
-use crate::device::{check_range, BlockDevice, DeviceError, DeviceResult};
+use crate::device::{check_range, BlockDevice, DeviceError, DeviceFuture, DeviceResult};
 use crate::remote::{ClientError, RemoteReplica};
+use crate::window::{WriteWindow, MAX_RECONCILE_LAG};
 
 /// Where a replica is: in this process (`file:DIR`) or behind a replica server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,10 +136,33 @@ impl Slot {
                 .await
                 .map_err(|e| e.to_string()),
             Backend::Local(replica) => {
-                if ON_DATA_PATH.with(|f| f.get()) {
-                    // A blocking thread that is waiting for this very call: do the I/O here
-                    // (remote replicas were sent their copy first).
-                    return local_call(replica, kind, offset, len, flags, payload);
+                // Page-cache I/O takes microseconds: done on this task it saves two thread
+                // hops. What may wait for the disk (an uncached read, FUA, flush, unmap,
+                // layer copies) runs on the blocking pool.
+                let e = |e: ironhorn_replica::ReplicaError| e.to_string();
+                match kind {
+                    Kind::Write if len <= INLINE_WRITE_MAX => {
+                        let fua = flags & wire::FLAG_FUA != 0;
+                        local_call(replica, kind, offset, len, 0, payload)?;
+                        if fua {
+                            replica.flush_async().await.map_err(e)?;
+                        }
+                        return Ok(Vec::new());
+                    }
+                    Kind::Flush => {
+                        replica.flush_async().await.map_err(e)?;
+                        return Ok(Vec::new());
+                    }
+                    Kind::Read => {
+                        let mut buf = vec![0u8; len as usize];
+                        match replica.read_cached_at(&mut buf, offset) {
+                            Ok(true) => return Ok(buf),
+                            Ok(false) => {}
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    Kind::Ping => return Ok(Vec::new()),
+                    _ => {}
                 }
                 let replica = replica.clone();
                 tokio::task::spawn_blocking(move || {
@@ -201,18 +229,8 @@ impl Slot {
     }
 }
 
-thread_local! {
-    /// Set while a blocking thread runs a data-path request through `Handle::block_on`.
-    static ON_DATA_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` on this (blocking) thread with in-process replica I/O done inline.
-fn on_data_path<T>(runtime: &tokio::runtime::Handle, f: impl std::future::Future<Output = T>) -> T {
-    ON_DATA_PATH.with(|flag| flag.set(true));
-    let out = runtime.block_on(f);
-    ON_DATA_PATH.with(|flag| flag.set(false));
-    out
-}
+/// Writes up to this size to an in-process replica are done on the calling task.
+const INLINE_WRITE_MAX: u32 = 1 << 20;
 
 /// One data request to an in-process replica.
 fn local_call(
@@ -339,6 +357,40 @@ async fn open_slot(spec: &ReplicaSpec, size: u64, timeout: Duration) -> Result<S
     })
 }
 
+/// Largest copy while reconciling replicas at start.
+const RECONCILE_CHUNK: u64 = 4 << 20;
+
+/// `ranges` rounded out to whole 4 KiB sectors, clipped to `size`, sorted and merged.
+fn sector_runs(ranges: Vec<(u64, u64)>, size: u64) -> Vec<(u64, u64)> {
+    const SECTOR: u64 = 4096;
+    let mut spans: Vec<(u64, u64)> = ranges
+        .into_iter()
+        .filter(|&(_, len)| len > 0)
+        .map(|(offset, len)| {
+            let start = offset / SECTOR * SECTOR;
+            let end = offset
+                .saturating_add(len)
+                .div_ceil(SECTOR)
+                .saturating_mul(SECTOR)
+                .min(size);
+            (start, end)
+        })
+        .filter(|&(start, end)| start < end)
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(start, end)| (start, end - start))
+        .collect()
+}
+
 /// A pseudo-random UUID for system snapshot names, as Longhorn names them.
 fn system_snapshot_name() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -356,7 +408,16 @@ pub struct Engine {
     rebuilding: AtomicBool,
     timeout: Duration,
     next_read: AtomicUsize,
-    runtime: tokio::runtime::Handle,
+    window: WriteWindow,
+    reconciled: Option<ReconcileReport>,
+}
+
+/// What the start-up reconciliation copied (see `Engine::reconcile`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileReport {
+    pub source: String,
+    pub ranges: usize,
+    pub bytes: u64,
 }
 
 const MAX_CALL: u64 = 16 << 20;
@@ -403,20 +464,52 @@ impl Engine {
         })?;
         for (slot, info) in slots.iter().zip(&infos) {
             if let Ok(info) = info {
-                if slot.mode() == Mode::RW && info.revision < best {
+                // A replica a little behind differs only in writes that were in flight when
+                // the engine stopped: reconciled below. Further behind, it missed writes.
+                if slot.mode() == Mode::RW && info.revision + MAX_RECONCILE_LAG < best {
                     slot.fail(&format!(
                         "revision counter {} is behind the newest {best}: it missed writes",
                         info.revision
                     ));
-                } else if slot.mode() == Mode::RW {
-                    tracing::info!(replica = %slot.spec, revision = info.revision, "replica chosen: it holds the newest acknowledged writes");
                 }
+            }
+        }
+        // Replicas that agree on the revision must also agree on their snapshots: those whose
+        // chain differs from the preferred one's (an interrupted snapshot) are left out.
+        let newest =
+            |info: &Result<ReplicaInfo, String>| info.as_ref().is_ok_and(|i| i.revision == best);
+        let preferred = slots
+            .iter()
+            .zip(&infos)
+            .filter(|(s, info)| s.mode() == Mode::RW && newest(info))
+            .min_by_key(|(s, _)| !matches!(s.backend, Backend::Local(_)))
+            .and_then(|(s, info)| Some((s.spec.clone(), info.as_ref().ok()?.chain.clone())));
+        for (slot, info) in slots.iter().zip(&infos) {
+            let (Ok(info), Some((preferred, chain))) = (info, &preferred) else {
+                continue;
+            };
+            if slot.mode() != Mode::RW {
+                continue;
+            }
+            if &info.chain != chain {
+                slot.fail(&format!(
+                    "its snapshots {:?} differ from those of {preferred} {:?} (an interrupted snapshot operation)",
+                    info.chain, chain
+                ));
+            } else {
+                tracing::info!(replica = %slot.spec, revision = info.revision, "replica chosen: it holds the newest acknowledged writes");
             }
         }
         for p in &problems {
             tracing::error!(problem = %p, "replica unavailable at start");
         }
-        Ok(Engine {
+        let newest_slots: Vec<Arc<Slot>> = slots
+            .iter()
+            .zip(&infos)
+            .filter(|(s, info)| s.mode() == Mode::RW && newest(info))
+            .map(|(s, _)| s.clone())
+            .collect();
+        let engine = Engine {
             volume: volume.to_string(),
             size: AtomicU64::new(size),
             slots: Mutex::new(slots),
@@ -424,8 +517,141 @@ impl Engine {
             rebuilding: AtomicBool::new(false),
             timeout,
             next_read: AtomicUsize::new(0),
-            runtime: tokio::runtime::Handle::current(),
-        })
+            window: WriteWindow::default(),
+            reconciled: None,
+        };
+        let mut engine = engine;
+        engine.reconciled = engine.reconcile(best, &newest_slots).await;
+        if engine.first_rw().is_err() {
+            let reasons: Vec<String> = engine
+                .status()
+                .iter()
+                .map(|s| format!("{}: {}", s.address, s.reason))
+                .collect();
+            return Err(EngineError::NoReplica(reasons.join("; ")));
+        }
+        Ok(engine)
+    }
+
+    /// Makes the RW replicas identical where writes may have been in flight when the engine
+    /// last stopped: the ranges in their recent-writes rings (see `window`) are copied from
+    /// one of them (the in-process one when there is one) to the others, which then take the
+    /// source's revision again. A replica that fails meanwhile is marked ERR.
+    async fn reconcile(&self, revision: u64, newest: &[Arc<Slot>]) -> Option<ReconcileReport> {
+        loop {
+            let rw: Vec<Arc<Slot>> = self
+                .slots()
+                .into_iter()
+                .filter(|s| s.mode() == Mode::RW)
+                .collect();
+            let is_newest = |s: &Arc<Slot>| newest.iter().any(|n| Arc::ptr_eq(n, s));
+            if !rw.iter().any(is_newest) {
+                // Only replicas a little behind are left: nothing proves they hold every
+                // acknowledged write.
+                for slot in &rw {
+                    slot.fail("behind the newest revision, and no replica with it is left to reconcile from");
+                }
+                return None;
+            }
+            if rw.len() < 2 {
+                return None;
+            }
+            let mut ranges = Vec::new();
+            for slot in &rw {
+                match slot.control(Control::RecentWrites, self.timeout).await {
+                    Ok(ControlReply::RecentWrites { writes }) => {
+                        ranges.extend(writes.iter().map(|&(_, offset, len)| (offset, len)))
+                    }
+                    Ok(_) => slot.fail("answered without its recent writes"),
+                    Err(e) => slot.fail(&format!("reading its recent writes failed: {e}")),
+                }
+            }
+            let rw: Vec<Arc<Slot>> = rw.into_iter().filter(|s| s.mode() == Mode::RW).collect();
+            let newest_rw: Vec<&Arc<Slot>> = rw.iter().filter(|s| is_newest(s)).collect();
+            let Some(source) = newest_rw
+                .iter()
+                .find(|s| matches!(s.backend, Backend::Local(_)))
+                .or(newest_rw.first())
+                .map(|s| (*s).clone())
+            else {
+                continue;
+            };
+            let targets: Vec<Arc<Slot>> = rw
+                .into_iter()
+                .filter(|s| !Arc::ptr_eq(s, &source))
+                .collect();
+            let runs = sector_runs(ranges, self.size());
+            let mut copied = 0u64;
+            let mut source_failed = false;
+            'copy: for &(start, len) in &runs {
+                let mut pos = start;
+                while pos < start + len {
+                    let n = (start + len - pos).min(RECONCILE_CHUNK);
+                    let data = match source
+                        .call(Kind::Read, pos, n as u32, 0, None, self.timeout)
+                        .await
+                    {
+                        Ok(data) if data.len() as u64 == n => Arc::new(data),
+                        Ok(_) => {
+                            source.fail("short read while reconciling replicas");
+                            source_failed = true;
+                            break 'copy;
+                        }
+                        Err(e) => {
+                            source.fail(&format!("read failed while reconciling replicas: {e}"));
+                            source_failed = true;
+                            break 'copy;
+                        }
+                    };
+                    let writes = targets.iter().filter(|t| t.mode() == Mode::RW).map(|t| {
+                        t.call(
+                            Kind::Write,
+                            pos,
+                            n as u32,
+                            0,
+                            Some(data.clone()),
+                            self.timeout,
+                        )
+                    });
+                    let live: Vec<&Arc<Slot>> =
+                        targets.iter().filter(|t| t.mode() == Mode::RW).collect();
+                    for (target, result) in live.into_iter().zip(join_all(writes).await) {
+                        if let Err(e) = result {
+                            target.fail(&format!("write failed while reconciling replicas: {e}"));
+                        }
+                    }
+                    copied += n;
+                    pos += n;
+                }
+            }
+            if source_failed {
+                continue;
+            }
+            for target in targets.iter().filter(|t| t.mode() == Mode::RW) {
+                if let Err(e) = target
+                    .control(Control::SetRevision { revision }, self.timeout)
+                    .await
+                {
+                    target.fail(&format!("setting its revision failed: {e}"));
+                }
+            }
+            tracing::info!(
+                source = %source.spec,
+                ranges = runs.len(),
+                bytes = copied,
+                "replicas made identical where writes were last in flight"
+            );
+            return Some(ReconcileReport {
+                source: source.spec.to_string(),
+                ranges: runs.len(),
+                bytes: copied,
+            });
+        }
+    }
+
+    /// What the start-up reconciliation copied, when there were replicas to reconcile.
+    pub fn reconciled(&self) -> Option<&ReconcileReport> {
+        self.reconciled.as_ref()
     }
 
     pub fn volume(&self) -> &str {
@@ -501,6 +727,17 @@ impl Engine {
         flags: u32,
         payload: Option<Arc<Vec<u8>>>,
     ) -> DeviceResult<()> {
+        // Writes and unmaps keep to the window (see `window`): it bounds what replicas may
+        // disagree on if the engine dies now.
+        let _in_flight = match kind {
+            Kind::Write => Some(
+                self.window
+                    .enter(offset, payload.as_ref().map_or(0, |p| p.len() as u64))
+                    .await,
+            ),
+            Kind::Unmap => Some(self.window.enter(offset, u64::from(len)).await),
+            _ => None,
+        };
         let targets = self.live();
         let results = join_all(
             targets
@@ -557,65 +794,57 @@ impl Engine {
         }
     }
 
-    async fn read_async(&self, buf: &mut [u8], offset: u64) -> DeviceResult<()> {
+    /// Reads `len` bytes at `offset` from the RW replicas.
+    async fn read_async(&self, offset: u64, len: usize) -> DeviceResult<Vec<u8>> {
+        if len as u64 <= MAX_CALL {
+            return self.read_call(offset, len).await;
+        }
+        let mut buf = vec![0u8; len];
         let mut done = 0usize;
-        while done < buf.len() {
-            let n = (buf.len() - done).min(MAX_CALL as usize);
-            let pos = offset + done as u64;
-            loop {
-                let readable: Vec<Arc<Slot>> = self
-                    .slots()
-                    .into_iter()
-                    .filter(|s| s.mode() == Mode::RW)
-                    .collect();
-                if readable.is_empty() {
-                    return Err(DeviceError::Io(format!(
-                        "no healthy replica left for volume {}",
-                        self.volume
-                    )));
-                }
-                // An in-process replica answers without a network hop: it serves every read
-                // while it is healthy; otherwise reads go round-robin.
-                let slot = match readable
-                    .iter()
-                    .find(|s| matches!(s.backend, Backend::Local(_)))
-                {
-                    Some(local) => local,
-                    None => {
-                        &readable[self.next_read.fetch_add(1, Ordering::Relaxed) % readable.len()]
-                    }
-                };
-                if let (Backend::Local(replica), true) =
-                    (&slot.backend, ON_DATA_PATH.with(|f| f.get()))
-                {
-                    // In-process replica on the request's own thread: read straight into
-                    // the caller's buffer.
-                    match replica.read_at(&mut buf[done..done + n], pos) {
-                        Ok(()) => break,
-                        Err(e) => {
-                            slot.fail(&e.to_string());
-                            continue;
-                        }
-                    }
-                }
-                match slot
-                    .call(Kind::Read, pos, n as u32, 0, None, self.timeout)
-                    .await
-                {
-                    Ok(data) if data.len() == n => {
-                        buf[done..done + n].copy_from_slice(&data);
-                        break;
-                    }
-                    Ok(data) => slot.fail(&format!("short read: {} of {n} bytes", data.len())),
-                    Err(e) => slot.fail(&e),
-                }
-            }
+        while done < len {
+            let n = (len - done).min(MAX_CALL as usize);
+            let data = self.read_call(offset + done as u64, n).await?;
+            buf[done..done + n].copy_from_slice(&data);
             done += n;
         }
-        Ok(())
+        Ok(buf)
     }
 
-    async fn write_async(&self, data: &[u8], offset: u64, fua: bool) -> DeviceResult<()> {
+    /// One read request of at most `MAX_CALL` bytes, retried on another replica when one fails.
+    async fn read_call(&self, offset: u64, len: usize) -> DeviceResult<Vec<u8>> {
+        loop {
+            let readable: Vec<Arc<Slot>> = self
+                .slots()
+                .into_iter()
+                .filter(|s| s.mode() == Mode::RW)
+                .collect();
+            if readable.is_empty() {
+                return Err(DeviceError::Io(format!(
+                    "no healthy replica left for volume {}",
+                    self.volume
+                )));
+            }
+            // An in-process replica answers without a network hop: it serves every read
+            // while it is healthy; otherwise reads go round-robin.
+            let slot = match readable
+                .iter()
+                .find(|s| matches!(s.backend, Backend::Local(_)))
+            {
+                Some(local) => local,
+                None => &readable[self.next_read.fetch_add(1, Ordering::Relaxed) % readable.len()],
+            };
+            match slot
+                .call(Kind::Read, offset, len as u32, 0, None, self.timeout)
+                .await
+            {
+                Ok(data) if data.len() == len => return Ok(data),
+                Ok(data) => slot.fail(&format!("short read: {} of {len} bytes", data.len())),
+                Err(e) => slot.fail(&e),
+            }
+        }
+    }
+
+    async fn write_async(&self, data: Vec<u8>, offset: u64, fua: bool) -> DeviceResult<()> {
         const SECTOR: u64 = 4096;
         let end = offset + data.len() as u64;
         let unaligned = offset % SECTOR != 0 || end % SECTOR != 0;
@@ -624,21 +853,26 @@ impl Engine {
             // arriving): send it whole sectors, completed from the healthy replicas.
             let start = offset / SECTOR * SECTOR;
             let stop = end.div_ceil(SECTOR) * SECTOR;
-            let mut whole = vec![0u8; (stop - start) as usize];
-            self.read_async(&mut whole, start).await?;
+            let mut whole = self.read_async(start, (stop - start) as usize).await?;
             let at = (offset - start) as usize;
-            whole[at..at + data.len()].copy_from_slice(data);
-            return Box::pin(self.write_aligned(&whole, start, fua)).await;
+            whole[at..at + data.len()].copy_from_slice(&data);
+            return self.write_aligned(whole, start, fua).await;
         }
         self.write_aligned(data, offset, fua).await
     }
 
-    async fn write_aligned(&self, data: &[u8], offset: u64, fua: bool) -> DeviceResult<()> {
+    async fn write_aligned(&self, data: Vec<u8>, offset: u64, fua: bool) -> DeviceResult<()> {
+        let flags = if fua { wire::FLAG_FUA } else { 0 };
+        if data.len() as u64 <= MAX_CALL {
+            let len = data.len() as u32;
+            return self
+                .fan_out(Kind::Write, offset, len, flags, Some(Arc::new(data)))
+                .await;
+        }
         let mut done = 0usize;
         while done < data.len() {
             let n = (data.len() - done).min(MAX_CALL as usize);
             let chunk = Arc::new(data[done..done + n].to_vec());
-            let flags = if fua { wire::FLAG_FUA } else { 0 };
             self.fan_out(
                 Kind::Write,
                 offset + done as u64,
@@ -907,8 +1141,8 @@ impl Engine {
         for (start, len) in runs {
             let len = len.min(self.size().saturating_sub(start));
             let _paused = self.gate.write().await;
-            let mut data = vec![0u8; len as usize];
-            self.read_async(&mut data, start)
+            let data = self
+                .read_async(start, len as usize)
                 .await
                 .map_err(|e| e.to_string())?;
             if let Err(e) = target
@@ -1149,54 +1383,52 @@ impl BlockDevice for Engine {
     fn flush_covers_all_connections(&self) -> bool {
         true
     }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> DeviceResult<()> {
-        self.check(offset, buf.len() as u64)?;
-        on_data_path(&self.runtime, async {
+    fn read(&self, offset: u64, len: usize) -> DeviceFuture<'_, Vec<u8>> {
+        Box::pin(async move {
+            self.check(offset, len as u64)?;
             let _io = self.gate.read().await;
-            self.read_async(buf, offset).await
+            self.read_async(offset, len).await
         })
     }
-    fn write_at(&self, data: &[u8], offset: u64) -> DeviceResult<()> {
-        self.check(offset, data.len() as u64)?;
-        on_data_path(&self.runtime, async {
+    fn write(&self, data: Vec<u8>, offset: u64, fua: bool) -> DeviceFuture<'_, ()> {
+        Box::pin(async move {
+            self.check(offset, data.len() as u64)?;
             let _io = self.gate.read().await;
-            self.write_async(data, offset, false).await
+            self.write_async(data, offset, fua).await
         })
     }
-    fn write_zeroes(&self, offset: u64, len: u64) -> DeviceResult<()> {
-        self.check(offset, len)?;
-        let zeros = vec![0u8; len.min(MAX_CALL) as usize];
-        let mut pos = offset;
-        while pos < offset + len {
-            let n = (offset + len - pos).min(MAX_CALL) as usize;
-            on_data_path(&self.runtime, async {
+    fn write_zeroes(&self, offset: u64, len: u64) -> DeviceFuture<'_, ()> {
+        Box::pin(async move {
+            self.check(offset, len)?;
+            let mut pos = offset;
+            while pos < offset + len {
+                let n = (offset + len - pos).min(MAX_CALL) as usize;
                 let _io = self.gate.read().await;
-                self.write_async(&zeros[..n], pos, false).await
-            })?;
-            pos += n as u64;
-        }
-        Ok(())
+                self.write_async(vec![0u8; n], pos, false).await?;
+                pos += n as u64;
+            }
+            Ok(())
+        })
     }
-    fn trim(&self, offset: u64, len: u64) -> DeviceResult<()> {
-        self.check(offset, len)?;
-        let mut pos = offset;
-        while pos < offset + len {
-            let n = (offset + len - pos).min(1 << 30);
-            on_data_path(&self.runtime, async {
+    fn trim(&self, offset: u64, len: u64) -> DeviceFuture<'_, ()> {
+        Box::pin(async move {
+            self.check(offset, len)?;
+            let mut pos = offset;
+            while pos < offset + len {
+                let n = (offset + len - pos).min(1 << 30);
                 let _io = self.gate.read().await;
                 // While a replica is rebuilt its older layers are still arriving: a trim is
                 // only a hint, so it is skipped rather than made to race the copy.
-                if self.rebuilding.load(Ordering::SeqCst) {
-                    return Ok(());
+                if !self.rebuilding.load(Ordering::SeqCst) {
+                    self.fan_out(Kind::Unmap, pos, n as u32, 0, None).await?;
                 }
-                self.fan_out(Kind::Unmap, pos, n as u32, 0, None).await
-            })?;
-            pos += n;
-        }
-        Ok(())
+                pos += n;
+            }
+            Ok(())
+        })
     }
-    fn flush(&self) -> DeviceResult<()> {
-        on_data_path(&self.runtime, async {
+    fn flush(&self) -> DeviceFuture<'_, ()> {
+        Box::pin(async move {
             let _io = self.gate.read().await;
             self.fan_out(Kind::Flush, 0, 0, 0, None).await
         })

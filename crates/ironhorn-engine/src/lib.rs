@@ -6,6 +6,9 @@
 pub mod device;
 pub mod engine;
 pub mod remote;
+pub mod window;
 
-pub use device::{BlockDevice, DeviceError, DeviceResult, ReplicaDevice};
-pub use engine::{Engine, EngineError, Mode, RebuildReport, ReplicaSpec, SlotStatus};
+pub use device::{BlockDevice, DeviceError, DeviceFuture, DeviceResult, ReplicaDevice};
+pub use engine::{
+    Engine, EngineError, Mode, RebuildReport, ReconcileReport, ReplicaSpec, SlotStatus,
+};

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ironhorn_proto::replica::{self as wire, Header, Kind, WireError};
+use ironhorn_replica::direct_writer::DirectWriter;
 use ironhorn_replica::net::{self, Addr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
 
 /// Why a request to a replica failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,25 +33,12 @@ impl From<WireError> for ClientError {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Vec<u8>, ClientError>>>>>;
 
-struct Outgoing {
-    header: Header,
-    payload: Option<Arc<Vec<u8>>>,
-}
-
 #[derive(Debug)]
 pub struct RemoteReplica {
-    tx: mpsc::Sender<Outgoing>,
+    writer: Arc<DirectWriter>,
     pending: Pending,
     next_id: AtomicU64,
     closed: Arc<AtomicBool>,
-}
-
-impl std::fmt::Debug for Outgoing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outgoing")
-            .field("id", &self.header.id)
-            .finish()
-    }
 }
 
 fn fail_all(pending: &Pending, reason: &str) {
@@ -64,6 +52,13 @@ fn fail_all(pending: &Pending, reason: &str) {
     }
 }
 
+impl Drop for RemoteReplica {
+    fn drop(&mut self) {
+        // Ends the connection: the server sees it close, and so does the response reader.
+        self.writer.close_soon();
+    }
+}
+
 impl RemoteReplica {
     pub async fn connect(addr: &Addr, timeout: Duration) -> io::Result<RemoteReplica> {
         let stream = tokio::time::timeout(timeout, net::connect(addr))
@@ -71,32 +66,12 @@ impl RemoteReplica {
             .map_err(|_| {
                 io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr}"))
             })??;
-        let (mut reader, writer) = tokio::io::split(stream);
-        let (tx, mut rx) = mpsc::channel::<Outgoing>(1024);
+        let (reader, writer) = tokio::io::split(stream);
+        // Responses arrive back to back: one read system call takes many of them.
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
+        let writer = DirectWriter::spawn(writer);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let closed = Arc::new(AtomicBool::new(false));
-
-        let (p, c) = (pending.clone(), closed.clone());
-        tokio::spawn(async move {
-            let mut writer = BufWriter::with_capacity(256 * 1024, writer);
-            let result: io::Result<()> = async {
-                while let Some(out) = rx.recv().await {
-                    writer.write_all(&out.header.encode()).await?;
-                    if let Some(payload) = &out.payload {
-                        writer.write_all(payload).await?;
-                    }
-                    if rx.is_empty() {
-                        writer.flush().await?;
-                    }
-                }
-                Ok(())
-            }
-            .await;
-            c.store(true, Ordering::SeqCst);
-            if let Err(e) = result {
-                fail_all(&p, &e.to_string());
-            }
-        });
 
         let (p, c) = (pending.clone(), closed.clone());
         tokio::spawn(async move {
@@ -130,7 +105,7 @@ impl RemoteReplica {
         });
 
         Ok(RemoteReplica {
-            tx,
+            writer,
             pending,
             next_id: AtomicU64::new(1),
             closed,
@@ -169,10 +144,14 @@ impl RemoteReplica {
             payload_len: payload.as_ref().map_or(0, |p| p.len() as u32),
         };
         let sent = async {
-            self.tx
-                .send(Outgoing { header, payload })
-                .await
-                .map_err(|_| ClientError::Closed("writer stopped".into()))?;
+            let failed = |e: io::Error| {
+                self.closed.store(true, Ordering::SeqCst);
+                ClientError::Closed(e.to_string())
+            };
+            self.writer.ready().await.map_err(failed)?;
+            self.writer
+                .send(&header.encode(), payload.as_ref())
+                .map_err(failed)?;
             wait.await
                 .unwrap_or_else(|_| Err(ClientError::Closed("connection dropped".into())))
         };

@@ -208,7 +208,13 @@ pub fn analyze(facts: &DirFacts) -> Result<Layout, FormatError> {
             if !facts.metas.contains_key(image) && !facts.images.contains_key(image) {
                 warnings.push(Warning::UnknownFile(file.clone()));
             }
-        } else if file != names::VOLUME_META && file != names::REVISION_COUNTER {
+        } else if ![
+            names::VOLUME_META,
+            names::REVISION_COUNTER,
+            names::RECENT_WRITES,
+        ]
+        .contains(&file.as_str())
+        {
             warnings.push(Warning::UnknownFile(file.clone()));
         }
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod meta;
 pub mod names;
 pub mod purge;
+pub mod recent;
 pub mod revision;
 pub mod sector_map;
 

@@ -8,6 +8,8 @@ use crate::FormatError;
 
 pub const VOLUME_META: &str = "volume.meta";
 pub const REVISION_COUNTER: &str = "revision.counter";
+/// Ironhorn's recent-writes ring (see `recent`); Longhorn ignores it.
+pub const RECENT_WRITES: &str = "ironhorn.recent-writes";
 pub const HEAD_PREFIX: &str = "volume-head-";
 pub const SNAP_PREFIX: &str = "volume-snap-";
 pub const IMG_SUFFIX: &str = ".img";

@@ -195,6 +195,8 @@ pub enum Control {
     FinishRebuild {
         revision: u64,
     },
+    /// The recent-writes ring: the ranges of the replica's last writes and unmaps.
+    RecentWrites,
 }
 
 /// One layer of a replica's tree, as rebuild transfers it.
@@ -260,9 +262,19 @@ pub struct ReplicaInfo {
 pub enum ControlReply {
     Done,
     Info(ReplicaInfo),
-    Layers { layers: Vec<LayerInfo> },
-    Extents { extents: Vec<(u64, u64)> },
-    Checksum { checksum: String },
+    Layers {
+        layers: Vec<LayerInfo>,
+    },
+    Extents {
+        extents: Vec<(u64, u64)>,
+    },
+    Checksum {
+        checksum: String,
+    },
+    /// (revision, offset, length) of recent writes and unmaps, newest first.
+    RecentWrites {
+        writes: Vec<(u64, u64, u64)>,
+    },
 }
 
 /// An error as it travels: a machine-readable code and a message for people.

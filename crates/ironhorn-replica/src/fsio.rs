@@ -23,6 +23,30 @@ pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usiz
     Ok(done)
 }
 
+/// Like [`read_full_at`], but only from the page cache (`RWF_NOWAIT`): `None` when some of the
+/// bytes would have to come from the disk. Lets an async caller serve cached reads on its own
+/// thread and send only the rest to a blocking pool.
+pub fn read_cached_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<Option<usize>> {
+    use rustix::io::{preadv2, Errno, ReadWriteFlags};
+    let mut done = 0;
+    while done < buf.len() {
+        let mut slice = [io::IoSliceMut::new(&mut buf[done..])];
+        match preadv2(
+            file,
+            &mut slice,
+            offset + done as u64,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) | Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(done))
+}
+
 /// Allocated byte ranges of `file` within `[start, end)`, found with SEEK_DATA/SEEK_HOLE.
 pub fn data_extents(file: &File, start: u64, end: u64) -> io::Result<Vec<Extent>> {
     let mut extents = Vec::new();

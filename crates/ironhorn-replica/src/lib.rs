@@ -3,6 +3,7 @@
 //! and the metadata operations (snapshot, remove, purge, revert, expand), all crash-safe;
 //! and the replica server that serves a store over the replica protocol.
 
+pub mod direct_writer;
 pub mod error;
 pub mod fsio;
 pub mod net;
@@ -16,6 +17,6 @@ mod stream;
 
 pub use error::{ReplicaError, Result};
 pub use ops::{PurgeReport, SnapshotSpec, EXPANSION_LABEL};
-pub use replica::{now_rfc3339, Replica, ReplicaOptions};
+pub use replica::{now_rfc3339, FlushHandles, Replica, ReplicaOptions};
 pub use shared::SharedReplica;
 pub use stream::{Chunk, StreamError, StreamOptions};

@@ -121,7 +121,11 @@ impl Replica {
                 .metadata()
                 .map_err(ReplicaError::io("inspecting", &path))?
                 .len();
-            chain.push(Layer { name, file, len });
+            chain.push(Layer {
+                name,
+                file: file.into(),
+                len,
+            });
         }
         if let Some(backing) = open_backing(&self.layout.volume_meta.backing_file_path)? {
             chain.insert(0, backing);
@@ -215,7 +219,7 @@ impl Replica {
         }
         self.chain.push(Layer {
             name: new_head,
-            file: new_file,
+            file: new_file.into(),
             len: new_size,
         });
         self.size = new_size;

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use ironhorn_format::chain::{analyze, Layout, Repair, Warning};
 use ironhorn_format::meta::{DiskMeta, VolumeMeta};
 use ironhorn_format::names;
+use ironhorn_format::recent::{decode_ring, RecentWrite, RING_LEN};
 use ironhorn_format::revision::{decode_revision, encode_revision};
 use ironhorn_format::sector_map::{sectors_covering, LayerIndex, Run, SectorMap};
 use ironhorn_format::{REPLICA_SECTOR_SIZE, SECTOR_SIZE};
@@ -53,8 +54,54 @@ impl ReplicaOptions {
 #[derive(Debug)]
 pub(crate) struct Layer {
     pub(crate) name: String,
-    pub(crate) file: File,
+    /// Shared so a flush can sync it without holding the replica's lock.
+    pub(crate) file: std::sync::Arc<File>,
     pub(crate) len: u64,
+}
+
+/// The files a flush syncs: the head and the revision counter.
+#[derive(Debug)]
+pub struct FlushHandles {
+    head: std::sync::Arc<File>,
+    head_path: PathBuf,
+    counter: Option<std::sync::Arc<File>>,
+    counter_path: PathBuf,
+}
+
+impl FlushHandles {
+    /// fdatasync of both files; their syncs overlap rather than queue.
+    pub fn sync(&self) -> Result<()> {
+        if self.counter.is_none() {
+            return self.sync_head();
+        }
+        std::thread::scope(|scope| {
+            let counter_synced = scope.spawn(|| self.sync_counter());
+            let head_synced = self.sync_head();
+            let counter_synced = counter_synced.join().unwrap_or_else(|_| {
+                Err(ReplicaError::io("flushing", &self.counter_path)(
+                    std::io::Error::other("sync thread failed"),
+                ))
+            });
+            head_synced.and(counter_synced)
+        })
+    }
+
+    /// fdatasync of the head.
+    pub fn sync_head(&self) -> Result<()> {
+        self.head
+            .sync_data()
+            .map_err(ReplicaError::io("flushing", &self.head_path))
+    }
+
+    /// fdatasync of the revision counter.
+    pub fn sync_counter(&self) -> Result<()> {
+        match &self.counter {
+            Some(counter) => counter
+                .sync_data()
+                .map_err(ReplicaError::io("flushing", &self.counter_path)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// An open replica directory.
@@ -69,7 +116,9 @@ pub struct Replica {
     pub(crate) map: SectorMap,
     pub(crate) size: u64,
     pub(crate) revision: u64,
-    pub(crate) revision_file: Option<File>,
+    pub(crate) revision_file: Option<std::sync::Arc<File>>,
+    /// The recent-writes ring (`ironhorn_format::recent`); open while writable.
+    pub(crate) recent_file: Option<File>,
     pub(crate) warnings: Vec<Warning>,
 }
 
@@ -172,7 +221,11 @@ impl Replica {
                 .metadata()
                 .map_err(ReplicaError::io("inspecting", &path))?
                 .len();
-            chain.push(Layer { name, file, len });
+            chain.push(Layer {
+                name,
+                file: file.into(),
+                len,
+            });
         }
         if let Some(backing) = open_backing(&layout.volume_meta.backing_file_path)? {
             chain.insert(0, backing);
@@ -189,7 +242,12 @@ impl Replica {
             map: SectorMap::default(),
             size,
             revision,
-            revision_file,
+            revision_file: revision_file.map(std::sync::Arc::new),
+            recent_file: if writable {
+                Some(open_recent(&dir.join(names::RECENT_WRITES))?)
+            } else {
+                None
+            },
             warnings,
         };
         replica.rebuild_map()?;
@@ -263,6 +321,25 @@ impl Replica {
 
     /// Reads `buf.len()` bytes at `offset` through the chain (any alignment).
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.read_through_chain(buf, offset, |file, dst, at| {
+            fsio::read_full_at(file, dst, at).map(Some)
+        })
+        .map(|_| ())
+    }
+
+    /// [`Replica::read_at`] served from the page cache only: `Ok(false)` (and `buf` in an
+    /// unspecified state) when some of it would have to wait for the disk.
+    pub fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        self.read_through_chain(buf, offset, fsio::read_cached_at)
+    }
+
+    /// Reads through the chain with `read_file` (bytes read, or `None` to give up).
+    fn read_through_chain(
+        &self,
+        buf: &mut [u8],
+        offset: u64,
+        read_file: impl Fn(&File, &mut [u8], u64) -> std::io::Result<Option<usize>>,
+    ) -> Result<bool> {
         let end = self.check_range(offset, buf.len() as u64)?;
         let (first, count) = sectors_covering(offset, end);
         for run in self.map.runs(first, count) {
@@ -274,13 +351,16 @@ impl Replica {
             {
                 None => dst.fill(0),
                 Some(layer) => {
-                    let got = fsio::read_full_at(&layer.file, dst, start)
+                    let got = read_file(&layer.file, dst, start)
                         .map_err(ReplicaError::io("reading", self.dir.join(&layer.name)))?;
+                    let Some(got) = got else {
+                        return Ok(false);
+                    };
                     dst[got..].fill(0);
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn head_layer(&self) -> Result<&Layer> {
@@ -301,6 +381,8 @@ impl Replica {
         if data.is_empty() {
             return Ok(());
         }
+        self.head_layer()?;
+        self.record_recent(offset, data.len() as u64)?;
         let head = self.head_layer()?;
         let aligned_start = offset / SECTOR_SIZE * SECTOR_SIZE;
         let aligned_end = end
@@ -338,6 +420,7 @@ impl Replica {
     pub fn unmap(&mut self, offset: u64, len: u64) -> Result<u64> {
         let end = self.check_range(offset, len)?;
         self.head_layer()?;
+        self.record_recent(offset, len)?;
         let start = offset.div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
         let stop = end / SECTOR_SIZE * SECTOR_SIZE;
         if stop <= start {
@@ -387,6 +470,44 @@ impl Replica {
         Ok(())
     }
 
+    /// Records the range of the write or unmap about to take the next revision, before any
+    /// of its data lands (see `ironhorn_format::recent`).
+    fn record_recent(&self, offset: u64, len: u64) -> Result<()> {
+        let Some(file) = &self.recent_file else {
+            return Ok(());
+        };
+        let entry = RecentWrite {
+            revision: self.revision + 1,
+            offset,
+            len,
+        };
+        file.write_all_at(&entry.encode(), entry.slot_offset())
+            .map_err(ReplicaError::io(
+                "writing",
+                self.dir.join(names::RECENT_WRITES),
+            ))
+    }
+
+    /// The ranges of the replica's last writes and unmaps, newest first.
+    pub fn recent_writes(&self) -> Result<Vec<RecentWrite>> {
+        let path = self.dir.join(names::RECENT_WRITES);
+        let bytes = match &self.recent_file {
+            Some(file) => {
+                let mut buf = vec![0u8; RING_LEN as usize];
+                let got = fsio::read_full_at(file, &mut buf, 0)
+                    .map_err(ReplicaError::io("reading", &path))?;
+                buf.truncate(got);
+                buf
+            }
+            None => match fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(ReplicaError::io("reading", &path)(e)),
+            },
+        };
+        Ok(decode_ring(&bytes))
+    }
+
     fn bump_revision(&mut self) -> Result<()> {
         self.revision += 1;
         if let Some(file) = &self.revision_file {
@@ -401,27 +522,18 @@ impl Replica {
 
     /// Makes every acknowledged write durable (head data and the revision counter).
     pub fn flush(&self) -> Result<()> {
+        self.flush_handles()?.sync()
+    }
+
+    /// What a flush must sync, detached from the replica so the syncs can run without its
+    /// lock (writes go on meanwhile; the sync still covers every write completed before it).
+    pub fn flush_handles(&self) -> Result<FlushHandles> {
         let head = self.head_layer()?;
-        let sync_head = || {
-            head.file
-                .sync_data()
-                .map_err(ReplicaError::io("flushing", self.dir.join(&head.name)))
-        };
-        let Some(counter) = &self.revision_file else {
-            return sync_head();
-        };
-        // Both files must be durable; their syncs overlap rather than queue.
-        std::thread::scope(|scope| {
-            let counter_synced = scope.spawn(|| counter.sync_data());
-            let head_synced = sync_head();
-            let counter_synced = counter_synced
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("sync thread failed")))
-                .map_err(ReplicaError::io(
-                    "flushing",
-                    self.dir.join(names::REVISION_COUNTER),
-                ));
-            head_synced.and(counter_synced)
+        Ok(FlushHandles {
+            head: head.file.clone(),
+            head_path: self.dir.join(&head.name),
+            counter: self.revision_file.clone(),
+            counter_path: self.dir.join(names::REVISION_COUNTER),
         })
     }
 
@@ -495,7 +607,7 @@ pub(crate) fn open_backing(path: &str) -> Result<Option<Layer>> {
     let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
     Ok(Some(Layer {
         name: format!("backing:{path}"),
-        file,
+        file: file.into(),
         len,
     }))
 }
@@ -569,6 +681,31 @@ fn apply_repairs(dir: &Path, dir_handle: &File, repairs: &[Repair]) -> Result<()
         .map_err(ReplicaError::io("syncing", dir))
 }
 
+/// Opens a replica-level file read-write, creating it (owner-only) when missing.
+fn open_or_create(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(ReplicaError::io("opening", path))
+}
+
+fn open_recent(path: &Path) -> Result<File> {
+    let file = open_or_create(path)?;
+    let len = file
+        .metadata()
+        .map_err(ReplicaError::io("inspecting", path))?
+        .len();
+    if len < RING_LEN {
+        file.set_len(RING_LEN)
+            .map_err(ReplicaError::io("sizing", path))?;
+    }
+    Ok(file)
+}
+
 fn open_revision(path: &Path, writable: bool) -> Result<(u64, Option<File>)> {
     if !writable {
         return match fs::read(path) {
@@ -579,14 +716,7 @@ fn open_revision(path: &Path, writable: bool) -> Result<(u64, Option<File>)> {
             Err(_) => Ok((0, None)),
         };
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(ReplicaError::io("opening", path))?;
+    let file = open_or_create(path)?;
     let mut bytes = vec![0u8; 4096];
     let got =
         fsio::read_full_at(&file, &mut bytes, 0).map_err(ReplicaError::io("reading", path))?;

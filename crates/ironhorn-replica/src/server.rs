@@ -8,10 +8,11 @@ use std::sync::Arc;
 use ironhorn_proto::replica::{
     self as wire, Control, ControlReply, ErrorCode, Header, Kind, ReplicaInfo, WireError,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::direct_writer::DirectWriter;
 use crate::error::ReplicaError;
 use crate::net::{accept_loop, Listener, Stream};
 use crate::ops::SnapshotSpec;
@@ -38,36 +39,63 @@ async fn connection(
     replica: Arc<SharedReplica>,
     shutdown: CancellationToken,
 ) {
-    let (mut reader, writer) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Response>(MAX_IN_FLIGHT);
-    let sender = tokio::spawn(async move {
-        let mut writer = BufWriter::with_capacity(256 * 1024, writer);
-        while let Some(r) = rx.recv().await {
-            writer.write_all(&r.header.encode()).await?;
-            writer.write_all(&r.payload).await?;
-            if rx.is_empty() {
-                writer.flush().await?;
-            }
-        }
-        writer.flush().await?;
-        Ok::<(), io::Error>(())
-    });
+    let (reader, writer) = tokio::io::split(stream);
+    // Frames arrive back to back: one read system call takes many of them.
+    let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
+    let writer = DirectWriter::spawn(writer);
     let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    if let Err(e) = read_requests(&mut reader, &replica, &tx, &limit, &shutdown).await {
+    if let Err(e) = read_requests(&mut reader, &replica, &writer, &limit, &shutdown).await {
         tracing::debug!(error = %e, "replica connection ended");
     }
-    drop(tx);
-    let _ = sender.await;
+    // Requests still running on the blocking pool hold permits: wait for their replies.
+    let _ = limit.acquire_many(MAX_IN_FLIGHT as u32).await;
+    writer.close().await;
+}
+
+fn send(writer: &DirectWriter, response: Response) -> io::Result<()> {
+    let body = (!response.payload.is_empty()).then(|| Arc::new(response.payload));
+    writer.send(&response.header.encode(), body.as_ref())
+}
+
+/// Adds a small reply to the batch; a large one is sent at once, after the batch, without
+/// being copied.
+fn batch_reply(writer: &DirectWriter, batch: &mut Vec<u8>, response: Response) -> io::Result<()> {
+    if response.payload.len() <= 16 << 10 {
+        response.append_to(batch);
+        return Ok(());
+    }
+    if !batch.is_empty() {
+        writer.send(batch, None)?;
+        batch.clear();
+    }
+    send(writer, response)
+}
+
+impl Response {
+    fn append_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.header.encode());
+        out.extend_from_slice(&self.payload);
+    }
 }
 
 async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut tokio::io::BufReader<R>,
     replica: &Arc<SharedReplica>,
-    tx: &mpsc::Sender<Response>,
+    writer: &Arc<DirectWriter>,
     limit: &Arc<Semaphore>,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
+    // Replies to requests answered inline, sent in one write once no more requests are
+    // buffered: under load one system call carries many replies; alone, a reply goes at once.
+    let mut replies: Vec<u8> = Vec::new();
     loop {
+        if !replies.is_empty()
+            && (!whole_frame_buffered(reader.buffer()) || replies.len() >= REPLY_BATCH_MAX)
+        {
+            writer.send(&replies, None)?;
+            replies.clear();
+        }
+        writer.ready().await?;
         let mut raw = [0u8; wire::HEADER_LEN];
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -81,35 +109,114 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             Header::decode(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let mut payload = vec![0u8; header.payload_len as usize];
         reader.read_exact(&mut payload).await?;
-        if matches!(header.kind, Kind::Read | Kind::Write | Kind::Ping)
-            && header.flags & wire::FLAG_FUA == 0
-        {
-            // Page-cache I/O takes microseconds: done right here, it saves two thread hops
-            // per request. Anything that may wait on the disk (flush, FUA, unmap, control,
-            // layer copies) goes to the blocking pool.
-            let response = execute(replica, header, payload);
-            tx.send(response)
-                .await
-                .map_err(|_| io::Error::other("reply writer stopped"))?;
+        // Page-cache I/O takes microseconds: done right here, it saves two thread hops per
+        // request. Anything that may wait on the disk (a read of uncached data, flush, FUA,
+        // unmap, control, layer copies) goes to the blocking pool.
+        let inline = match header.kind {
+            Kind::Write if header.flags & wire::FLAG_FUA != 0 => {
+                // The write lands here; its flush waits on the blocking pool.
+                let id = header.id;
+                let mut unflushed = header;
+                unflushed.flags &= !wire::FLAG_FUA;
+                let written = execute(replica, unflushed, payload);
+                if written.header.kind != Kind::ResponseOk {
+                    batch_reply(writer, &mut replies, written)?;
+                } else {
+                    spawn_flush(replica, writer, limit, id).await?;
+                }
+                continue;
+            }
+            Kind::Flush => {
+                spawn_flush(replica, writer, limit, header.id).await?;
+                continue;
+            }
+            Kind::Write => true,
+            Kind::Ping => true,
+            Kind::Read => match read_cached(replica, &header) {
+                Some(response) => {
+                    batch_reply(writer, &mut replies, response)?;
+                    continue;
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if inline {
+            batch_reply(writer, &mut replies, execute(replica, header, payload))?;
             continue;
         }
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| io::Error::other("limiter closed"))?;
         let replica = replica.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
+        spawn_request(writer, limit, async move {
             let id = header.id;
-            let response = tokio::task::spawn_blocking(move || execute(&replica, header, payload))
+            tokio::task::spawn_blocking(move || execute(&replica, header, payload))
                 .await
                 .unwrap_or_else(|_| {
                     error_response(id, ErrorCode::Io, "request handler failed".into())
-                });
-            let _ = tx.send(response).await;
-            drop(permit);
-        });
+                })
+        })
+        .await?;
+    }
+}
+
+/// Runs a request that may wait for the disk as a task of its own (at most `MAX_IN_FLIGHT`
+/// per connection), which sends its reply.
+async fn spawn_request(
+    writer: &Arc<DirectWriter>,
+    limit: &Arc<Semaphore>,
+    request: impl std::future::Future<Output = Response> + Send + 'static,
+) -> io::Result<()> {
+    let permit = limit
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| io::Error::other("limiter closed"))?;
+    let writer = writer.clone();
+    tokio::spawn(async move {
+        let _ = send(&writer, request.await);
+        drop(permit);
+    });
+    Ok(())
+}
+
+/// Flushes the replica in a task of its own and replies to request `id` when done.
+async fn spawn_flush(
+    replica: &Arc<SharedReplica>,
+    writer: &Arc<DirectWriter>,
+    limit: &Arc<Semaphore>,
+    id: u64,
+) -> io::Result<()> {
+    let replica = replica.clone();
+    spawn_request(writer, limit, async move {
+        match replica.flush_async().await {
+            Ok(()) => ok_response(id, Vec::new()),
+            Err(e) => error_response(id, code_of(&e), e.to_string()),
+        }
+    })
+    .await
+}
+
+/// Inline replies are sent once they add up to this much, even with more requests buffered.
+const REPLY_BATCH_MAX: usize = 1 << 20;
+
+/// Whether `buffered` starts with a whole request frame (header and payload).
+fn whole_frame_buffered(buffered: &[u8]) -> bool {
+    buffered
+        .get(..wire::HEADER_LEN)
+        .and_then(|raw| <&[u8; wire::HEADER_LEN]>::try_from(raw).ok())
+        .and_then(|raw| Header::decode(raw).ok())
+        .is_some_and(|h| buffered.len() - wire::HEADER_LEN >= h.payload_len as usize)
+}
+
+/// A read answered from the page cache, or `None` when it needs the disk.
+fn read_cached(replica: &SharedReplica, header: &Header) -> Option<Response> {
+    if header.len > wire::MAX_PAYLOAD {
+        return None;
+    }
+    let mut buf = vec![0u8; header.len as usize];
+    match replica.read_cached_at(&mut buf, header.offset) {
+        Ok(true) => Some(ok_response(header.id, buf)),
+        Ok(false) => None,
+        Err(e) => Some(error_response(header.id, code_of(&e), e.to_string())),
     }
 }
 
@@ -219,6 +326,16 @@ pub fn run_control(
             layers,
         } => replica.write().prepare_rebuild(&head_parent, &layers)?,
         Control::FinishRebuild { revision } => replica.write().finish_rebuild(revision)?,
+        Control::RecentWrites => {
+            return Ok(ControlReply::RecentWrites {
+                writes: replica
+                    .read()
+                    .recent_writes()?
+                    .into_iter()
+                    .map(|w| (w.revision, w.offset, w.len))
+                    .collect(),
+            })
+        }
     }
     Ok(ControlReply::Done)
 }

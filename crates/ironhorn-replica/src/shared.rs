@@ -35,6 +35,11 @@ impl SharedReplica {
         self.read().read_at(buf, offset)
     }
 
+    /// Reads from the page cache only; `Ok(false)` when the disk would be needed.
+    pub fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        self.read().read_cached_at(buf, offset)
+    }
+
     pub fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
         self.write().write_at(data, offset)
     }
@@ -43,13 +48,41 @@ impl SharedReplica {
         self.write().unmap(offset, len)
     }
 
+    /// Makes every completed write durable. The lock is held only to find the files, not
+    /// during the syncs: writes are not held up by a flush.
     pub fn flush(&self) -> Result<()> {
-        let replica = self.read();
-        if replica.is_writable() {
-            replica.flush()
-        } else {
-            Ok(())
-        }
+        let handles = {
+            let replica = self.read();
+            if !replica.is_writable() {
+                return Ok(());
+            }
+            replica.flush_handles()?
+        };
+        handles.sync()
+    }
+
+    /// [`SharedReplica::flush`] for async callers: the head and the counter are synced on
+    /// two threads of the blocking pool at once, and the caller's thread is not held.
+    pub async fn flush_async(&self) -> Result<()> {
+        let handles = {
+            let replica = self.read();
+            if !replica.is_writable() {
+                return Ok(());
+            }
+            std::sync::Arc::new(replica.flush_handles()?)
+        };
+        let counter = handles.clone();
+        let counter = tokio::task::spawn_blocking(move || counter.sync_counter());
+        let head = tokio::task::spawn_blocking(move || handles.sync_head());
+        let joined = |r: std::result::Result<Result<()>, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| {
+                Err(crate::ReplicaError::io("flushing", "the replica")(
+                    std::io::Error::other(e.to_string()),
+                ))
+            })
+        };
+        let (head, counter) = tokio::join!(head, counter);
+        joined(head).and(joined(counter))
     }
 
     pub fn snapshot(&self, spec: &SnapshotSpec) -> Result<()> {

@@ -355,6 +355,14 @@ fn serve(args: ServeArgs) -> Result<()> {
                 status.address, status.mode, status.reason
             );
         }
+        if let Some(r) = engine.reconciled() {
+            eprintln!(
+                "replicas made identical where writes were in flight when the engine last stopped: {} ranges, {} copied from {}",
+                r.ranges,
+                human_size(r.bytes),
+                r.source
+            );
+        }
         let engine = Arc::new(engine);
         engine.spawn_keepalive(Duration::from_secs(2));
         let export = Arc::new(Export::new(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use ironhorn_engine::{BlockDevice, ReplicaDevice};
+use ironhorn_engine::ReplicaDevice;
 use ironhorn_format::chain::{Layout, Warning};
 use ironhorn_format::names;
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
@@ -508,10 +508,12 @@ fn serve(args: &ServeArgs) -> Result<()> {
         serve_nbd(listener, export, shutdown).await;
         Ok(())
     })?;
-    match Arc::try_unwrap(device) {
-        Ok(device) => device.into_inner().close().context("closing the replica")?,
-        Err(device) => device.flush().context("flushing the replica")?,
-    }
+    // Every connection has ended, so nothing else holds the replica.
+    let replica = Arc::try_unwrap(device)
+        .ok()
+        .and_then(ReplicaDevice::into_inner)
+        .context("the replica is still in use after the server stopped; it was not closed")?;
+    replica.close().context("closing the replica")?;
     eprintln!("stopped; the replica was flushed and closed");
     Ok(())
 }

@@ -1,17 +1,18 @@
 //! The NBD server: fixed newstyle handshake (EXPORT_NAME, GO, INFO, LIST, ABORT), then
 //! transmission with many requests in flight per connection, replies in completion order.
 //!
-//! One tokio task per connection: a bad or broken client only ends its own task. Device
-//! calls block, so each request runs on the blocking pool; a writer task sends the replies.
+//! One tokio task per connection: a bad or broken client only ends its own task. Each request
+//! runs as a task of its own (device calls are async) and sends its reply itself.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ironhorn_engine::{BlockDevice, DeviceError};
+use ironhorn_replica::direct_writer::DirectWriter;
 use ironhorn_replica::net::{accept_loop, Addr, Listener};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use ironhorn_proto::nbd::{self as proto, Command, Request};
@@ -34,14 +35,7 @@ pub struct Export {
     pub device: Arc<dyn BlockDevice>,
     /// Clients in transmission right now.
     pub connections: AtomicUsize,
-    /// Threads that run requests against the device (its calls block).
-    workers: std::sync::OnceLock<crossbeam_channel::Sender<Job>>,
 }
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Request threads per export: enough for every request of a QD32 client, and then some.
-const WORKERS: usize = 48;
 
 impl Export {
     pub fn new(name: &str, description: &str, device: Arc<dyn BlockDevice>) -> Export {
@@ -50,32 +44,6 @@ impl Export {
             description: description.to_string(),
             device,
             connections: AtomicUsize::new(0),
-            workers: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// Runs `job` on one of the export's request threads (started on first use).
-    fn run(&self, job: Job) {
-        let workers = self.workers.get_or_init(|| {
-            let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-            for i in 0..WORKERS {
-                let rx = rx.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("nbd-io-{i}"))
-                    .spawn(move || {
-                        while let Ok(job) = rx.recv() {
-                            job();
-                        }
-                    });
-                if let Err(e) = spawned {
-                    tracing::error!(error = %e, "starting an NBD request thread failed");
-                }
-            }
-            tx
-        });
-        if let Err(crossbeam_channel::SendError(job)) = workers.send(job) {
-            // No request thread could be started: run it here rather than drop it.
-            job();
         }
     }
 }
@@ -122,8 +90,10 @@ async fn client<S>(stream: S, export: Arc<Export>, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, writer) = tokio::io::split(stream);
-    let mut writer = BufWriter::new(writer);
+    let (reader, writer) = tokio::io::split(stream);
+    // Requests arrive back to back: one read system call takes many of them.
+    let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
+    let mut writer = BufWriter::with_capacity(256 * 1024, writer);
     match handshake(&mut reader, &mut writer, &export).await {
         Ok(true) => {
             export.connections.fetch_add(1, Ordering::SeqCst);
@@ -278,7 +248,7 @@ struct Reply {
 
 async fn transmission<R, W>(
     mut reader: R,
-    mut writer: BufWriter<W>,
+    writer: BufWriter<W>,
     export: Arc<Export>,
     shutdown: CancellationToken,
 ) -> io::Result<()>
@@ -286,41 +256,25 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
-    let sender = tokio::spawn(async move {
-        while let Some(reply) = rx.recv().await {
-            writer
-                .write_all(&proto::simple_reply(reply.error, reply.cookie))
-                .await?;
-            if !reply.data.is_empty() {
-                writer.write_all(&reply.data).await?;
-            }
-            // Batch replies that are already waiting into one write.
-            if rx.is_empty() {
-                writer.flush().await?;
-            }
-        }
-        writer.flush().await?;
-        Ok::<(), io::Error>(())
-    });
+    // The handshake flushed its last reply: nothing is left in the buffer.
+    let writer = DirectWriter::spawn(writer.into_inner());
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let result = read_requests(&mut reader, &export, &tx, &in_flight, &shutdown).await;
-    drop(tx);
-    // Every spawned request holds a sender; the writer ends after the last reply.
-    let sent = sender
-        .await
-        .map_err(|e| io::Error::other(format!("reply writer failed: {e}")))?;
-    result.and(sent)
+    let result = read_requests(&mut reader, &export, &writer, &in_flight, &shutdown).await;
+    // Every running request holds a permit: the last reply is queued once they are all back.
+    let _ = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
+    writer.close().await;
+    result
 }
 
 async fn read_requests<R: AsyncRead + Unpin>(
     reader: &mut R,
     export: &Arc<Export>,
-    tx: &mpsc::Sender<Reply>,
+    writer: &Arc<DirectWriter>,
     in_flight: &Arc<Semaphore>,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
     loop {
+        writer.ready().await?;
         let mut header = [0u8; proto::REQUEST_HEADER_LEN];
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -352,16 +306,19 @@ async fn read_requests<R: AsyncRead + Unpin>(
             .await
             .map_err(|_| io::Error::other("request limiter closed"))?;
         let device = export.device.clone();
-        let tx = tx.clone();
-        export.run(Box::new(move || {
-            let reply = execute(device.as_ref(), request, payload);
-            let _ = tx.blocking_send(reply);
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let reply = execute(device.as_ref(), request, payload).await;
+            let header = proto::simple_reply(reply.error, reply.cookie);
+            // A failed send means the client is gone; the reader sees that too.
+            let body = (!reply.data.is_empty()).then(|| Arc::new(reply.data));
+            let _ = writer.send(&header, body.as_ref());
             drop(permit);
-        }));
+        });
     }
 }
 
-fn execute(device: &dyn BlockDevice, request: Request, payload: Vec<u8>) -> Reply {
+async fn execute(device: &dyn BlockDevice, request: Request, payload: Vec<u8>) -> Reply {
     let cookie = request.cookie;
     let len = u64::from(request.len);
     let fua = request.flags & proto::CMD_FLAG_FUA != 0;
@@ -374,20 +331,14 @@ fn execute(device: &dyn BlockDevice, request: Request, payload: Vec<u8>) -> Repl
         .offset
         .checked_add(len)
         .is_some_and(|end| end <= device.size());
-    let then_flush = |result: Result<(), DeviceError>| {
-        result.and_then(|()| if fua { device.flush() } else { Ok(()) })
-    };
+    let writable = !device.read_only();
     let outcome = match request.command {
         Command::Read => {
-            if request.len > proto::MAX_PAYLOAD {
+            if request.len > proto::MAX_PAYLOAD || !in_range {
                 return fail(proto::EINVAL);
             }
-            if !in_range {
-                return fail(proto::EINVAL);
-            }
-            let mut data = vec![0u8; request.len as usize];
-            return match device.read_at(&mut data, request.offset) {
-                Ok(()) => Reply {
+            return match device.read(request.offset, request.len as usize).await {
+                Ok(data) => Reply {
                     error: 0,
                     cookie,
                     data,
@@ -395,14 +346,21 @@ fn execute(device: &dyn BlockDevice, request: Request, payload: Vec<u8>) -> Repl
                 Err(e) => fail(error_code(&e, proto::EINVAL)),
             };
         }
-        Command::Write | Command::WriteZeroes if device.read_only() => Err(DeviceError::ReadOnly),
-        Command::Trim if device.read_only() => Err(DeviceError::ReadOnly),
+        Command::Write | Command::WriteZeroes | Command::Trim if !writable => {
+            Err(DeviceError::ReadOnly)
+        }
         Command::Write | Command::WriteZeroes if !in_range => return fail(proto::ENOSPC),
         Command::Trim if !in_range => return fail(proto::EINVAL),
-        Command::Write => then_flush(device.write_at(&payload, request.offset)),
-        Command::WriteZeroes => then_flush(device.write_zeroes(request.offset, len)),
-        Command::Trim => then_flush(device.trim(request.offset, len)),
-        Command::Flush => device.flush(),
+        Command::Write => device.write(payload, request.offset, fua).await,
+        Command::WriteZeroes => match device.write_zeroes(request.offset, len).await {
+            Ok(()) if fua => device.flush().await,
+            other => other,
+        },
+        Command::Trim => match device.trim(request.offset, len).await {
+            Ok(()) if fua => device.flush().await,
+            other => other,
+        },
+        Command::Flush => device.flush().await,
         Command::Cache => Ok(()),
         Command::Disconnect | Command::Other(_) => return fail(proto::EINVAL),
     };
