@@ -190,6 +190,7 @@ fn fio_verify_survives_a_replica_killed_mid_io() {
             "--iodepth=16",
             "--verify=crc32c",
             "--do_verify=1",
+            "--verify_state_save=0",
             "--randrepeat=0",
         ])
         .stdout(Stdio::piped())
@@ -408,6 +409,7 @@ fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
             "--iodepth=8",
             "--verify=crc32c",
             "--do_verify=1",
+            "--verify_state_save=0",
             "--randrepeat=0",
         ])
         .stdout(Stdio::piped())

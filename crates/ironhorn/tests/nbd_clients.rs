@@ -288,6 +288,7 @@ fn fio_verifies_crc32c_over_nbd() {
             "--iodepth=16",
             "--verify=crc32c",
             "--do_verify=1",
+            "--verify_state_save=0",
             "--randrepeat=0",
         ],
     );
