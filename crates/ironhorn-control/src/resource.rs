@@ -1,0 +1,227 @@
+//! The control plane's resources, with Longhorn's names and meanings: Volume, Node (with its
+//! disks) and Replica. Each has a `spec` (what the operator or a controller wants) and a
+//! `status` (what was observed). JSON field names are Longhorn's (camelCase), so a runbook's
+//! vocabulary carries over; sizes are bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A condition as Longhorn reports them: a type, whether it holds, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// "True" or "False", as Longhorn writes it.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl Condition {
+    pub fn new(kind: &str, holds: bool, reason: &str, message: &str) -> Condition {
+        Condition {
+            kind: kind.to_string(),
+            status: if holds { "True" } else { "False" }.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn holds(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// Sets (replaces) the condition of `condition.kind` in `conditions`.
+pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
+    match conditions.iter_mut().find(|c| c.kind == condition.kind) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// How a volume is exposed on the node it is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Frontend {
+    /// An NBD export (TCP or unix socket).
+    #[default]
+    Nbd,
+    /// `/dev/ironhorn/<volume>`.
+    Blockdev,
+}
+
+/// Whether a replica should live on the node the volume is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataLocality {
+    #[default]
+    Disabled,
+    BestEffort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeState {
+    #[default]
+    Creating,
+    Detached,
+    Attaching,
+    Attached,
+    Detaching,
+    Deleting,
+}
+
+/// Longhorn's robustness: healthy (every wanted replica healthy), degraded (fewer, but at
+/// least one), faulted (none), unknown (detached: not observed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Robustness {
+    Healthy,
+    Degraded,
+    Faulted,
+    #[default]
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    pub size: u64,
+    pub number_of_replicas: u32,
+    /// Minutes a failed replica is kept (for a catch-up) before it is removed.
+    pub stale_replica_timeout: u64,
+    #[serde(default)]
+    pub frontend: Frontend,
+    #[serde(default)]
+    pub data_locality: DataLocality,
+    /// Tags a node must all carry to hold a replica.
+    #[serde(default)]
+    pub node_selector: Vec<String>,
+    /// Tags a disk must all carry to hold a replica.
+    #[serde(default)]
+    pub disk_selector: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The node to attach to; empty when detached.
+    #[serde(default)]
+    pub node_id: String,
+    /// Attach without a frontend (for snapshot revert and other maintenance).
+    #[serde(default)]
+    pub maintenance: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeReplicaStatus {
+    pub name: String,
+    pub node: String,
+    pub disk: String,
+    /// RW, WO or ERR while attached; empty while detached.
+    pub mode: String,
+    pub healthy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    pub state: VolumeState,
+    pub robustness: Robustness,
+    /// Bytes the replicas' files occupy (one replica's worth).
+    pub actual_size: u64,
+    /// The node the volume is attached to now.
+    pub current_node_id: String,
+    pub replicas: Vec<VolumeReplicaStatus>,
+    /// The NBD URI, or the device path for blockdev; empty while detached.
+    pub endpoint: String,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    pub spec: VolumeSpec,
+    #[serde(default)]
+    pub status: VolumeStatus,
+}
+
+/// One disk of a node, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskSpec {
+    pub path: String,
+    pub allow_scheduling: bool,
+    /// Bytes kept free of replicas (for other users of the filesystem).
+    pub storage_reserved: u64,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// One disk of a node, as observed by its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskStatus {
+    /// Size of the filesystem holding the disk path.
+    pub storage_maximum: u64,
+    /// Free bytes on that filesystem.
+    pub storage_available: u64,
+    /// Sum of the sizes of the replicas scheduled to this disk.
+    pub storage_scheduled: u64,
+    /// Filesystem identity, so two paths on one filesystem are not counted twice.
+    pub disk_uuid: String,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    /// Where the node agent's API and replica servers are reached.
+    pub address: String,
+    pub allow_scheduling: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Failure domain for zone anti-affinity; empty means no zone.
+    #[serde(default)]
+    pub zone: String,
+    /// Disks by name.
+    pub disks: BTreeMap<String, DiskSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub ready: bool,
+    pub disks: BTreeMap<String, DiskStatus>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    pub name: String,
+    pub spec: NodeSpec,
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+/// One replica of a volume: a directory on one disk of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replica {
+    pub name: String,
+    pub volume: String,
+    pub node: String,
+    pub disk: String,
+    /// Directory name under the disk's `replicas/` (Longhorn: `<volume>-<8 hex>`).
+    pub data_directory_name: String,
+    /// Set when the replica failed; it is removed after the volume's staleReplicaTimeout.
+    #[serde(default)]
+    pub failed_at: Option<String>,
+    #[serde(default)]
+    pub healthy: bool,
+}
