@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Arc;
 
 use ironhorn_format::checksum::{go_time_string_utc, SnapshotHasher};
 use ironhorn_format::meta::{ChecksumRecord, DiskMeta};
@@ -41,18 +42,29 @@ impl Replica {
         infos
     }
 
-    fn layer_file(&self, file: &str, write: bool) -> Result<File> {
+    /// A layer file: the chain's open handle when the layer is in the live chain (so the
+    /// kernel's read-ahead state carries over from one chunk of a copy to the next), else
+    /// opened for the call.
+    fn layer_file(&self, file: &str, write: bool) -> Result<Arc<File>> {
         if !self.layout.layers.contains_key(file) {
             return Err(ReplicaError::Refused(format!(
                 "{file} is not a layer of this replica"
             )));
         }
+        if let Some(layer) = self.chain.iter().find(|l| l.name == file) {
+            if !write || self.writable {
+                return Ok(layer.file.clone());
+            }
+        }
         let path = self.dir.join(file);
-        OpenOptions::new()
+        let opened = OpenOptions::new()
             .read(true)
             .write(write)
             .open(&path)
-            .map_err(ReplicaError::io("opening layer", path))
+            .map_err(ReplicaError::io("opening layer", path))?;
+        // Copies read a layer front to back: a larger read-ahead (only a hint).
+        let _ = rustix::fs::fadvise(&opened, 0, None, rustix::fs::Advice::Sequential);
+        Ok(Arc::new(opened))
     }
 
     /// Allocated `[start, end)` ranges of one layer file.
