@@ -108,6 +108,11 @@ impl Slot {
         *self.mode.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// In this process (`file:DIR`): no network hop.
+    fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
     fn missed(&self) -> std::sync::MutexGuard<'_, Missed> {
         self.missed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -476,14 +481,16 @@ impl Engine {
         }
         // Replicas that agree on the revision must also agree on their snapshots: those whose
         // chain differs from the preferred one's (an interrupted snapshot) are left out.
-        let newest =
-            |info: &Result<ReplicaInfo, String>| info.as_ref().is_ok_and(|i| i.revision == best);
-        let preferred = slots
+        let newest: Vec<(&Arc<Slot>, &ReplicaInfo)> = slots
             .iter()
             .zip(&infos)
-            .filter(|(s, info)| s.mode() == Mode::RW && newest(info))
-            .min_by_key(|(s, _)| !matches!(s.backend, Backend::Local(_)))
-            .and_then(|(s, info)| Some((s.spec.clone(), info.as_ref().ok()?.chain.clone())));
+            .filter_map(|(s, info)| Some((s, info.as_ref().ok()?)))
+            .filter(|(s, info)| s.mode() == Mode::RW && info.revision == best)
+            .collect();
+        let preferred = newest
+            .iter()
+            .min_by_key(|(s, _)| !s.is_local())
+            .map(|(s, info)| (s.spec.clone(), info.chain.clone()));
         for (slot, info) in slots.iter().zip(&infos) {
             let (Ok(info), Some((preferred, chain))) = (info, &preferred) else {
                 continue;
@@ -503,12 +510,7 @@ impl Engine {
         for p in &problems {
             tracing::error!(problem = %p, "replica unavailable at start");
         }
-        let newest_slots: Vec<Arc<Slot>> = slots
-            .iter()
-            .zip(&infos)
-            .filter(|(s, info)| s.mode() == Mode::RW && newest(info))
-            .map(|(s, _)| s.clone())
-            .collect();
+        let newest_slots: Vec<Arc<Slot>> = newest.iter().map(|(s, _)| (*s).clone()).collect();
         let engine = Engine {
             volume: volume.to_string(),
             size: AtomicU64::new(size),
@@ -570,8 +572,7 @@ impl Engine {
             let newest_rw: Vec<&Arc<Slot>> = rw.iter().filter(|s| is_newest(s)).collect();
             let Some(source) = newest_rw
                 .iter()
-                .find(|s| matches!(s.backend, Backend::Local(_)))
-                .or(newest_rw.first())
+                .min_by_key(|s| !s.is_local())
                 .map(|s| (*s).clone())
             else {
                 continue;
@@ -713,7 +714,7 @@ impl Engine {
             .filter(|s| s.mode() != Mode::ERR)
             .collect();
         // Remote replicas first: their requests go out before in-process I/O runs inline.
-        live.sort_by_key(|s| matches!(s.backend, Backend::Local(_)));
+        live.sort_by_key(|s| s.is_local());
         live
     }
 
@@ -826,10 +827,7 @@ impl Engine {
             }
             // An in-process replica answers without a network hop: it serves every read
             // while it is healthy; otherwise reads go round-robin.
-            let slot = match readable
-                .iter()
-                .find(|s| matches!(s.backend, Backend::Local(_)))
-            {
+            let slot = match readable.iter().find(|s| s.is_local()) {
                 Some(local) => local,
                 None => &readable[self.next_read.fetch_add(1, Ordering::Relaxed) % readable.len()],
             };

@@ -381,9 +381,8 @@ impl Replica {
         if data.is_empty() {
             return Ok(());
         }
-        self.head_layer()?;
-        self.record_recent(offset, data.len() as u64)?;
         let head = self.head_layer()?;
+        self.record_recent(offset, data.len() as u64)?;
         let aligned_start = offset / SECTOR_SIZE * SECTOR_SIZE;
         let aligned_end = end
             .div_ceil(SECTOR_SIZE)

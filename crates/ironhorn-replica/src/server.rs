@@ -115,14 +115,13 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         let inline = match header.kind {
             Kind::Write if header.flags & wire::FLAG_FUA != 0 => {
                 // The write lands here; its flush waits on the blocking pool.
-                let id = header.id;
-                let mut unflushed = header;
-                unflushed.flags &= !wire::FLAG_FUA;
-                let written = execute(replica, unflushed, payload);
-                if written.header.kind != Kind::ResponseOk {
-                    batch_reply(writer, &mut replies, written)?;
-                } else {
-                    spawn_flush(replica, writer, limit, id).await?;
+                match replica.write_at(&payload, header.offset) {
+                    Ok(()) => spawn_flush(replica, writer, limit, header.id).await?,
+                    Err(e) => batch_reply(
+                        writer,
+                        &mut replies,
+                        error_response(header.id, code_of(&e), e.to_string()),
+                    )?,
                 }
                 continue;
             }
@@ -354,19 +353,11 @@ fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Respons
                 Err(e) => fail(e),
             }
         }
-        Kind::Write => {
-            let result = replica.write_at(&payload, header.offset).and_then(|()| {
-                if header.flags & wire::FLAG_FUA != 0 {
-                    replica.flush()
-                } else {
-                    Ok(())
-                }
-            });
-            match result {
-                Ok(()) => ok_response(id, Vec::new()),
-                Err(e) => fail(e),
-            }
-        }
+        // FUA writes never get here: `read_requests` writes them and flushes in a task.
+        Kind::Write => match replica.write_at(&payload, header.offset) {
+            Ok(()) => ok_response(id, Vec::new()),
+            Err(e) => fail(e),
+        },
         Kind::Unmap => match replica.unmap(header.offset, u64::from(header.len)) {
             Ok(_) => ok_response(id, Vec::new()),
             Err(e) => fail(e),

@@ -97,6 +97,27 @@ fn replica_server_at(dir: &Path, size: &str, addr: &str) -> (Proc, String) {
     (p, bound)
 }
 
+/// The replica directories of a 3-replica volume (`vol-{tag}N-0000000N`), as on a 3-node
+/// cluster.
+fn replica_dirs(tmp: &Path, tag: &str) -> Vec<PathBuf> {
+    (1..=3)
+        .map(|i| tmp.join(format!("vol-{tag}{i}-0000000{i}")))
+        .collect()
+}
+
+/// Replica servers for every directory but the first, and the engine's `--replica` list:
+/// the first directory in the engine's own process (`file:`), then the servers.
+fn serve_replicas(dirs: &[PathBuf], size: &str) -> (Vec<Proc>, Vec<String>) {
+    let mut servers = Vec::new();
+    let mut replicas = vec![format!("file:{}", dirs[0].display())];
+    for dir in &dirs[1..] {
+        let (server, addr) = replica_server(dir, size);
+        servers.push(server);
+        replicas.push(addr);
+    }
+    (servers, replicas)
+}
+
 fn engine(volume: &str, size: &str, replicas: &[String], socket: &Path) -> Proc {
     engine_with_control(volume, size, replicas, socket).0
 }
@@ -165,17 +186,9 @@ fn allocated(path: &Path) -> u64 {
 #[test]
 fn fio_verify_survives_a_replica_killed_mid_io() {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (1..=3)
-        .map(|i| tmp.path().join(format!("vol-r{i}-0000000{i}")))
-        .collect();
-    let (mut r2, a2) = replica_server(&dirs[1], "64Mi");
-    let (mut r3, a3) = replica_server(&dirs[2], "64Mi");
+    let dirs = replica_dirs(tmp.path(), "r");
+    let (mut servers, replicas) = serve_replicas(&dirs, "64Mi");
     let socket = tmp.path().join("vol.sock");
-    let replicas = vec![
-        format!("file:{}", dirs[0].display()),
-        a2.clone(),
-        a3.clone(),
-    ];
     let mut eng = engine("vol", "64Mi", &replicas, &socket);
 
     let uri = format!("nbd+unix:///vol?socket={}", socket.display());
@@ -203,7 +216,7 @@ fn fio_verify_survives_a_replica_killed_mid_io() {
         assert!(Instant::now() < deadline, "fio never got going");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let killed = r2.signal("-KILL");
+    let killed = servers[0].signal("-KILL");
     assert!(!killed.success());
     let out = fio.wait_with_output().unwrap();
     let report =
@@ -214,19 +227,20 @@ fn fio_verify_survives_a_replica_killed_mid_io() {
     eng.wait_for("replica failed: marked ERR");
     let engine_log = eng.text();
     assert!(eng.signal("-TERM").success(), "{engine_log}");
-    assert!(r3.signal("-TERM").success());
+    assert!(servers[1].signal("-TERM").success());
 
     // The two replicas that stayed hold the same volume.
     assert_eq!(export_sha(&dirs[0]), export_sha(&dirs[2]));
 
     // Restarted on all three, the engine serves from the two with the newest writes and
     // says why the killed one is out.
-    let (_r2, a2) = replica_server(&dirs[1], "64Mi");
-    let (_r3, a3) = replica_server(&dirs[2], "64Mi");
-    let replicas = vec![format!("file:{}", dirs[0].display()), a2.clone(), a3];
+    let (_servers, replicas) = serve_replicas(&dirs, "64Mi");
     let eng = engine("vol", "64Mi", &replicas, &socket);
     let text = eng.text();
-    let line = text.lines().find(|l| l.contains(&a2)).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&replicas[1]))
+        .unwrap_or_default();
     assert!(line.contains("ERR") && line.contains("behind"), "{text}");
 }
 
@@ -361,18 +375,12 @@ fn view_sha(dir: &Path, snapshot: &str) -> String {
 #[test]
 fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (1..=3)
-        .map(|i| tmp.path().join(format!("vol-b{i}-0000000{i}")))
-        .collect();
-    let (_r2, a2) = replica_server(&dirs[1], "64Mi");
-    let (_r3, a3) = replica_server(&dirs[2], "64Mi");
+    let dirs = replica_dirs(tmp.path(), "b");
+    let (servers, replicas) = serve_replicas(&dirs, "64Mi");
+    // The third replica joins later, rebuilt.
+    let a3 = replicas[2].clone();
     let socket = tmp.path().join("b.sock");
-    let (mut eng, control) = engine_with_control(
-        "b",
-        "64Mi",
-        &[format!("file:{}", dirs[0].display()), a2.clone()],
-        &socket,
-    );
+    let (mut eng, control) = engine_with_control("b", "64Mi", &replicas[..2], &socket);
     let uri = format!("nbd+unix:///b?socket={}", socket.display());
 
     let io = Command::new("qemu-io")
@@ -475,8 +483,7 @@ fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
     );
 
     assert!(eng.signal("-TERM").success(), "{}", eng.text());
-    drop(_r2);
-    drop(_r3);
+    drop(servers);
     for view in ["volume-head", "s1", "s2"] {
         let hashes: Vec<String> = dirs.iter().map(|d| view_sha(d, view)).collect();
         assert!(hashes.iter().all(|h| *h == hashes[0]), "{view}: {hashes:?}");
@@ -486,17 +493,10 @@ fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
 #[test]
 fn a_replica_back_within_seconds_catches_up_incrementally() {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (1..=3)
-        .map(|i| tmp.path().join(format!("vol-c{i}-0000000{i}")))
-        .collect();
-    let (_r2, a2) = replica_server(&dirs[1], "256Mi");
-    let (mut r3, a3) = replica_server(&dirs[2], "256Mi");
+    let dirs = replica_dirs(tmp.path(), "c");
+    let (mut servers, replicas) = serve_replicas(&dirs, "256Mi");
+    let a3 = replicas[2].clone();
     let socket = tmp.path().join("c.sock");
-    let replicas = vec![
-        format!("file:{}", dirs[0].display()),
-        a2.clone(),
-        a3.clone(),
-    ];
     let (mut eng, control) = engine_with_control("c", "256Mi", &replicas, &socket);
     let uri = format!("nbd+unix:///c?socket={}", socket.display());
     let qemu_io = |cmds: &[&str]| {
@@ -514,7 +514,7 @@ fn a_replica_back_within_seconds_catches_up_incrementally() {
     };
     // 64 MiB of data everywhere, then replica 3 goes away (process killed).
     qemu_io(&["write -P 0x21 0 64M"]);
-    r3.signal("-KILL");
+    servers[1].signal("-KILL");
     // While it is away: 3 MiB in three places, one unaligned.
     qemu_io(&[
         "write -P 0x22 1M 1M",
@@ -523,7 +523,7 @@ fn a_replica_back_within_seconds_catches_up_incrementally() {
     ]);
     eng.wait_for("replica failed: marked ERR");
     // It comes back with its directory as it was.
-    let (_r3, _) = replica_server_at(&dirs[2], "256Mi", &a3);
+    servers[1] = replica_server_at(&dirs[2], "256Mi", &a3).0;
     let added: serde_json::Value =
         serde_json::from_str(&cli_ok(&control, &["replica", "add", &a3, "--json"])).unwrap();
     assert_eq!(added["incremental"], true, "{added}");
@@ -537,8 +537,7 @@ fn a_replica_back_within_seconds_catches_up_incrementally() {
     assert_eq!(info.matches("\"RW\"").count(), 3, "{info}");
     qemu_io(&["write -P 0x25 5M 64k"]);
     assert!(eng.signal("-TERM").success());
-    drop(_r2);
-    drop(_r3);
+    drop(servers);
     let hashes: Vec<String> = dirs.iter().map(|d| export_sha(d)).collect();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 }
@@ -592,20 +591,17 @@ print("ok", sorted(gens))
 #[test]
 fn killing_the_engine_loses_no_flushed_write() {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (1..=3)
-        .map(|i| tmp.path().join(format!("vol-k{i}-0000000{i}")))
-        .collect();
-    let (mut r2, a2) = replica_server(&dirs[1], "16Mi");
-    let (mut r3, a3) = replica_server(&dirs[2], "16Mi");
+    let dirs = replica_dirs(tmp.path(), "k");
+    let (mut servers, replicas) = serve_replicas(&dirs, "16Mi");
     let socket = tmp.path().join("k.sock");
-    let replicas = vec![format!("file:{}", dirs[0].display()), a2, a3];
     // Killed mid-write three times: each restart must find every flushed write, and the
     // replicas identical (the writes that were in flight reconciled).
     for round in 0..3 {
         kill_engine_mid_write_and_check(&replicas, &socket, round);
     }
-    r2.signal("-TERM");
-    r3.signal("-TERM");
+    for server in &mut servers {
+        server.signal("-TERM");
+    }
     let hashes: Vec<String> = dirs.iter().map(|d| export_sha(d)).collect();
     assert!(
         hashes.iter().all(|h| *h == hashes[0]),
