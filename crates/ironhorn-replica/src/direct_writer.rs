@@ -130,6 +130,50 @@ fn write_now(sink: &mut Sink, queue: &mut VecDeque<Chunk>) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Writes one frame as far as the socket takes it now, straight from the caller's buffers
+/// (no queue, no copy). `Ok(true)`: all of it; `Ok(false)`: the socket is full and `rest`
+/// holds what is left.
+fn write_frame_now(
+    sink: &mut Sink,
+    header: &[u8],
+    body: Option<&Body>,
+    rest: &mut VecDeque<Chunk>,
+) -> io::Result<bool> {
+    let body_bytes: &[u8] = body.map_or(&[], |b| b.as_slice());
+    let total = header.len() + body_bytes.len();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut done = 0;
+    while done < total {
+        let slices = [
+            io::IoSlice::new(&header[done.min(header.len())..]),
+            io::IoSlice::new(&body_bytes[done.saturating_sub(header.len())..]),
+        ];
+        match sink.as_mut().poll_write_vectored(&mut cx, &slices) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => done += n,
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    if done == total {
+        return Ok(true);
+    }
+    if done < header.len() {
+        rest.push_back(Chunk {
+            data: ChunkData::Copied(header[done..].to_vec()),
+            start: 0,
+        });
+    }
+    if let Some(body) = body.filter(|b| !b.is_empty()) {
+        rest.push_back(Chunk {
+            data: ChunkData::Shared(body.clone()),
+            start: done.saturating_sub(header.len()),
+        });
+    }
+    Ok(false)
+}
+
 /// Writes all of `queue`, waiting for the socket as needed.
 async fn write_all_chunks(sink: &mut Sink, queue: &mut VecDeque<Chunk>) -> io::Result<()> {
     while !queue.is_empty() {
@@ -229,10 +273,9 @@ impl DirectWriter {
             // Not reachable: only the background task takes the sink, while it is the writer.
             return Err(closed_error("the connection's writer is gone"));
         };
-        let mut mine = VecDeque::with_capacity(2);
-        enqueue(&mut mine, header, body);
+        let mut mine = VecDeque::new();
+        let mut written = write_frame_now(sink, header, body, &mut mine);
         loop {
-            let written = write_now(sink, &mut mine);
             let mut state = self.state();
             match written {
                 Err(e) => {
@@ -262,7 +305,11 @@ impl DirectWriter {
                     }
                     return Ok(());
                 }
-                Ok(true) => mine = std::mem::take(&mut state.queue),
+                Ok(true) => {
+                    mine = std::mem::take(&mut state.queue);
+                    drop(state);
+                    written = write_now(sink, &mut mine);
+                }
             }
         }
     }
