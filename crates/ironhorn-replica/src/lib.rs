@@ -8,6 +8,7 @@ pub mod error;
 pub mod fsio;
 pub mod net;
 mod ops;
+pub mod poll_window;
 mod rebuild;
 mod replica;
 pub mod scan;

@@ -107,6 +107,13 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         }
         let header =
             Header::decode(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if matches!(
+            header.kind,
+            Kind::Read | Kind::Write | Kind::Unmap | Kind::Flush
+        ) {
+            // Volume I/O, not the engine's health pings: those must leave an idle replica idle.
+            crate::poll_window::note_activity();
+        }
         let mut payload = vec![0u8; header.payload_len as usize];
         reader.read_exact(&mut payload).await?;
         // Page-cache I/O takes microseconds: done right here, it saves two thread hops per

@@ -12,6 +12,7 @@ use ironhorn_replica::net::{Addr, Listener};
 use crate::engine_control::{
     router, ApiError, ControlState, EngineInfo, ReplicaStatus, SnapshotView,
 };
+use crate::runtime::{parse_duration, PollArgs};
 use crate::units::{human_size, parse_size};
 
 #[derive(Debug, Subcommand)]
@@ -119,10 +120,8 @@ pub struct ServeArgs {
     /// How long a replica may take to answer before it is marked ERR, e.g. 8s.
     #[arg(long, default_value = "8s", value_parser = parse_duration)]
     pub engine_replica_timeout: Duration,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))
+    #[command(flatten)]
+    pub poll: PollArgs,
 }
 
 pub fn run(cmd: EngineCommand) -> Result<()> {
@@ -340,6 +339,7 @@ fn call<T: serde::de::DeserializeOwned>(
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    args.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
         let engine = Engine::start(
             &args.volume,

@@ -27,6 +27,8 @@ pub struct ServeArgs {
     /// Listen address: HOST:PORT or unix:PATH.
     #[arg(long, default_value = "127.0.0.1:9502")]
     pub listen: Addr,
+    #[command(flatten)]
+    pub poll: crate::runtime::PollArgs,
 }
 
 pub fn run(cmd: ReplicaCommand) -> Result<()> {
@@ -62,6 +64,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
     };
     let size = replica.size();
     let shared = Arc::new(SharedReplica::new(replica));
+    args.poll.install();
     crate::runtime::run_until_signal(|shutdown| {
         let shared = shared.clone();
         async move {

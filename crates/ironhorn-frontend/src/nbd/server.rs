@@ -284,6 +284,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 Err(e) => return Err(e),
             },
         }
+        ironhorn_replica::poll_window::note_activity();
         let request = proto::decode_request(&header).map_err(protocol_error)?;
         let mut payload = Vec::new();
         match request.command {
