@@ -27,6 +27,7 @@ use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
 use serde::Serialize;
 
 use crate::device::{check_range, BlockDevice, DeviceError, DeviceFuture, DeviceResult};
+use crate::layer_send::LayerSender;
 use crate::remote::{ClientError, RemoteReplica};
 use crate::window::{WriteWindow, MAX_RECONCILE_LAG};
 
@@ -179,6 +180,34 @@ impl Slot {
         }
     }
 
+    /// Rebuild: writes `data` into layer `file` of this (rebuilding) replica.
+    async fn write_layer(
+        &self,
+        file: &str,
+        offset: u64,
+        data: Arc<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        match &self.backend {
+            Backend::Remote(r) => {
+                let prefix = wire::layer_payload_prefix(file);
+                r.call_parts(Kind::WriteLayer, offset, 0, 0, &prefix, Some(data), timeout)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Local(replica) => {
+                let (replica, file) = (replica.clone(), file.to_string());
+                tokio::task::spawn_blocking(move || {
+                    replica.read().write_layer(&file, &data, offset)
+                })
+                .await
+                .map_err(|e| format!("local replica task failed: {e}"))?
+                .map_err(|e| e.to_string())
+            }
+        }
+    }
+
     async fn control(
         &self,
         control: Control,
@@ -270,7 +299,7 @@ fn local_call(
             let payload = payload.unwrap_or_default();
             let (file, data) = wire::decode_layer_payload(&payload).map_err(|e| e.to_string())?;
             if kind == Kind::ReadLayer {
-                let mut buf = vec![0u8; len as usize];
+                let mut buf = ironhorn_replica::buffers::take(len as usize);
                 replica
                     .read()
                     .read_layer(file, &mut buf, offset)
@@ -1298,6 +1327,16 @@ impl Engine {
         const CHUNK: u64 = 4 << 20;
         const COPIES_IN_FLIGHT: usize = 6;
         use futures::StreamExt;
+        // From an in-process replica to a replica server, the kernel moves the data
+        // (sendfile on a connection of its own); otherwise chunks pass through the engine.
+        let mut sender = match (&source.backend, &target.spec) {
+            (Backend::Local(_), ReplicaSpec::Remote(addr)) => Some(
+                LayerSender::connect(addr, self.timeout)
+                    .await
+                    .map_err(|e| format!("connecting to the target for the copy: {e}"))?,
+            ),
+            _ => None,
+        };
         for layer in layers {
             if layer.keep {
                 report.layers_skipped += 1;
@@ -1326,6 +1365,18 @@ impl Engine {
                     pos += n;
                 }
             }
+            if let (Some(sender), Backend::Local(replica)) = (&mut sender, &source.backend) {
+                let handle = replica
+                    .read()
+                    .layer_handle(&layer.file)
+                    .map_err(|e| format!("opening {} of the source: {e}", layer.file))?;
+                report.bytes_copied += sender
+                    .send(&layer.file, &handle, &chunks, COPIES_IN_FLIGHT)
+                    .await
+                    .map_err(|e| format!("copying {}: {e}", layer.file))?;
+                report.layers_copied += 1;
+                continue;
+            }
             // Several chunks in flight: reading the source and writing the target overlap.
             let file = &layer.file;
             let copies = futures::stream::iter(chunks.into_iter().map(|(pos, n)| {
@@ -1335,11 +1386,14 @@ impl Engine {
                         .call(Kind::ReadLayer, pos, n as u32, 0, Some(name), self.timeout)
                         .await
                         .map_err(|e| format!("reading {file} from the source: {e}"))?;
-                    let payload = Arc::new(wire::encode_layer_payload(file, &data));
+                    let data = Arc::new(data);
                     target
-                        .call(Kind::WriteLayer, pos, 0, 0, Some(payload), self.timeout)
+                        .write_layer(file, pos, data.clone(), self.timeout)
                         .await
                         .map_err(|e| format!("writing {file} to the target: {e}"))?;
+                    if let Ok(buffer) = Arc::try_unwrap(data) {
+                        ironhorn_replica::buffers::give(buffer);
+                    }
                     Ok::<u64, String>(n)
                 }
             }))

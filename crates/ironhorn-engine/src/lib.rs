@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod engine;
+mod layer_send;
 pub mod remote;
 pub mod window;
 

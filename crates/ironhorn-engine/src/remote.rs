@@ -84,7 +84,7 @@ impl RemoteReplica {
                     Ok(h) => h,
                     Err(e) => break e.to_string(),
                 };
-                let mut payload = vec![0u8; header.payload_len as usize];
+                let mut payload = ironhorn_replica::buffers::take(header.payload_len as usize);
                 if let Err(e) = reader.read_exact(&mut payload).await {
                     break e.to_string();
                 }
@@ -126,6 +126,23 @@ impl RemoteReplica {
         payload: Option<Arc<Vec<u8>>>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
+        self.call_parts(kind, offset, len, flags, &[], payload, timeout)
+            .await
+    }
+
+    /// Sends one request whose payload is `prefix` followed by `body` (a large body is
+    /// written from its own buffer, never copied) and waits for its response payload.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_parts(
+        &self,
+        kind: Kind,
+        offset: u64,
+        len: u32,
+        flags: u32,
+        prefix: &[u8],
+        body: Option<Arc<Vec<u8>>>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
         if self.is_closed() {
             return Err(ClientError::Closed("closed earlier".into()));
         }
@@ -141,7 +158,7 @@ impl RemoteReplica {
             offset,
             len,
             flags,
-            payload_len: payload.as_ref().map_or(0, |p| p.len() as u32),
+            payload_len: (prefix.len() + body.as_ref().map_or(0, |p| p.len())) as u32,
         };
         let sent = async {
             let failed = |e: io::Error| {
@@ -149,9 +166,9 @@ impl RemoteReplica {
                 ClientError::Closed(e.to_string())
             };
             self.writer.ready().await.map_err(failed)?;
-            self.writer
-                .send(&header.encode(), payload.as_ref())
-                .map_err(failed)?;
+            let mut head = header.encode().to_vec();
+            head.extend_from_slice(prefix);
+            self.writer.send(&head, body.as_ref()).map_err(failed)?;
             wait.await
                 .unwrap_or_else(|_| Err(ClientError::Closed("connection dropped".into())))
         };

@@ -223,10 +223,17 @@ pub struct LayerInfo {
 
 /// Encodes a layer-addressed payload: u16 LE name length, name, then `data`.
 pub fn encode_layer_payload(file: &str, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + file.len() + data.len());
+    let mut out = layer_payload_prefix(file);
+    out.extend_from_slice(data);
+    out
+}
+
+/// The part of a layer-addressed payload before its data: a sender can write it and the
+/// data from separate buffers.
+pub fn layer_payload_prefix(file: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + file.len());
     out.extend_from_slice(&(file.len() as u16).to_le_bytes());
     out.extend_from_slice(file.as_bytes());
-    out.extend_from_slice(data);
     out
 }
 

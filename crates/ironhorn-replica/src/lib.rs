@@ -3,6 +3,7 @@
 //! and the metadata operations (snapshot, remove, purge, revert, expand), all crash-safe;
 //! and the replica server that serves a store over the replica protocol.
 
+pub mod buffers;
 pub mod direct_writer;
 pub mod error;
 pub mod fsio;
@@ -14,6 +15,7 @@ mod replica;
 pub mod scan;
 pub mod server;
 pub mod shared;
+pub mod splice;
 mod stream;
 
 pub use error::{ReplicaError, Result};

@@ -54,8 +54,8 @@ pub enum Listener {
 }
 
 /// An accepted or connected stream.
-pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+pub trait Stream: AsyncRead + AsyncWrite + std::os::fd::AsFd + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + std::os::fd::AsFd + Send + Unpin + 'static> Stream for T {}
 
 impl Listener {
     pub async fn bind(addr: &Addr) -> io::Result<Listener> {

@@ -16,6 +16,9 @@ use crate::error::{ReplicaError, Result};
 use crate::fsio;
 use crate::replica::{create_sparse, now_rfc3339, write_meta, Replica};
 
+/// How far behind the newest layer write a rebuild drops written data from the page cache.
+const WRITE_BEHIND_LAG: u64 = 32 << 20;
+
 impl Replica {
     /// Every layer of the tree, oldest first along each branch (by file name otherwise).
     pub fn layer_infos(&self) -> Vec<LayerInfo> {
@@ -65,6 +68,11 @@ impl Replica {
         // Copies read a layer front to back: a larger read-ahead (only a hint).
         let _ = rustix::fs::fadvise(&opened, 0, None, rustix::fs::Advice::Sequential);
         Ok(Arc::new(opened))
+    }
+
+    /// An open handle of one layer file, for reading (a rebuild source sends from it).
+    pub fn layer_handle(&self, file: &str) -> Result<Arc<File>> {
+        self.layer_file(file, false)
     }
 
     /// Allocated `[start, end)` ranges of one layer file.
@@ -202,6 +210,16 @@ impl Replica {
 
     /// Rebuild target, step 2: data for one snapshot file.
     pub fn write_layer(&self, file: &str, data: &[u8], offset: u64) -> Result<()> {
+        self.write_layer_with(file, |f| f.write_all_at(data, offset))
+    }
+
+    /// Like [`Replica::write_layer`], with the bytes written by `write` (which may take
+    /// them from elsewhere than memory, e.g. a socket).
+    pub fn write_layer_with(
+        &self,
+        file: &str,
+        write: impl FnOnce(&File) -> std::io::Result<()>,
+    ) -> Result<()> {
         if !self.layout.volume_meta.rebuilding {
             return Err(ReplicaError::Refused(
                 "layer writes are only taken while rebuilding".into(),
@@ -213,8 +231,34 @@ impl Replica {
             ));
         }
         let f = self.layer_file(file, true)?;
-        f.write_all_at(data, offset)
-            .map_err(ReplicaError::io("writing", self.dir.join(file)))
+        // Buffered writes to one file serialize on its inode lock anyway, and waiters there
+        // spin while the holder copies megabytes: one at a time, the others sleep here.
+        let _one_at_a_time = self.layer_writes.lock().unwrap_or_else(|e| e.into_inner());
+        write(&f).map_err(ReplicaError::io("writing", self.dir.join(file)))
+    }
+
+    /// After a rebuild wrote `[offset, offset+len)` of `file`: starts writing it to the disk
+    /// now, and drops from the page cache what was written [`WRITE_BEHIND_LAG`] earlier (on
+    /// the disk by then). A rebuild streams whole replicas: left to the kernel it would fill
+    /// the page cache with dirty data, evict what the node's volumes use, and end in one huge
+    /// sync. Only hints: errors are ignored.
+    pub fn layer_written(&self, file: &str, offset: u64, len: u64) {
+        let Ok(f) = self.layer_file(file, false) else {
+            return;
+        };
+        let advise = |start: u64| {
+            let _ = rustix::fs::fadvise(
+                &*f,
+                start,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::DontNeed,
+            );
+        };
+        // On dirty pages DONTNEED starts their writeback; on clean ones it drops them.
+        advise(offset);
+        if let Some(earlier) = offset.checked_sub(WRITE_BEHIND_LAG) {
+            advise(earlier);
+        }
     }
 
     /// Rebuild target, step 3: every layer is complete. Makes them durable, re-reads the

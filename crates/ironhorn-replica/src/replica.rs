@@ -119,6 +119,8 @@ pub struct Replica {
     pub(crate) revision_file: Option<std::sync::Arc<File>>,
     /// The recent-writes ring (`ironhorn_format::recent`); open while writable.
     pub(crate) recent_file: Option<File>,
+    /// Held by a rebuild's layer write: one at a time (see `write_layer`).
+    pub(crate) layer_writes: std::sync::Mutex<()>,
     pub(crate) warnings: Vec<Warning>,
 }
 
@@ -248,6 +250,7 @@ impl Replica {
             } else {
                 None
             },
+            layer_writes: std::sync::Mutex::new(()),
             warnings,
         };
         replica.rebuild_map()?;

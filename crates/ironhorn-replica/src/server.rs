@@ -8,7 +8,10 @@ use std::sync::Arc;
 use ironhorn_proto::replica::{
     self as wire, Control, ControlReply, ErrorCode, Header, Kind, ReplicaInfo, WireError,
 };
-use tokio::io::AsyncReadExt;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+
+use tokio::io::{AsyncBufRead, AsyncReadExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +20,7 @@ use crate::error::ReplicaError;
 use crate::net::{accept_loop, Listener, Stream};
 use crate::ops::SnapshotSpec;
 use crate::shared::SharedReplica;
+use crate::splice::Splicer;
 
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -39,12 +43,29 @@ async fn connection(
     replica: Arc<SharedReplica>,
     shutdown: CancellationToken,
 ) {
+    // Large layer writes (rebuild) are spliced from the socket into their file.
+    let splicer = match Splicer::new(stream.as_fd()) {
+        Ok(splicer) => Some(Arc::new(splicer)),
+        Err(e) => {
+            tracing::debug!(error = %e, "layer writes on this connection are copied, not spliced");
+            None
+        }
+    };
     let (reader, writer) = tokio::io::split(stream);
     // Frames arrive back to back: one read system call takes many of them.
     let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
     let writer = DirectWriter::spawn(writer);
     let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    if let Err(e) = read_requests(&mut reader, &replica, &writer, &limit, &shutdown).await {
+    let result = read_requests(
+        &mut reader,
+        &replica,
+        &writer,
+        &limit,
+        splicer.as_ref(),
+        &shutdown,
+    )
+    .await;
+    if let Err(e) = result {
         tracing::debug!(error = %e, "replica connection ended");
     }
     // Requests still running on the blocking pool hold permits: wait for their replies.
@@ -83,6 +104,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     replica: &Arc<SharedReplica>,
     writer: &Arc<DirectWriter>,
     limit: &Arc<Semaphore>,
+    splicer: Option<&Arc<Splicer>>,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
     // Replies to requests answered inline, sent in one write once no more requests are
@@ -114,7 +136,21 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             // Volume I/O, not the engine's health pings: those must leave an idle replica idle.
             crate::poll_window::note_activity();
         }
-        let mut payload = vec![0u8; header.payload_len as usize];
+        if let (Kind::WriteLayer, Some(splicer)) = (header.kind, splicer) {
+            if header.payload_len as usize >= SPLICE_MIN {
+                let (response, usable) =
+                    receive_layer_write(reader, replica, splicer, &header).await?;
+                batch_reply(writer, &mut replies, response)?;
+                if !usable {
+                    writer.send(&replies, None)?;
+                    return Err(io::Error::other(
+                        "a layer write failed part way: the connection is out of step",
+                    ));
+                }
+                continue;
+            }
+        }
+        let mut payload = crate::buffers::take(header.payload_len as usize);
         reader.read_exact(&mut payload).await?;
         // Page-cache I/O takes microseconds: done right here, it saves two thread hops per
         // request. Anything that may wait on the disk (a read of uncached data, flush, FUA,
@@ -162,6 +198,63 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         })
         .await?;
     }
+}
+
+/// Layer writes from this size on are spliced into their file.
+const SPLICE_MIN: usize = 256 << 10;
+
+/// A large layer write: the name comes through the reader, the data goes from the socket
+/// into the layer file (what the reader already buffered is written from there). Returns the
+/// reply and whether the connection is still in step (false when the write failed after
+/// taking part of the data from the socket).
+async fn receive_layer_write<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut tokio::io::BufReader<R>,
+    replica: &Arc<SharedReplica>,
+    splicer: &Arc<Splicer>,
+    header: &Header,
+) -> io::Result<(Response, bool)> {
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+    let mut name_len = [0u8; 2];
+    reader.read_exact(&mut name_len).await?;
+    let name_len = usize::from(u16::from_le_bytes(name_len));
+    let data_len = (header.payload_len as usize)
+        .checked_sub(2 + name_len)
+        .ok_or_else(|| invalid("layer name longer than the payload"))?;
+    let mut name = vec![0u8; name_len];
+    reader.read_exact(&mut name).await?;
+    let name = String::from_utf8(name).map_err(|_| invalid("layer name is not UTF-8"))?;
+    let buffered = reader.buffer().len().min(data_len);
+    let first = reader.buffer()[..buffered].to_vec();
+    std::pin::Pin::new(&mut *reader).consume(buffered);
+    let rest = (data_len - buffered) as u64;
+    let (replica, splicer, offset, id) =
+        (replica.clone(), splicer.clone(), header.offset, header.id);
+    tokio::task::spawn_blocking(move || {
+        let mut took_data = false;
+        let replica = replica.read();
+        let written = replica.write_layer_with(&name, |f| {
+            took_data = true;
+            f.write_all_at(&first, offset)?;
+            splicer.socket_to_file(f, offset + buffered as u64, rest)
+        });
+        if written.is_ok() {
+            replica.layer_written(&name, offset, data_len as u64);
+        }
+        match written {
+            Ok(()) => Ok((ok_response(id, Vec::new()), true)),
+            Err(e) if took_data => {
+                tracing::warn!(layer = %name, error = %e, "layer write failed: closing the connection");
+                Ok((error_response(id, code_of(&e), e.to_string()), false))
+            }
+            Err(e) => {
+                // Refused before any data was taken: drop the data, stay in step.
+                splicer.discard(rest)?;
+                Ok((error_response(id, code_of(&e), e.to_string()), true))
+            }
+        }
+    })
+    .await
+    .map_err(|_| io::Error::other("layer write task failed"))?
 }
 
 /// Runs a request that may wait for the disk as a task of its own (at most `MAX_IN_FLIGHT`
@@ -361,10 +454,14 @@ fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Respons
             }
         }
         // FUA writes never get here: `read_requests` writes them and flushes in a task.
-        Kind::Write => match replica.write_at(&payload, header.offset) {
-            Ok(()) => ok_response(id, Vec::new()),
-            Err(e) => fail(e),
-        },
+        Kind::Write => {
+            let written = replica.write_at(&payload, header.offset);
+            crate::buffers::give(payload);
+            match written {
+                Ok(()) => ok_response(id, Vec::new()),
+                Err(e) => fail(e),
+            }
+        }
         Kind::Unmap => match replica.unmap(header.offset, u64::from(header.len)) {
             Ok(_) => ok_response(id, Vec::new()),
             Err(e) => fail(e),
@@ -393,7 +490,14 @@ fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Respons
                     Err(e) => fail(e),
                 }
             } else {
-                match replica.read().write_layer(file, data, header.offset) {
+                let written = replica.read().write_layer(file, data, header.offset);
+                if written.is_ok() {
+                    replica
+                        .read()
+                        .layer_written(file, header.offset, data.len() as u64);
+                }
+                crate::buffers::give(payload);
+                match written {
                     Ok(()) => ok_response(id, Vec::new()),
                     Err(e) => fail(e),
                 }

@@ -65,3 +65,73 @@ fn a_target_laid_out_and_filled_from_a_source_reads_the_same() {
         );
     }
 }
+
+/// A large layer write the server refuses (the replica is not rebuilding) costs the sender
+/// only that request: its data is drained from the socket, and the next frame on the same
+/// connection is read in step.
+#[test]
+fn a_refused_large_layer_write_leaves_the_connection_in_step() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use ironhorn_proto::replica::{self as wire, Header, Kind};
+    use ironhorn_replica::net::{Addr, Listener};
+    use ironhorn_replica::SharedReplica;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let replica = Replica::create(&tmp.path().join("r"), 16 << 20).unwrap();
+    let socket = tmp.path().join("r.sock");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = runtime
+        .block_on(Listener::bind(&Addr::Unix(socket.clone())))
+        .unwrap();
+    let server = runtime.spawn(ironhorn_replica::server::serve(
+        listener,
+        Arc::new(SharedReplica::new(replica)),
+        shutdown.clone(),
+    ));
+
+    let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let data = vec![7u8; 3 << 20];
+    let mut payload = wire::layer_payload_prefix("volume-head-000.img");
+    payload.extend_from_slice(&data);
+    let frame = |kind, id, payload: &[u8]| {
+        let header = Header {
+            kind,
+            id,
+            offset: 0,
+            len: 0,
+            flags: 0,
+            payload_len: payload.len() as u32,
+        };
+        let mut out = header.encode().to_vec();
+        out.extend_from_slice(payload);
+        out
+    };
+    let reply = |conn: &mut std::os::unix::net::UnixStream| {
+        let mut raw = [0u8; wire::HEADER_LEN];
+        conn.read_exact(&mut raw).unwrap();
+        let header = Header::decode(&raw).unwrap();
+        let mut body = vec![0u8; header.payload_len as usize];
+        conn.read_exact(&mut body).unwrap();
+        (header, body)
+    };
+    conn.write_all(&frame(Kind::WriteLayer, 1, &payload))
+        .unwrap();
+    conn.write_all(&frame(Kind::Ping, 2, &[])).unwrap();
+    let (refused, body) = reply(&mut conn);
+    assert_eq!((refused.kind, refused.id), (Kind::ResponseErr, 1));
+    let error = wire::decode_error(&body);
+    assert!(
+        error.message.contains("only taken while rebuilding"),
+        "{}",
+        error.message
+    );
+    let (pong, _) = reply(&mut conn);
+    assert_eq!((pong.kind, pong.id), (Kind::ResponseOk, 2));
+
+    drop(conn);
+    shutdown.cancel();
+    runtime.block_on(server).unwrap();
+}
