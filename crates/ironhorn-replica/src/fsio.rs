@@ -138,6 +138,26 @@ pub fn copy_extents(src: &File, dst: &File, extents: &[Extent]) -> io::Result<u6
     Ok(copied)
 }
 
+/// Page-cache writes go in pieces of at most this size (see [`write_in_small_folios`]).
+pub const FOLIO_WRITE_MAX: usize = 64 << 10;
+
+/// Writes `data` at `offset` in pieces of at most [`FOLIO_WRITE_MAX`], each ending on a
+/// multiple of it. ext4 (Linux 6.16 on) gives a buffered write a page-cache folio as large as
+/// the write; every later 4 KiB write into a 1 MiB folio then walks its 256 block buffers,
+/// which made 4 KiB random writes after a sequential fill cost twice the CPU (measured:
+/// 7.1k against 16k IOPS on 3 replicas). Small folios keep random writes cheap.
+pub fn write_in_small_folios(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        let at = offset + done as u64;
+        let to_boundary = FOLIO_WRITE_MAX - (at % FOLIO_WRITE_MAX as u64) as usize;
+        let n = to_boundary.min(data.len() - done);
+        file.write_all_at(&data[done..done + n], at)?;
+        done += n;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +200,23 @@ mod tests {
         );
         let mut buf = [7u8; 100];
         assert_eq!(read_full_at(&file, &mut buf, (1 << 20) - 10).unwrap(), 10);
+    }
+
+    #[test]
+    fn small_folio_writes_land_whole_at_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        write_in_small_folios(&file, &data, 12_288).unwrap();
+        let mut back = vec![0u8; data.len()];
+        file.read_exact_at(&mut back, 12_288).unwrap();
+        assert!(back == data);
+        assert_eq!(file.metadata().unwrap().len(), 12_288 + data.len() as u64);
     }
 }

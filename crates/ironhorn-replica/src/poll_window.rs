@@ -137,6 +137,59 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 
+/// Whether this process runs under a CPU quota (a Kubernetes CPU limit, cgroup v1 or v2).
+/// Polling threads count against the quota even at idle priority: they would spend the
+/// time the request threads need, so the window stays off there.
+pub fn cpu_quota_applies() -> bool {
+    let Ok(cgroups) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return false;
+    };
+    quota_files(&cgroups)
+        .into_iter()
+        .any(|(path, version)| match std::fs::read_to_string(&path) {
+            Ok(text) => quota_is_set(&text, version),
+            Err(_) => false,
+        })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// The files holding this process's CPU quota, from `/proc/self/cgroup`'s text.
+fn quota_files(cgroups: &str) -> Vec<(std::path::PathBuf, CgroupVersion)> {
+    let mut files = Vec::new();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let relative = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            let dir = std::path::Path::new("/sys/fs/cgroup").join(relative);
+            files.push((dir.join("cpu.max"), CgroupVersion::V2));
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            let dir = std::path::Path::new("/sys/fs/cgroup")
+                .join(controllers)
+                .join(relative);
+            files.push((dir.join("cpu.cfs_quota_us"), CgroupVersion::V1));
+        }
+    }
+    files
+}
+
+/// Whether a quota file's text sets a limit (`max …` and `-1` mean none).
+fn quota_is_set(text: &str, version: CgroupVersion) -> bool {
+    let quota = text.split_whitespace().next().unwrap_or("");
+    match version {
+        CgroupVersion::V2 => !quota.is_empty() && quota != "max",
+        CgroupVersion::V1 => quota.parse::<i64>().is_ok_and(|q| q > 0),
+    }
+}
+
 /// Moves the calling thread to `SCHED_IDLE`; a thread may always lower its own priority.
 /// The one system call neither std nor rustix wraps.
 #[allow(unsafe_code)]
@@ -171,6 +224,33 @@ mod tests {
             total += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
         }
         total
+    }
+
+    #[test]
+    fn cpu_quotas_are_found_in_both_cgroup_versions() {
+        let v2 = quota_files("0::/kubepods/pod1/engine\n");
+        assert_eq!(
+            v2,
+            vec![(
+                std::path::PathBuf::from("/sys/fs/cgroup/kubepods/pod1/engine/cpu.max"),
+                CgroupVersion::V2
+            )]
+        );
+        let v1 = quota_files("4:memory:/x\n2:cpu,cpuacct:/kubepods/pod1\n0::/\n");
+        assert_eq!(
+            v1[0],
+            (
+                std::path::PathBuf::from(
+                    "/sys/fs/cgroup/cpu,cpuacct/kubepods/pod1/cpu.cfs_quota_us"
+                ),
+                CgroupVersion::V1
+            )
+        );
+        assert!(!quota_is_set("max 100000\n", CgroupVersion::V2));
+        assert!(quota_is_set("50000 100000\n", CgroupVersion::V2));
+        assert!(!quota_is_set("-1\n", CgroupVersion::V1));
+        assert!(quota_is_set("200000\n", CgroupVersion::V1));
+        assert!(!quota_is_set("garbage", CgroupVersion::V1));
     }
 
     #[test]

@@ -254,6 +254,10 @@ impl Replica {
             warnings,
         };
         replica.rebuild_map()?;
+        // The counter file is written at flush: after a crash the ring knows better.
+        if let Some(newest) = replica.recent_writes()?.iter().map(|w| w.revision).max() {
+            replica.revision = replica.revision.max(newest);
+        }
         if writable {
             replica.write_volume_meta(|m| m.dirty = true)?;
         }
@@ -392,7 +396,7 @@ impl Replica {
             .saturating_mul(SECTOR_SIZE)
             .min(self.size.max(end));
         let result = if aligned_start == offset && aligned_end == end {
-            head.file.write_all_at(data, offset)
+            fsio::write_in_small_folios(&head.file, data, offset)
         } else {
             let mut buf = vec![0u8; (aligned_end - aligned_start) as usize];
             let first_len = SECTOR_SIZE.min(aligned_end - aligned_start) as usize;
@@ -404,7 +408,7 @@ impl Replica {
             }
             let at = (offset - aligned_start) as usize;
             buf[at..at + data.len()].copy_from_slice(data);
-            head.file.write_all_at(&buf, aligned_start)
+            fsio::write_in_small_folios(&head.file, &buf, aligned_start)
         };
         let result = result.map_err(|e| (e, head.name.clone()));
         // Stamped even when the write failed, as Longhorn does: the head may hold part of it.
@@ -510,10 +514,17 @@ impl Replica {
         Ok(decode_ring(&bytes))
     }
 
+    /// Counts a write or unmap. The counter file is written at flush and close, not per
+    /// write: the recent-writes ring, written before each write's data, already holds the
+    /// newest revision, and opening takes the larger of the two (see `Replica::open`).
     fn bump_revision(&mut self) -> Result<()> {
         self.revision += 1;
+        Ok(())
+    }
+
+    fn write_counter(&self, revision: u64) -> Result<()> {
         if let Some(file) = &self.revision_file {
-            file.write_all_at(&encode_revision(self.revision), 0)
+            file.write_all_at(&encode_revision(revision), 0)
                 .map_err(ReplicaError::io(
                     "writing",
                     self.dir.join(names::REVISION_COUNTER),
@@ -531,6 +542,7 @@ impl Replica {
     /// lock (writes go on meanwhile; the sync still covers every write completed before it).
     pub fn flush_handles(&self) -> Result<FlushHandles> {
         let head = self.head_layer()?;
+        self.write_counter(self.revision)?;
         Ok(FlushHandles {
             head: head.file.clone(),
             head_path: self.dir.join(&head.name),
@@ -551,14 +563,26 @@ impl Replica {
     /// Sets the revision counter (a rebuilt replica takes its source's).
     pub fn set_revision(&mut self, revision: u64) -> Result<()> {
         self.head_layer()?;
+        // Ring entries newer than the new revision would raise it again at the next open:
+        // they go first (a crash in between leaves the replica looking older, never newer).
+        let ring_newest = self.recent_writes()?.iter().map(|w| w.revision).max();
+        if ring_newest.is_some_and(|newest| newest > revision) {
+            if let Some(ring) = &self.recent_file {
+                ring.write_all_at(&vec![0u8; RING_LEN as usize], 0)
+                    .and_then(|()| ring.sync_data())
+                    .map_err(ReplicaError::io(
+                        "clearing",
+                        self.dir.join(names::RECENT_WRITES),
+                    ))?;
+            }
+        }
         self.revision = revision;
+        self.write_counter(revision)?;
         if let Some(file) = &self.revision_file {
-            file.write_all_at(&encode_revision(revision), 0)
-                .and_then(|()| file.sync_data())
-                .map_err(ReplicaError::io(
-                    "writing",
-                    self.dir.join(names::REVISION_COUNTER),
-                ))?;
+            file.sync_data().map_err(ReplicaError::io(
+                "flushing",
+                self.dir.join(names::REVISION_COUNTER),
+            ))?;
         }
         Ok(())
     }

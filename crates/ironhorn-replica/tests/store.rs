@@ -77,6 +77,39 @@ fn revision_counter_counts_write_and_unmap_requests() {
     assert_eq!(reopened.revision(), 4);
 }
 
+/// The counter file is written at flush, not per write; a replica killed between flushes
+/// still opens with the revision of its last write (kept by the recent-writes ring), and a
+/// revision set lower than the ring's newest entry is what the next open reads.
+#[test]
+fn the_revision_survives_a_kill_between_flushes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-00000009");
+    let mut replica = Replica::create(&dir, MIB).unwrap();
+    replica.write_at(&[1; 4096], 0).unwrap();
+    replica.flush().unwrap();
+    replica.write_at(&[2; 4096], 4096).unwrap();
+    replica.unmap(0, 4096).unwrap();
+    assert_eq!(&revision_file(&dir)[..2], b"1\0", "written at flush only");
+    drop(replica); // no close: as if the process was killed
+    let mut reopened = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
+    assert_eq!(reopened.revision(), 3);
+    let read_only = Replica::open(
+        &dir,
+        &ReplicaOptions {
+            read_only: true,
+            ..ReplicaOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(read_only.revision(), 3);
+    drop(read_only);
+
+    reopened.set_revision(2).unwrap();
+    drop(reopened);
+    let again = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
+    assert_eq!(again.revision(), 2);
+}
+
 #[test]
 fn an_unaligned_write_lands_as_whole_sectors_in_the_head() {
     let tmp = tempfile::tempdir().unwrap();

@@ -43,18 +43,39 @@ where
 #[derive(Debug, Args)]
 pub struct PollArgs {
     /// While requests arrive, keep CPUs warm at idle priority until this long after the last
-    /// one (saves waking a halted CPU per hop on VMs); 0 turns it off.
-    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
-    pub poll_window: Duration,
+    /// one (saves waking a halted CPU per hop on VMs); 0 turns it off; `auto` is 1ms unless
+    /// the process runs under a CPU quota (a Kubernetes CPU limit), where it is off.
+    #[arg(long, default_value = "auto", value_parser = parse_poll_window)]
+    pub poll_window: PollWindowSetting,
+}
+
+/// `--poll-window`: `auto` or a fixed duration.
+#[derive(Debug, Clone, Copy)]
+pub enum PollWindowSetting {
+    Auto,
+    Fixed(Duration),
 }
 
 impl PollArgs {
     pub fn install(&self) {
-        ironhorn_replica::poll_window::install(
-            self.poll_window,
-            ironhorn_replica::poll_window::default_threads(),
-        );
+        use ironhorn_replica::poll_window;
+        let window = match self.poll_window {
+            PollWindowSetting::Fixed(window) => window,
+            PollWindowSetting::Auto if poll_window::cpu_quota_applies() => {
+                eprintln!("poll window off: this process runs under a CPU quota");
+                Duration::ZERO
+            }
+            PollWindowSetting::Auto => Duration::from_millis(1),
+        };
+        poll_window::install(window, poll_window::default_threads());
     }
+}
+
+fn parse_poll_window(text: &str) -> Result<PollWindowSetting, String> {
+    if text == "auto" {
+        return Ok(PollWindowSetting::Auto);
+    }
+    parse_duration(text).map(PollWindowSetting::Fixed)
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
