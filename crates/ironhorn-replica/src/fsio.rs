@@ -159,19 +159,25 @@ pub fn write_in_small_folios(file: &File, data: &[u8], offset: u64) -> io::Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn extents_and_holes() {
+    /// An empty read-write file in a directory removed when the first value is dropped.
+    pub(crate) fn scratch_file() -> (tempfile::TempDir, File) {
         let dir = tempfile::tempdir().unwrap();
-        let file = OpenOptions::new()
+        let file = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(dir.path().join("f"))
             .unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn extents_and_holes() {
+        let (_dir, file) = scratch_file();
         file.set_len(1 << 20).unwrap();
         assert!(data_extents(&file, 0, 1 << 20).unwrap().is_empty());
         file.write_all_at(&[1u8; 4096], 8192).unwrap();
@@ -204,14 +210,7 @@ mod tests {
 
     #[test]
     fn small_folio_writes_land_whole_at_any_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("f"))
-            .unwrap();
+        let (_dir, file) = scratch_file();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         write_in_small_folios(&file, &data, 12_288).unwrap();
         let mut back = vec![0u8; data.len()];

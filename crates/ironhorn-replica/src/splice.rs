@@ -148,14 +148,7 @@ mod tests {
                 sender
             })
         };
-        let dir = tempfile::tempdir().unwrap();
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("layer"))
-            .unwrap();
+        let (_dir, file) = crate::fsio::tests::scratch_file();
         let splicer = Splicer::new(receiver.as_fd()).unwrap();
         splicer
             .socket_to_file(&file, 8192, data.len() as u64)
