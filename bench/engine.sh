@@ -5,7 +5,8 @@
 #     in-process, two over TCP, as on a 3-node cluster, all on this one disk);
 #  2. rebuild of a fully written 4 GiB replica against `cp --sparse=always` + sync of its files;
 #  3. idle CPU of an engine with 3 replicas and no I/O.
-# Usage: bench/engine.sh   (env: REPEATS=2 RUNTIME=5 MODES="local1 tcp1 mixed3" SKIP_REBUILD=1)
+# Usage: bench/engine.sh   (env: REPEATS=2 RUNTIME=5 MODES="local1 tcp1 mixed3" SKIP_REBUILD=1
+#        POLL_WINDOW=0 to measure without the poll window)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${REPEATS:=2}" "${RUNTIME:=5}" "${MODES:=local1 tcp1 mixed3}"
