@@ -295,23 +295,19 @@ fn local_call(
             .map(|_| Vec::new())
             .map_err(e),
         Kind::Flush => replica.flush().map(|()| Vec::new()).map_err(e),
-        Kind::ReadLayer | Kind::WriteLayer => {
+        Kind::ReadLayer => {
             let payload = payload.unwrap_or_default();
-            let (file, data) = wire::decode_layer_payload(&payload).map_err(|e| e.to_string())?;
-            if kind == Kind::ReadLayer {
-                let mut buf = ironhorn_replica::buffers::take(len as usize);
-                replica
-                    .read()
-                    .read_layer(file, &mut buf, offset)
-                    .map_err(e)?;
-                Ok(buf)
-            } else {
-                replica.read().write_layer(file, data, offset).map_err(e)?;
-                Ok(Vec::new())
-            }
+            let (file, _) = wire::decode_layer_payload(&payload).map_err(|e| e.to_string())?;
+            let mut buf = ironhorn_replica::buffers::take(len as usize);
+            replica
+                .read()
+                .read_layer(file, &mut buf, offset)
+                .map_err(e)?;
+            Ok(buf)
         }
         Kind::Ping => Ok(Vec::new()),
-        Kind::Control | Kind::ResponseOk | Kind::ResponseErr => {
+        // Layer writes go through `Slot::write_layer`.
+        Kind::WriteLayer | Kind::Control | Kind::ResponseOk | Kind::ResponseErr => {
             Err(format!("{kind:?} is not a data request"))
         }
     }
@@ -1355,7 +1351,7 @@ impl Engine {
                 Ok(_) => return Err("source answered without extents".into()),
                 Err(e) => return Err(format!("listing extents of {}: {e}", layer.file)),
             };
-            let name = Arc::new(wire::encode_layer_payload(&layer.file, &[]));
+            let name = Arc::new(wire::layer_payload_prefix(&layer.file));
             let mut chunks = Vec::new();
             for (start, end) in extents {
                 let mut pos = start;

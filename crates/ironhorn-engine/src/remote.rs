@@ -166,9 +166,13 @@ impl RemoteReplica {
                 ClientError::Closed(e.to_string())
             };
             self.writer.ready().await.map_err(failed)?;
-            let mut head = header.encode().to_vec();
-            head.extend_from_slice(prefix);
-            self.writer.send(&head, body.as_ref()).map_err(failed)?;
+            let encoded = header.encode();
+            if prefix.is_empty() {
+                self.writer.send(&encoded, body.as_ref()).map_err(failed)?;
+            } else {
+                let head = [encoded.as_slice(), prefix].concat();
+                self.writer.send(&head, body.as_ref()).map_err(failed)?;
+            }
             wait.await
                 .unwrap_or_else(|_| Err(ClientError::Closed("connection dropped".into())))
         };

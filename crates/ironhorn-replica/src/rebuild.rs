@@ -210,14 +210,18 @@ impl Replica {
 
     /// Rebuild target, step 2: data for one snapshot file.
     pub fn write_layer(&self, file: &str, data: &[u8], offset: u64) -> Result<()> {
-        self.write_layer_with(file, |f| f.write_all_at(data, offset))
+        self.write_layer_with(file, offset, data.len() as u64, |f| {
+            f.write_all_at(data, offset)
+        })
     }
 
-    /// Like [`Replica::write_layer`], with the bytes written by `write` (which may take
-    /// them from elsewhere than memory, e.g. a socket).
+    /// Like [`Replica::write_layer`] for `[offset, offset+len)`, with the bytes written by
+    /// `write` (which may take them from elsewhere than memory, e.g. a socket).
     pub fn write_layer_with(
         &self,
         file: &str,
+        offset: u64,
+        len: u64,
         write: impl FnOnce(&File) -> std::io::Result<()>,
     ) -> Result<()> {
         if !self.layout.volume_meta.rebuilding {
@@ -234,31 +238,9 @@ impl Replica {
         // Buffered writes to one file serialize on its inode lock anyway, and waiters there
         // spin while the holder copies megabytes: one at a time, the others sleep here.
         let _one_at_a_time = self.layer_writes.lock().unwrap_or_else(|e| e.into_inner());
-        write(&f).map_err(ReplicaError::io("writing", self.dir.join(file)))
-    }
-
-    /// After a rebuild wrote `[offset, offset+len)` of `file`: starts writing it to the disk
-    /// now, and drops from the page cache what was written [`WRITE_BEHIND_LAG`] earlier (on
-    /// the disk by then). A rebuild streams whole replicas: left to the kernel it would fill
-    /// the page cache with dirty data, evict what the node's volumes use, and end in one huge
-    /// sync. Only hints: errors are ignored.
-    pub fn layer_written(&self, file: &str, offset: u64, len: u64) {
-        let Ok(f) = self.layer_file(file, false) else {
-            return;
-        };
-        let advise = |start: u64| {
-            let _ = rustix::fs::fadvise(
-                &*f,
-                start,
-                std::num::NonZeroU64::new(len),
-                rustix::fs::Advice::DontNeed,
-            );
-        };
-        // On dirty pages DONTNEED starts their writeback; on clean ones it drops them.
-        advise(offset);
-        if let Some(earlier) = offset.checked_sub(WRITE_BEHIND_LAG) {
-            advise(earlier);
-        }
+        write(&f).map_err(ReplicaError::io("writing", self.dir.join(file)))?;
+        write_behind(&f, offset, len);
+        Ok(())
     }
 
     /// Rebuild target, step 3: every layer is complete. Makes them durable, re-reads the
@@ -272,5 +254,26 @@ impl Replica {
         self.rebuild_map()?;
         self.set_revision(revision)?;
         self.set_rebuilding(false)
+    }
+}
+
+/// After a rebuild wrote `[offset, offset+len)` of a layer file: starts writing it to the
+/// disk now, and drops from the page cache what was written [`WRITE_BEHIND_LAG`] earlier (on
+/// the disk by then). A rebuild streams whole replicas: left to the kernel it would fill the
+/// page cache with dirty data, evict what the node's volumes use, and end in one huge sync.
+/// Only hints: errors are ignored.
+fn write_behind(file: &File, offset: u64, len: u64) {
+    let advise = |start: u64| {
+        let _ = rustix::fs::fadvise(
+            file,
+            start,
+            std::num::NonZeroU64::new(len),
+            rustix::fs::Advice::DontNeed,
+        );
+    };
+    // On dirty pages DONTNEED starts their writeback; on clean ones it drops them.
+    advise(offset);
+    if let Some(earlier) = offset.checked_sub(WRITE_BEHIND_LAG) {
+        advise(earlier);
     }
 }

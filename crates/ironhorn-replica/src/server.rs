@@ -232,14 +232,11 @@ async fn receive_layer_write<R: tokio::io::AsyncRead + Unpin>(
     tokio::task::spawn_blocking(move || {
         let mut took_data = false;
         let replica = replica.read();
-        let written = replica.write_layer_with(&name, |f| {
+        let written = replica.write_layer_with(&name, offset, data_len as u64, |f| {
             took_data = true;
             f.write_all_at(&first, offset)?;
             splicer.socket_to_file(f, offset + buffered as u64, rest)
         });
-        if written.is_ok() {
-            replica.layer_written(&name, offset, data_len as u64);
-        }
         match written {
             Ok(()) => Ok((ok_response(id, Vec::new()), true)),
             Err(e) if took_data => {
@@ -491,11 +488,6 @@ fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Respons
                 }
             } else {
                 let written = replica.read().write_layer(file, data, header.offset);
-                if written.is_ok() {
-                    replica
-                        .read()
-                        .layer_written(file, header.offset, data.len() as u64);
-                }
                 crate::buffers::give(payload);
                 match written {
                     Ok(()) => ok_response(id, Vec::new()),

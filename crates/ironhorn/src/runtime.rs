@@ -79,8 +79,5 @@ fn parse_poll_window(text: &str) -> Result<PollWindowSetting, String> {
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))
 }
