@@ -8,4 +8,5 @@
 pub mod resource;
 pub mod scheduler;
 pub mod settings;
+pub mod units;
 pub mod validate;

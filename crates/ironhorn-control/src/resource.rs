@@ -219,9 +219,16 @@ pub struct Replica {
     pub disk: String,
     /// Directory name under the disk's `replicas/` (Longhorn: `<volume>-<8 hex>`).
     pub data_directory_name: String,
-    /// Set when the replica failed; it is removed after the volume's staleReplicaTimeout.
-    #[serde(default)]
-    pub failed_at: Option<String>,
+    /// When the replica failed (seconds since the Unix epoch); it is removed after the
+    /// volume's staleReplicaTimeout unless it returns first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<u64>,
+    /// Holds the volume's data as of the last time it ran: may serve when the engine starts.
+    /// False for a new replica of a volume with data until its rebuild finishes.
     #[serde(default)]
     pub healthy: bool,
+    /// The address the volume's engine knows it by (`HOST:PORT`); empty before it first
+    /// joined an engine.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub address: String,
 }

@@ -684,6 +684,11 @@ impl Engine {
         &self.volume
     }
 
+    /// Whether a replica is being rebuilt or caught up now.
+    pub fn rebuild_running(&self) -> bool {
+        self.rebuilding.load(Ordering::SeqCst)
+    }
+
     /// Pings every remote replica every `interval` (Longhorn: 2 s), so a replica that died
     /// while the volume is idle is marked ERR without waiting for the next write. Stops when
     /// the engine is dropped.
@@ -1062,7 +1067,21 @@ impl Engine {
     /// then the snapshot files' data is copied (allocated extents only; files the target
     /// already holds with the same checksum are skipped), and the target becomes RW.
     pub async fn add_replica(&self, spec: &ReplicaSpec) -> Result<RebuildReport, EngineError> {
-        let returning = self.slots().into_iter().find(|s| s.spec == *spec);
+        self.add_returning_replica(spec, None).await
+    }
+
+    /// [`Engine::add_replica`] for a replica that failed while it was known at `previous` (a
+    /// replica server that restarted on another port): it is caught up incrementally as if it
+    /// had come back at its old address.
+    pub async fn add_returning_replica(
+        &self,
+        spec: &ReplicaSpec,
+        previous: Option<&str>,
+    ) -> Result<RebuildReport, EngineError> {
+        let returning = self.slots().into_iter().find(|s| {
+            s.spec == *spec
+                || previous.is_some_and(|p| s.mode() == Mode::ERR && s.spec.to_string() == p)
+        });
         if returning.as_ref().is_some_and(|s| s.mode() != Mode::ERR) {
             return Err(EngineError::Refused(format!(
                 "{spec} is already a replica of this volume"

@@ -1,5 +1,8 @@
-//! The node agent's view of its own machine (issue #4, in progress): the disks it offers
-//! (identity and capacity, see [`disk`]) and the replica directories on them, including the
-//! ones no volume owns (orphans).
+//! The node agent: the disks this machine offers (identity and capacity, see [`disk`]), the
+//! replica servers and engines the manager asks it to run ([`agent`]), and the node API the
+//! manager calls ([`api`], messages in [`wire`]).
 
+pub mod agent;
+pub mod api;
 pub mod disk;
+pub mod wire;

@@ -164,3 +164,75 @@ pub const INTEROP_SCENARIO_HASHES: [(&str, &str); 4] = [
         "8ecf7f06e2ae575a0b9c78a54c190e1ba6979638614ef4315b86069acce1cda6",
     ),
 ];
+
+/// A child process whose stderr is collected as it runs (servers print their addresses
+/// there); killed when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Proc {
+    /// Starts `program` with `args` and `RUST_LOG=info`.
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S]) -> Proc {
+        use std::io::BufRead;
+        let mut child = Command::new(program)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Proc { child, stderr }
+    }
+
+    /// Waits (up to 30 s) until stderr contains `needle`.
+    pub fn wait_for(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.text().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never printed {needle:?}: {}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Everything printed to stderr so far.
+    pub fn text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (`-TERM`, `-STOP`, ...) and waits for the process to end.
+    pub fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ironhorn_engine::{Engine, ReplicaSpec};
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
+use ironhorn_node::wire::path_segment;
 use ironhorn_replica::net::{Addr, Listener};
 
 use crate::engine_control::{
@@ -180,7 +181,7 @@ pub fn run(cmd: EngineCommand) -> Result<()> {
             Ok(())
         }
         EngineCommand::Replica(ReplicaCmd::Rm { address, client }) => {
-            let path = format!("/v1/replicas?address={}", percent_encode(&address));
+            let path = format!("/v1/replicas?address={}", path_segment(&address));
             call::<serde_json::Value>(&client, "DELETE", &path, None)?;
             println!("{address} removed from the volume");
             Ok(())
@@ -239,7 +240,7 @@ pub fn run(cmd: EngineCommand) -> Result<()> {
             call::<serde_json::Value>(
                 &client,
                 "DELETE",
-                &format!("/v1/snapshots/{}", percent_encode(&name)),
+                &format!("/v1/snapshots/{}", path_segment(&name)),
                 None,
             )?;
             println!("snapshot {name} marked removed; run `ironhorn engine snapshot purge` to free its space");
@@ -249,7 +250,7 @@ pub fn run(cmd: EngineCommand) -> Result<()> {
             call::<serde_json::Value>(
                 &client,
                 "POST",
-                &format!("/v1/snapshots/{}/revert", percent_encode(&name)),
+                &format!("/v1/snapshots/{}/revert", path_segment(&name)),
                 None,
             )?;
             println!("volume reverted to {name}");
@@ -283,17 +284,6 @@ fn print_replicas(replicas: &[ReplicaStatus]) {
     for r in replicas {
         println!("{:<50} {:<5} {}", r.address, r.mode, r.reason);
     }
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// One request to the control API; an error response becomes an error with its message.

@@ -1,10 +1,12 @@
 //! `ironhorn`: one binary, one subcommand per module.
 
+mod client_cmd;
 mod engine_cmd;
 mod engine_control;
 mod recover;
 mod replica_cmd;
 mod runtime;
+mod server_cmd;
 mod units;
 
 use std::process::ExitCode;
@@ -21,6 +23,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run Ironhorn: the manager (API, controllers) and a node agent for this machine, state
+    /// in an embedded store under --data-dir.
+    Server(server_cmd::ServerArgs),
+    /// Nodes and their disks (`node ls|get|update|disk`); without a subcommand, run a node
+    /// agent that registers with a manager and runs the replicas and engines it asks for.
+    Node(client_cmd::NodeCli),
+    /// Volumes: create, list, attach, detach, expand, delete, snapshots.
+    Volume(client_cmd::VolumeCli),
+    /// Settings, with Longhorn's names.
+    Setting(client_cmd::SettingCli),
     /// Offline tools for replica directories: no cluster, no Docker, no iSCSI; never writes
     /// into the directory.
     #[command(subcommand)]
@@ -44,6 +56,19 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
+        Command::Server(args) => server_cmd::server(args),
+        Command::Node(client_cmd::NodeCli {
+            command: None,
+            agent,
+            ..
+        }) => server_cmd::node(*agent),
+        Command::Node(client_cmd::NodeCli {
+            command: Some(cmd),
+            opts,
+            ..
+        }) => return client_exit(client_cmd::node(cmd, &opts)),
+        Command::Volume(cli) => return client_exit(client_cmd::volume(cli.command, &cli.opts)),
+        Command::Setting(cli) => return client_exit(client_cmd::setting(cli.command, &cli.opts)),
         Command::Recover(cmd) => recover::run(cmd),
         Command::Replica(cmd) => replica_cmd::run(cmd),
         Command::Engine(cmd) => engine_cmd::run(cmd),
@@ -54,6 +79,17 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A client command's outcome as an exit code (see `client_cmd::exit`).
+fn client_exit(result: Result<(), client_cmd::Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }

@@ -4,67 +4,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
-struct Proc {
-    child: Child,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
+use ironhorn_testkit::Proc;
 
-impl Proc {
-    fn spawn(args: &[String]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Proc { child, stderr }
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.stderr.lock().unwrap().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "never printed {needle:?}: {}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn spawn(args: &[String]) -> Proc {
+    Proc::spawn(env!("CARGO_BIN_EXE_ironhorn"), args)
 }
 
 /// Waits for a stderr line containing `marker` and returns what follows it on that line.
@@ -83,7 +31,7 @@ fn replica_server(dir: &Path, size: &str) -> (Proc, String) {
 }
 
 fn replica_server_at(dir: &Path, size: &str, addr: &str) -> (Proc, String) {
-    let p = Proc::spawn(&[
+    let p = spawn(&[
         "replica".into(),
         "serve".into(),
         "--dir".into(),
@@ -147,7 +95,7 @@ fn engine_with_control(
         args.push("--replica".into());
         args.push(r.clone());
     }
-    let p = Proc::spawn(&args);
+    let p = spawn(&args);
     let control = after(&p, "control API at http://");
     (p, control)
 }

@@ -1,0 +1,826 @@
+//! The REST API under `/v1`: volumes (with snapshots), nodes (with disks), settings, and
+//! the registration of node agents. Changes are written to the store and the controllers are
+//! woken; requests that need a running engine (snapshots, expand) are passed to its node.
+//! Every error has the one shape (`error::ApiError`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::Router;
+use ironhorn_control::resource::{
+    DataLocality, DiskSpec, Frontend, Node, NodeSpec, Replica, Volume, VolumeSpec, VolumeState,
+    VolumeStatus,
+};
+use ironhorn_control::settings::{self, DEFINITIONS};
+use ironhorn_control::units::parse_size;
+use ironhorn_control::validate::{check_name, MAX_NAME, MAX_VOLUME_NAME};
+use ironhorn_node::wire::{CreateSnapshot, SnapshotInfo};
+use ironhorn_store::Expect;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::node_client::NodeCallError;
+use crate::plan::engine_of;
+use crate::state::{self, NODES, REPLICAS, SETTINGS, VOLUMES};
+use crate::Manager;
+
+type Result<T> = std::result::Result<T, ApiError>;
+type Shared = State<Arc<Manager>>;
+
+/// JSON bodies whose rejections come in the API's error shape.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::invalid(rejection.body_text())
+    }
+}
+
+impl From<NodeCallError> for ApiError {
+    fn from(e: NodeCallError) -> Self {
+        match e.status {
+            Some(409) => ApiError::conflict(e.message),
+            Some(400) => ApiError::invalid(e.message),
+            Some(404) => ApiError::not_found(e.message),
+            Some(_) => ApiError::internal(e.message),
+            None => ApiError::unavailable(e.to_string()),
+        }
+    }
+}
+
+/// A list, as `{"data": [...]}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct List<T> {
+    pub data: Vec<T>,
+}
+
+pub fn router(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/v1/volumes", get(list_volumes).post(create_volume))
+        .route("/v1/volumes/{name}", get(get_volume).delete(delete_volume))
+        .route("/v1/volumes/{name}/attach", post(attach))
+        .route("/v1/volumes/{name}/detach", post(detach))
+        .route("/v1/volumes/{name}/expand", post(expand))
+        .route(
+            "/v1/volumes/{name}/snapshots",
+            get(list_snapshots).post(create_snapshot),
+        )
+        .route(
+            "/v1/volumes/{name}/snapshots/{snapshot}",
+            axum::routing::delete(delete_snapshot),
+        )
+        .route(
+            "/v1/volumes/{name}/snapshots/{snapshot}/revert",
+            post(revert_snapshot),
+        )
+        .route("/v1/volumes/{name}/purge", post(purge_snapshots))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/register", post(register_node))
+        .route("/v1/nodes/{name}", get(get_node).patch(update_node))
+        .route("/v1/nodes/{name}/disks", post(add_disk))
+        .route(
+            "/v1/nodes/{name}/disks/{disk}",
+            axum::routing::patch(update_disk).delete(remove_disk),
+        )
+        .route("/v1/settings", get(list_settings))
+        .route("/v1/settings/{name}", put(set_setting).get(get_setting))
+        .fallback(not_found)
+        .with_state(manager)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such API path; the API is described at /v1/openapi.json")
+}
+
+// ---- volumes ----
+
+/// A size in bytes, or a string with a unit (`10Gi`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeInput {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeInput {
+    fn bytes(&self) -> Result<u64> {
+        match self {
+            SizeInput::Bytes(b) => Ok(*b),
+            SizeInput::Text(t) => parse_size(t).map_err(ApiError::invalid),
+        }
+    }
+}
+
+/// Volumes are sized in whole 2 MiB (Longhorn rounds up the same way).
+const SIZE_ALIGNMENT: u64 = 2 << 20;
+/// Ext4's limit is 16 TiB; no volume is bigger than its largest filesystem can use... but
+/// xfs goes further: the cap is what the format's sector arithmetic safely holds.
+const MAX_SIZE: u64 = 1 << 50;
+
+fn volume_size(input: &SizeInput) -> Result<u64> {
+    let size = input.bytes()?;
+    if size == 0 {
+        return Err(ApiError::invalid("size must be greater than 0, e.g. 10Gi"));
+    }
+    if size > MAX_SIZE {
+        return Err(ApiError::invalid(format!(
+            "size {size} is above the largest volume ({MAX_SIZE} bytes, 1 PiB)"
+        )));
+    }
+    Ok(size.div_ceil(SIZE_ALIGNMENT) * SIZE_ALIGNMENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateVolume {
+    pub name: String,
+    pub size: SizeInput,
+    #[serde(default)]
+    pub number_of_replicas: Option<u32>,
+    #[serde(default)]
+    pub stale_replica_timeout: Option<u64>,
+    #[serde(default)]
+    pub frontend: Option<Frontend>,
+    #[serde(default)]
+    pub data_locality: Option<DataLocality>,
+    #[serde(default)]
+    pub node_selector: Vec<String>,
+    #[serde(default)]
+    pub disk_selector: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Longhorn's StorageClass default: 48 hours.
+const DEFAULT_STALE_REPLICA_TIMEOUT: u64 = 2880;
+
+fn check_tags(what: &'static str, tags: &[String]) -> Result<()> {
+    for tag in tags {
+        check_name(what, tag, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
+async fn list_volumes(State(m): Shared) -> Result<Json<List<Volume>>> {
+    let volumes = state::list::<Volume>(m.store.as_ref(), VOLUMES)?;
+    Ok(Json(List {
+        data: volumes.into_iter().map(|(v, _)| v).collect(),
+    }))
+}
+
+fn load_volume(m: &Manager, name: &str) -> Result<Volume> {
+    state::get::<Volume>(m.store.as_ref(), &format!("{VOLUMES}{name}"))?
+        .map(|(v, _)| v)
+        .ok_or_else(|| volume_missing(name))
+}
+
+fn volume_missing(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no volume {name:?}; `ironhorn volume ls` lists them"
+    ))
+}
+
+async fn get_volume(State(m): Shared, Path(name): Path<String>) -> Result<Json<Volume>> {
+    Ok(Json(load_volume(&m, &name)?))
+}
+
+async fn create_volume(
+    State(m): Shared,
+    Json(req): Json<CreateVolume>,
+) -> Result<(StatusCode, Json<Volume>)> {
+    check_name("volume", &req.name, MAX_VOLUME_NAME)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let size = volume_size(&req.size)?;
+    let settings = state::settings(m.store.as_ref())?;
+    let replicas = req
+        .number_of_replicas
+        .unwrap_or(settings.int(settings::DEFAULT_REPLICA_COUNT).max(1) as u32);
+    if !(1..=20).contains(&replicas) {
+        return Err(ApiError::invalid(format!(
+            "numberOfReplicas must be between 1 and 20, not {replicas}"
+        )));
+    }
+    check_tags("node selector tag", &req.node_selector)?;
+    check_tags("disk selector tag", &req.disk_selector)?;
+    let data_locality = match req.data_locality {
+        Some(d) => d,
+        None => match settings.get(settings::DEFAULT_DATA_LOCALITY) {
+            "best-effort" => DataLocality::BestEffort,
+            _ => DataLocality::Disabled,
+        },
+    };
+    let volume = Volume {
+        name: req.name.clone(),
+        spec: VolumeSpec {
+            size,
+            number_of_replicas: replicas,
+            stale_replica_timeout: req
+                .stale_replica_timeout
+                .unwrap_or(DEFAULT_STALE_REPLICA_TIMEOUT),
+            frontend: req.frontend.unwrap_or_default(),
+            data_locality,
+            node_selector: req.node_selector,
+            disk_selector: req.disk_selector,
+            labels: req.labels,
+            node_id: String::new(),
+            maintenance: false,
+        },
+        status: VolumeStatus::default(),
+    };
+    match state::put(
+        m.store.as_ref(),
+        &format!("{VOLUMES}{}", req.name),
+        &volume,
+        Expect::Absent,
+    ) {
+        Ok(_) => {}
+        Err(ironhorn_store::StoreError::Conflict { .. }) => {
+            return Err(ApiError::exists(format!(
+                "volume {:?} exists already",
+                req.name
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    m.wake.notify_one();
+    Ok((StatusCode::CREATED, Json(volume)))
+}
+
+fn update_volume(
+    m: &Manager,
+    name: &str,
+    change: impl FnMut(&mut Volume) -> Result<()>,
+) -> Result<Volume> {
+    let volume = state::update(
+        m.store.as_ref(),
+        &format!("{VOLUMES}{name}"),
+        || volume_missing(name),
+        change,
+    )?;
+    m.wake.notify_one();
+    Ok(volume)
+}
+
+async fn delete_volume(
+    State(m): Shared,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Volume>)> {
+    let volume = update_volume(&m, &name, |v| {
+        v.status.state = VolumeState::Deleting;
+        v.spec.node_id.clear();
+        Ok(())
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(volume)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttachRequest {
+    /// The node to attach to; the server's own node when omitted.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// No frontend: for snapshot revert and other maintenance.
+    #[serde(default)]
+    pub maintenance: bool,
+}
+
+async fn attach(
+    State(m): Shared,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Volume>)> {
+    // The body is optional: no body attaches to the server's own node.
+    let req: AttachRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        AttachRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("attach request: {e}")))?
+    };
+    let node = match req.node.or_else(|| m.local_node.clone()) {
+        Some(node) => node,
+        None => {
+            return Err(ApiError::invalid(
+                "say which node to attach to (--node): this manager runs no node of its own",
+            ))
+        }
+    };
+    if state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))?.is_none() {
+        return Err(ApiError::invalid(format!(
+            "no node {node:?}; `ironhorn node ls` lists them"
+        )));
+    }
+    let volume = update_volume(&m, &name, |v| {
+        if v.status.state == VolumeState::Deleting {
+            return Err(ApiError::conflict(format!(
+                "volume {name} is being deleted"
+            )));
+        }
+        if !v.spec.node_id.is_empty()
+            && (v.spec.node_id != node || v.spec.maintenance != req.maintenance)
+        {
+            return Err(ApiError::conflict(format!(
+                "volume {name} is attached to {}{}; detach it first",
+                v.spec.node_id,
+                if v.spec.maintenance {
+                    " in maintenance mode"
+                } else {
+                    ""
+                }
+            )));
+        }
+        v.spec.node_id = node.clone();
+        v.spec.maintenance = req.maintenance;
+        Ok(())
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(volume)))
+}
+
+async fn detach(State(m): Shared, Path(name): Path<String>) -> Result<(StatusCode, Json<Volume>)> {
+    let volume = update_volume(&m, &name, |v| {
+        v.spec.node_id.clear();
+        v.spec.maintenance = false;
+        Ok(())
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(volume)))
+}
+
+/// The node address of the volume's running engine, or why there is none.
+fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
+    let reports = m.reports();
+    let Some((node, _)) = engine_of(&reports, &volume.name) else {
+        return Err(ApiError::conflict(format!(
+            "volume {} is not attached (state {:?}): attach it first{}",
+            volume.name,
+            volume.status.state,
+            " (`ironhorn volume attach NAME`, with --maintenance for a revert)"
+        )));
+    };
+    let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))?
+        .ok_or_else(|| ApiError::internal(format!("node {node} has no resource")))?;
+    Ok(node.spec.address)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpandRequest {
+    pub size: SizeInput,
+}
+
+async fn expand(
+    State(m): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<ExpandRequest>,
+) -> Result<Json<Volume>> {
+    let volume = load_volume(&m, &name)?;
+    let size = volume_size(&req.size)?;
+    if size < volume.spec.size {
+        return Err(ApiError::invalid(format!(
+            "volume {name} is {} bytes: shrinking is not supported",
+            volume.spec.size
+        )));
+    }
+    if size == volume.spec.size {
+        return Ok(Json(volume));
+    }
+    let address = engine_address(&m, &volume)?;
+    m.client.expand(&address, &name, size).await?;
+    let volume = update_volume(&m, &name, |v| {
+        v.spec.size = size;
+        Ok(())
+    })?;
+    Ok(Json(volume))
+}
+
+async fn list_snapshots(
+    State(m): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<List<SnapshotInfo>>> {
+    let volume = load_volume(&m, &name)?;
+    let address = engine_address(&m, &volume)?;
+    let mut data = m.client.snapshots(&address, &name).await?;
+    data.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
+    Ok(Json(List { data }))
+}
+
+async fn create_snapshot(
+    State(m): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<CreateSnapshot>,
+) -> Result<(StatusCode, Json<SnapshotInfo>)> {
+    check_name("snapshot", &req.name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let volume = load_volume(&m, &name)?;
+    let address = engine_address(&m, &volume)?;
+    m.client.create_snapshot(&address, &name, &req).await?;
+    let created = m
+        .client
+        .snapshots(&address, &name)
+        .await?
+        .into_iter()
+        .find(|s| s.name == req.name)
+        .ok_or_else(|| ApiError::internal("the snapshot was taken but is not listed"))?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn delete_snapshot(
+    State(m): Shared,
+    Path((name, snapshot)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let volume = load_volume(&m, &name)?;
+    let address = engine_address(&m, &volume)?;
+    m.client.remove_snapshot(&address, &name, &snapshot).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revert_snapshot(
+    State(m): Shared,
+    Path((name, snapshot)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let volume = load_volume(&m, &name)?;
+    if !volume.spec.maintenance {
+        return Err(ApiError::conflict(format!(
+            "reverting needs volume {name} attached in maintenance mode (no frontend): detach it, then `ironhorn volume attach {name} --maintenance`"
+        )));
+    }
+    let address = engine_address(&m, &volume)?;
+    m.client.revert(&address, &name, &snapshot).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn purge_snapshots(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
+    let volume = load_volume(&m, &name)?;
+    let address = engine_address(&m, &volume)?;
+    m.client.purge(&address, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- nodes ----
+
+async fn list_nodes(State(m): Shared) -> Result<Json<List<Node>>> {
+    let nodes = state::list::<Node>(m.store.as_ref(), NODES)?;
+    Ok(Json(List {
+        data: nodes.into_iter().map(|(n, _)| n).collect(),
+    }))
+}
+
+fn node_missing(name: &str) -> ApiError {
+    ApiError::not_found(format!("no node {name:?}; `ironhorn node ls` lists them"))
+}
+
+async fn get_node(State(m): Shared, Path(name): Path<String>) -> Result<Json<Node>> {
+    state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))?
+        .map(|(n, _)| Json(n))
+        .ok_or_else(|| node_missing(&name))
+}
+
+/// What a node agent says when it starts (and now and then after).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterNode {
+    pub name: String,
+    /// Where its node API listens (`HOST:PORT`).
+    pub address: String,
+    /// The disk it offers on first registration.
+    #[serde(default)]
+    pub default_disk_path: Option<String>,
+}
+
+/// Registers a node (first time: with its default disk) or updates its address.
+pub fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
+    check_name("node", &req.name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if req
+        .address
+        .rsplit_once(':')
+        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+    {
+        return Err(ApiError::invalid(format!(
+            "node address {:?} is not HOST:PORT",
+            req.address
+        )));
+    }
+    let key = format!("{NODES}{}", req.name);
+    loop {
+        match state::get::<Node>(m.store.as_ref(), &key)? {
+            Some((mut node, revision)) => {
+                if node.spec.address == req.address {
+                    return Ok(node);
+                }
+                node.spec.address = req.address.clone();
+                match state::put(m.store.as_ref(), &key, &node, Expect::Revision(revision)) {
+                    Ok(_) => {
+                        m.wake.notify_one();
+                        return Ok(node);
+                    }
+                    Err(ironhorn_store::StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => {
+                let mut disks = BTreeMap::new();
+                if let Some(path) = &req.default_disk_path {
+                    disks.insert(
+                        "default".to_string(),
+                        DiskSpec {
+                            path: path.clone(),
+                            allow_scheduling: true,
+                            storage_reserved: 0,
+                            tags: Vec::new(),
+                        },
+                    );
+                }
+                let node = Node {
+                    name: req.name.clone(),
+                    spec: NodeSpec {
+                        address: req.address.clone(),
+                        allow_scheduling: true,
+                        tags: Vec::new(),
+                        zone: String::new(),
+                        disks,
+                    },
+                    status: Default::default(),
+                };
+                match state::put(m.store.as_ref(), &key, &node, Expect::Absent) {
+                    Ok(_) => {
+                        tracing::info!(node = req.name, address = req.address, "node registered");
+                        m.wake.notify_one();
+                        return Ok(node);
+                    }
+                    Err(ironhorn_store::StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+async fn register_node(State(m): Shared, Json(req): Json<RegisterNode>) -> Result<Json<Node>> {
+    Ok(Json(register(&m, &req)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeUpdate {
+    #[serde(default)]
+    pub allow_scheduling: Option<bool>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+fn update_node_with(
+    m: &Manager,
+    name: &str,
+    change: impl FnMut(&mut Node) -> Result<()>,
+) -> Result<Node> {
+    let node = state::update(
+        m.store.as_ref(),
+        &format!("{NODES}{name}"),
+        || node_missing(name),
+        change,
+    )?;
+    m.wake.notify_one();
+    Ok(node)
+}
+
+async fn update_node(
+    State(m): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<NodeUpdate>,
+) -> Result<Json<Node>> {
+    if let Some(tags) = &req.tags {
+        check_tags("node tag", tags)?;
+    }
+    let node = update_node_with(&m, &name, |n| {
+        if let Some(allow) = req.allow_scheduling {
+            n.spec.allow_scheduling = allow;
+        }
+        if let Some(tags) = &req.tags {
+            n.spec.tags = tags.clone();
+        }
+        if let Some(zone) = &req.zone {
+            n.spec.zone = zone.clone();
+        }
+        Ok(())
+    })?;
+    Ok(Json(node))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddDisk {
+    pub name: String,
+    pub path: String,
+    #[serde(default = "yes")]
+    pub allow_scheduling: bool,
+    #[serde(default)]
+    pub storage_reserved: Option<SizeInput>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn add_disk(
+    State(m): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<AddDisk>,
+) -> Result<(StatusCode, Json<Node>)> {
+    check_name("disk", &req.name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
+    check_tags("disk tag", &req.tags)?;
+    if !req.path.starts_with('/') {
+        return Err(ApiError::invalid(format!(
+            "disk path {:?} must be absolute",
+            req.path
+        )));
+    }
+    let reserved = match &req.storage_reserved {
+        Some(s) => s.bytes()?,
+        None => 0,
+    };
+    let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))?
+        .ok_or_else(|| node_missing(&name))?;
+    if node.spec.disks.contains_key(&req.name) {
+        return Err(ApiError::exists(format!(
+            "node {name} has a disk {:?} already",
+            req.name
+        )));
+    }
+    let path = req.path.trim_end_matches('/').to_string();
+    if let Some((other, _)) = node
+        .spec
+        .disks
+        .iter()
+        .find(|(_, d)| d.path.trim_end_matches('/') == path)
+    {
+        return Err(ApiError::exists(format!(
+            "path {path} is disk {other} of node {name} already"
+        )));
+    }
+    // The path must exist on that node: its agent checks.
+    let probe = m.client.probe(&node.spec.address, &path).await?;
+    let uuid = probe.disk_uuid;
+    if node
+        .status
+        .disks
+        .values()
+        .any(|d| !uuid.is_empty() && d.disk_uuid == uuid)
+    {
+        return Err(ApiError::exists(format!(
+            "{path} is a disk of node {name} already (same disk identity {uuid})"
+        )));
+    }
+    let node = update_node_with(&m, &name, |n| {
+        n.spec.disks.insert(
+            req.name.clone(),
+            DiskSpec {
+                path: path.clone(),
+                allow_scheduling: req.allow_scheduling,
+                storage_reserved: reserved,
+                tags: req.tags.clone(),
+            },
+        );
+        Ok(())
+    })?;
+    Ok((StatusCode::CREATED, Json(node)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiskUpdate {
+    #[serde(default)]
+    pub allow_scheduling: Option<bool>,
+    #[serde(default)]
+    pub storage_reserved: Option<SizeInput>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
+async fn update_disk(
+    State(m): Shared,
+    Path((name, disk)): Path<(String, String)>,
+    Json(req): Json<DiskUpdate>,
+) -> Result<Json<Node>> {
+    if let Some(tags) = &req.tags {
+        check_tags("disk tag", tags)?;
+    }
+    let reserved = match &req.storage_reserved {
+        Some(s) => Some(s.bytes()?),
+        None => None,
+    };
+    let node = update_node_with(&m, &name, |n| {
+        let d = n
+            .spec
+            .disks
+            .get_mut(&disk)
+            .ok_or_else(|| ApiError::not_found(format!("node {name} has no disk {disk:?}")))?;
+        if let Some(allow) = req.allow_scheduling {
+            d.allow_scheduling = allow;
+        }
+        if let Some(reserved) = reserved {
+            d.storage_reserved = reserved;
+        }
+        if let Some(tags) = &req.tags {
+            d.tags = tags.clone();
+        }
+        Ok(())
+    })?;
+    Ok(Json(node))
+}
+
+async fn remove_disk(
+    State(m): Shared,
+    Path((name, disk)): Path<(String, String)>,
+) -> Result<Json<Node>> {
+    let holding: Vec<String> = state::list::<Replica>(m.store.as_ref(), REPLICAS)?
+        .into_iter()
+        .filter(|(r, _)| r.node == name && r.disk == disk)
+        .map(|(r, _)| format!("{} (volume {})", r.name, r.volume))
+        .collect();
+    if !holding.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "disk {disk} of node {name} holds replicas: {}; disable scheduling on it and move or delete those volumes' replicas first",
+            holding.join(", ")
+        )));
+    }
+    let node = update_node_with(&m, &name, |n| {
+        n.spec
+            .disks
+            .remove(&disk)
+            .ok_or_else(|| ApiError::not_found(format!("node {name} has no disk {disk:?}")))?;
+        Ok(())
+    })?;
+    Ok(Json(node))
+}
+
+// ---- settings ----
+
+/// A setting as the API shows it: Longhorn's `name`, `value` (a string) and `definition`.
+#[derive(Debug, Serialize)]
+pub struct SettingView {
+    pub name: String,
+    pub value: String,
+    pub definition: &'static settings::Definition,
+}
+
+async fn list_settings(State(m): Shared) -> Result<Json<List<SettingView>>> {
+    let current = state::settings(m.store.as_ref())?;
+    Ok(Json(List {
+        data: DEFINITIONS
+            .iter()
+            .map(|d| SettingView {
+                name: d.key.to_string(),
+                value: current.get(d.key).to_string(),
+                definition: d,
+            })
+            .collect(),
+    }))
+}
+
+async fn get_setting(State(m): Shared, Path(name): Path<String>) -> Result<Json<SettingView>> {
+    let definition = settings::definition(&name).map_err(|e| ApiError::not_found(e.to_string()))?;
+    let current = state::settings(m.store.as_ref())?;
+    Ok(Json(SettingView {
+        name: definition.key.to_string(),
+        value: current.get(definition.key).to_string(),
+        definition,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingValue {
+    pub value: String,
+}
+
+async fn set_setting(
+    State(m): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<SettingValue>,
+) -> Result<Json<SettingView>> {
+    let definition = settings::definition(&name).map_err(|e| ApiError::not_found(e.to_string()))?;
+    let (key, value) =
+        settings::validate(&name, &req.value).map_err(|e| ApiError::invalid(e.to_string()))?;
+    m.store
+        .put(&format!("{SETTINGS}{key}"), value.as_bytes(), Expect::Any)?;
+    m.wake.notify_one();
+    Ok(Json(SettingView {
+        name: key.to_string(),
+        value,
+        definition,
+    }))
+}

@@ -1,0 +1,472 @@
+//! The controllers' shell: every round it observes each node (one call per node agent),
+//! updates node status, then plans each volume ([`crate::plan`]) and carries the plan out.
+//! Rounds run every couple of seconds, at once after an API change, and back to back while
+//! there is work in progress. A failed step is logged and simply planned again next round.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ironhorn_control::resource::{
+    set_condition, Condition, DiskStatus, Node, Replica, Robustness, Volume, VolumeState,
+};
+use ironhorn_node::wire::{AddReplica, ObserveRequest, StartReplica};
+use ironhorn_store::Expect;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::plan::{self, Action, Plan, World};
+use crate::state::{self, NODES, REPLICAS, VOLUMES};
+use crate::Manager;
+
+/// Time between rounds when nothing is going on.
+const IDLE_ROUND: Duration = Duration::from_secs(2);
+/// Time between rounds while work is in progress.
+const BUSY_ROUND: Duration = Duration::from_millis(100);
+/// How long a replica whose rebuild failed waits before the next try.
+const REBUILD_RETRY: Duration = Duration::from_secs(30);
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// At start nothing about running engines is known until the nodes answer: stored statuses
+/// say what was true before the restart. Attached volumes show as attaching (no endpoint, no
+/// replica modes, robustness unknown) until the first round observes them.
+pub fn forget_observations(manager: &Manager) -> Result<(), ApiError> {
+    let store = manager.store.as_ref();
+    for (volume, _) in state::list::<Volume>(store, VOLUMES)? {
+        let key = format!("{VOLUMES}{}", volume.name);
+        state::update::<Volume, _>(
+            store,
+            &key,
+            || ApiError::not_found("gone"),
+            |v| {
+                if v.status.state == VolumeState::Attached {
+                    v.status.state = VolumeState::Attaching;
+                }
+                v.status.endpoint.clear();
+                v.status.robustness = Robustness::Unknown;
+                for r in &mut v.status.replicas {
+                    r.mode.clear();
+                }
+                Ok(())
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs rounds until `shutdown`.
+pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
+    loop {
+        let busy = match manager.round().await {
+            Ok(busy) => busy,
+            Err(e) => {
+                tracing::warn!(error = %e, "controller round failed");
+                false
+            }
+        };
+        let pause = if busy { BUSY_ROUND } else { IDLE_ROUND };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = manager.wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+impl Manager {
+    /// One round; returns whether anything was done (so the next round comes soon).
+    pub async fn round(self: &Arc<Self>) -> Result<bool, ApiError> {
+        let store = self.store.as_ref();
+        let node_entries: Vec<(Node, u64)> = state::list(store, NODES)?;
+        let observed = futures::future::join_all(node_entries.iter().map(|(node, _)| {
+            let request = ObserveRequest {
+                disks: node
+                    .spec
+                    .disks
+                    .iter()
+                    .map(|(name, d)| (name.clone(), d.path.clone()))
+                    .collect(),
+            };
+            let client = self.client.clone();
+            let address = node.spec.address.clone();
+            async move { client.observe(&address, &request).await }
+        }))
+        .await;
+        let replica_entries: Vec<(Replica, u64)> = state::list(store, REPLICAS)?;
+        let volume_entries: Vec<(Volume, u64)> = state::list(store, VOLUMES)?;
+        let volume_sizes: BTreeMap<String, u64> = volume_entries
+            .iter()
+            .map(|(v, _)| (v.name.clone(), v.spec.size))
+            .collect();
+        let mut reports = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for ((mut node, revision), result) in node_entries.into_iter().zip(observed) {
+            let before = node.status.clone();
+            match result {
+                Ok(report) => {
+                    node.status.ready = true;
+                    set_condition(
+                        &mut node.status.conditions,
+                        Condition::new("Ready", true, "", ""),
+                    );
+                    let mut disks = BTreeMap::new();
+                    for (name, disk) in &report.disks {
+                        let scheduled = replica_entries
+                            .iter()
+                            .filter(|(r, _)| r.node == node.name && r.disk == *name)
+                            .map(|(r, _)| volume_sizes.get(&r.volume).copied().unwrap_or(0))
+                            .sum();
+                        let ok = disk.error.is_empty();
+                        disks.insert(
+                            name.clone(),
+                            DiskStatus {
+                                storage_maximum: disk.storage_maximum,
+                                storage_available: disk.storage_available,
+                                storage_scheduled: scheduled,
+                                disk_uuid: disk.disk_uuid.clone(),
+                                conditions: vec![Condition::new(
+                                    "Ready",
+                                    ok,
+                                    if ok { "" } else { "NoDiskInfo" },
+                                    &disk.error,
+                                )],
+                            },
+                        );
+                    }
+                    // A disk that failed its probe is unusable: not reported to the scheduler.
+                    disks.retain(|_, d| d.conditions.iter().all(|c| c.holds()));
+                    node.status.disks = disks;
+                    reports.insert(node.name.clone(), report);
+                }
+                Err(e) => {
+                    node.status.ready = false;
+                    set_condition(
+                        &mut node.status.conditions,
+                        Condition::new("Ready", false, "NoResponse", &e.to_string()),
+                    );
+                }
+            }
+            if node.status != before {
+                if before.ready != node.status.ready {
+                    tracing::info!(
+                        node = node.name,
+                        ready = node.status.ready,
+                        "node readiness changed"
+                    );
+                }
+                let _ = state::put(
+                    store,
+                    &format!("{NODES}{}", node.name),
+                    &node,
+                    Expect::Revision(revision),
+                );
+            }
+            nodes.insert(node.name.clone(), node);
+        }
+        *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = reports.clone();
+
+        let settings = state::settings(store)?;
+        let all_replicas: Vec<Replica> = replica_entries.iter().map(|(r, _)| r.clone()).collect();
+        let replica_revisions: BTreeMap<String, u64> = replica_entries
+            .iter()
+            .map(|(r, rev)| (r.name.clone(), *rev))
+            .collect();
+        let (rebuilds_per_node, rebuilding_volumes, held_back) = {
+            let mut rebuilds = self.rebuilds();
+            rebuilds.failed.retain(|_, at| at.elapsed() < REBUILD_RETRY);
+            let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+            for node in rebuilds.running.values() {
+                *per_node.entry(node.clone()).or_default() += 1;
+            }
+            (
+                per_node,
+                rebuilds.running.keys().cloned().collect::<BTreeSet<_>>(),
+                rebuilds.failed.keys().cloned().collect::<BTreeSet<_>>(),
+            )
+        };
+        let world = World {
+            nodes: &nodes,
+            reports: &reports,
+            all_replicas: &all_replicas,
+            volume_sizes: &volume_sizes,
+            settings: &settings,
+            now: now_secs(),
+            rebuilds_per_node: &rebuilds_per_node,
+            rebuilding_volumes: &rebuilding_volumes,
+            held_back: &held_back,
+        };
+        let mut work = Vec::new();
+        for (volume, revision) in &volume_entries {
+            let replicas: Vec<Replica> = all_replicas
+                .iter()
+                .filter(|r| r.volume == volume.name)
+                .cloned()
+                .collect();
+            let plan = plan::plan(volume, &replicas, &world, &mut short_id);
+            let busy = !plan.actions.is_empty()
+                || !plan.create.is_empty()
+                || !plan.update.is_empty()
+                || !plan.forget.is_empty()
+                || plan.delete_volume;
+            if busy || plan.status != volume.status {
+                work.push(self.execute(
+                    volume.clone(),
+                    *revision,
+                    &replica_revisions,
+                    plan,
+                    &nodes,
+                ));
+            }
+        }
+        let results = futures::future::join_all(work).await;
+        Ok(results.into_iter().any(|busy| busy) || !rebuilding_volumes.is_empty())
+    }
+
+    /// Carries out one volume's plan; returns whether it did anything beyond a status write.
+    async fn execute(
+        self: &Arc<Self>,
+        volume: Volume,
+        revision: u64,
+        replica_revisions: &BTreeMap<String, u64>,
+        plan: Plan,
+        nodes: &BTreeMap<String, Node>,
+    ) -> bool {
+        {
+            let store = self.store.as_ref();
+            let mut busy = false;
+            for r in &plan.create {
+                busy = true;
+                if let Err(e) =
+                    state::put(store, &format!("{REPLICAS}{}", r.name), r, Expect::Absent)
+                {
+                    tracing::warn!(volume = volume.name, replica = r.name, error = %e, "creating a replica resource");
+                }
+                tracing::info!(
+                    volume = volume.name,
+                    replica = r.name,
+                    node = r.node,
+                    disk = r.disk,
+                    "replica scheduled"
+                );
+            }
+            for r in &plan.update {
+                busy = true;
+                let expect = replica_revisions
+                    .get(&r.name)
+                    .map_or(Expect::Absent, |rev| Expect::Revision(*rev));
+                if let Err(e) = state::put(store, &format!("{REPLICAS}{}", r.name), r, expect) {
+                    tracing::debug!(replica = r.name, error = %e, "replica changed meanwhile: next round");
+                }
+            }
+            for name in &plan.forget {
+                busy = true;
+                let _ = store.delete(&format!("{REPLICAS}{name}"), Expect::Any);
+                tracing::info!(
+                    volume = volume.name,
+                    replica = name,
+                    "replica forgotten (its node is gone)"
+                );
+            }
+            let address_of = |node: &str| nodes.get(node).map(|n| n.spec.address.clone());
+            for action in plan.actions {
+                busy = true;
+                if let Err(e) = self.act(&volume.name, action, &address_of).await {
+                    tracing::warn!(volume = volume.name, error = %e, "controller action failed; retrying next round");
+                }
+            }
+            if plan.delete_volume {
+                let _ = store.delete(
+                    &format!("{VOLUMES}{}", volume.name),
+                    Expect::Revision(revision),
+                );
+                tracing::info!(volume = volume.name, "volume deleted");
+                return true;
+            }
+            if plan.status != volume.status {
+                let status = plan.status.clone();
+                let key = format!("{VOLUMES}{}", volume.name);
+                let result = state::update::<Volume, _>(
+                    store,
+                    &key,
+                    || ApiError::not_found("gone"),
+                    |v| {
+                        // The API may have changed the state (deleting) meanwhile: keep that.
+                        let deleting = v.status.state == VolumeState::Deleting;
+                        v.status = status.clone();
+                        if deleting {
+                            v.status.state = VolumeState::Deleting;
+                        }
+                        Ok(())
+                    },
+                );
+                if let Err(e) = result {
+                    tracing::debug!(volume = volume.name, error = %e, "volume status not written");
+                }
+            }
+            busy
+        }
+    }
+
+    async fn act(
+        self: &Arc<Self>,
+        volume: &str,
+        action: Action,
+        address_of: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<(), String> {
+        let node_of = |action: &Action| match action {
+            Action::StartReplica { node, .. }
+            | Action::StopReplica { node, .. }
+            | Action::DeleteReplica { node, .. }
+            | Action::StartEngine { node, .. }
+            | Action::StopEngine { node }
+            | Action::AddReplica { node, .. }
+            | Action::RemoveFromEngine { node, .. } => node.clone(),
+        };
+        let node = node_of(&action);
+        let address = address_of(&node).ok_or_else(|| format!("node {node} is not known"))?;
+        let client = &self.client;
+        match action {
+            Action::StartReplica {
+                name, dir, size, ..
+            } => {
+                client
+                    .start_replica(&address, &name, &StartReplica { dir, size })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::StopReplica { name, .. } => {
+                client
+                    .stop_replica(&address, &name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::DeleteReplica { name, dir, .. } => {
+                client
+                    .delete_replica(&address, &name, &dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.store
+                    .delete(&format!("{REPLICAS}{name}"), Expect::Any)
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(volume, replica = name, "replica deleted");
+            }
+            Action::StartEngine { request, .. } => {
+                let engine = client
+                    .start_engine(&address, volume, &request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(volume, node, endpoint = engine.endpoint, "volume attached");
+            }
+            Action::StopEngine { .. } => {
+                client
+                    .stop_engine(&address, volume)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(volume, node, "engine stopped");
+            }
+            Action::AddReplica {
+                replica,
+                address: replica_address,
+                previous,
+                ..
+            } => self.spawn_rebuild(volume, address, replica, replica_address, previous),
+            Action::RemoveFromEngine {
+                address: replica_address,
+                ..
+            } => {
+                client
+                    .remove_replica(&address, volume, &replica_address)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds (or catches up) a replica in the background; the next rounds see the result.
+    fn spawn_rebuild(
+        self: &Arc<Self>,
+        volume: &str,
+        engine_address: String,
+        replica: String,
+        replica_address: String,
+        previous: Option<String>,
+    ) {
+        let key = format!("{REPLICAS}{replica}");
+        let target_node = match state::get::<Replica>(self.store.as_ref(), &key) {
+            Ok(Some((r, _))) => r.node,
+            _ => return,
+        };
+        {
+            let mut rebuilds = self.rebuilds();
+            if rebuilds.running.contains_key(volume) {
+                return;
+            }
+            rebuilds.running.insert(volume.to_string(), target_node);
+        }
+        let manager = self.clone();
+        let volume = volume.to_string();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            tracing::info!(
+                volume,
+                replica,
+                address = replica_address,
+                ?previous,
+                "rebuilding replica"
+            );
+            let request = AddReplica {
+                address: replica_address.clone(),
+                previous,
+            };
+            let result = manager
+                .client
+                .add_replica(&engine_address, &volume, &request)
+                .await;
+            match result {
+                Ok(report) => {
+                    let recorded = state::update::<Replica, _>(
+                        manager.store.as_ref(),
+                        &key,
+                        || ApiError::not_found("gone"),
+                        |r| {
+                            r.address = replica_address.clone();
+                            r.healthy = true;
+                            r.failed_at = None;
+                            Ok(())
+                        },
+                    );
+                    if let Err(e) = recorded {
+                        tracing::warn!(replica, error = %e, "recording a finished rebuild");
+                    }
+                    tracing::info!(
+                        volume,
+                        replica,
+                        incremental = report.incremental,
+                        bytes = report.bytes_copied,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "replica rebuilt"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(volume, replica, error = %e, "rebuild failed; retrying later");
+                    manager
+                        .rebuilds()
+                        .failed
+                        .insert(replica.clone(), Instant::now());
+                }
+            }
+            manager.rebuilds().running.remove(&volume);
+            manager.wake.notify_one();
+        });
+    }
+}

@@ -1,0 +1,75 @@
+//! The manager: the REST API under `/v1` ([`api`]), the controllers that drive node agents
+//! towards what the resources say ([`controller`], deciding in [`plan`]), and typed access
+//! to the state store ([`state`]). `ironhorn server` runs it with a node agent in one
+//! process; `ironhorn node` agents on other machines register with it.
+
+pub mod api;
+pub mod controller;
+pub mod error;
+pub mod node_client;
+pub mod plan;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ironhorn_node::wire::NodeReport;
+use ironhorn_store::Store;
+use tokio::sync::Notify;
+
+use crate::node_client::NodeClient;
+
+/// Rebuilds the controller started and has not seen finish.
+#[derive(Debug, Default)]
+pub(crate) struct Rebuilds {
+    /// Volume → node of the replica being rebuilt.
+    pub running: BTreeMap<String, String>,
+    /// Replica → when its last rebuild failed.
+    pub failed: BTreeMap<String, Instant>,
+}
+
+/// The manager's state: the store, a client for node agents, and what the controllers saw.
+pub struct Manager {
+    pub store: Arc<dyn Store>,
+    pub client: NodeClient,
+    /// Pokes the controllers (after an API change).
+    pub wake: Notify,
+    /// The node in this process (`ironhorn server`): where volumes attach by default.
+    pub local_node: Option<String>,
+    reports: Mutex<BTreeMap<String, NodeReport>>,
+    rebuilds: Mutex<Rebuilds>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("local_node", &self.local_node)
+            .finish()
+    }
+}
+
+impl Manager {
+    pub fn new(store: Arc<dyn Store>, local_node: Option<String>) -> Manager {
+        Manager {
+            store,
+            client: NodeClient::new(),
+            wake: Notify::new(),
+            local_node,
+            reports: Mutex::new(BTreeMap::new()),
+            rebuilds: Mutex::new(Rebuilds::default()),
+        }
+    }
+
+    /// What the nodes reported in the last controller round.
+    pub fn reports(&self) -> BTreeMap<String, NodeReport> {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn rebuilds(&self) -> std::sync::MutexGuard<'_, Rebuilds> {
+        self.rebuilds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,635 @@
+//! The volume controller's decisions, pure: given a volume, its replicas, the nodes and what
+//! each node agent reported this round, [`plan`] says what the volume's status is and what to
+//! do next (create replicas, start or stop replica servers and engines, rebuild, remove).
+//! Level-triggered: the same inputs give the same plan, and running a plan twice does no harm
+//! (every node call is idempotent), so the shell simply plans again every round.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ironhorn_control::resource::{
+    set_condition, Condition, Node, Replica, Robustness, Volume, VolumeReplicaStatus, VolumeState,
+    VolumeStatus,
+};
+use ironhorn_control::scheduler::{self, Placement, Request};
+use ironhorn_control::settings::{self, Settings};
+use ironhorn_node::wire::{EngineInstance, NodeReport, ReplicaInstance, StartEngine};
+
+/// Everything outside the volume that its plan depends on.
+#[derive(Debug)]
+pub struct World<'a> {
+    pub nodes: &'a BTreeMap<String, Node>,
+    /// Reports of the nodes that answered this round (the ready ones).
+    pub reports: &'a BTreeMap<String, NodeReport>,
+    /// Every replica of every volume, and every volume's size (for the bytes scheduled to
+    /// each disk).
+    pub all_replicas: &'a [Replica],
+    pub volume_sizes: &'a BTreeMap<String, u64>,
+    pub settings: &'a Settings,
+    /// Seconds since the Unix epoch.
+    pub now: u64,
+    /// Rebuilds running now, by the node of their target replica.
+    pub rebuilds_per_node: &'a BTreeMap<String, usize>,
+    /// Volumes with a rebuild running now.
+    pub rebuilding_volumes: &'a BTreeSet<String>,
+    /// Replicas whose last rebuild failed recently: not retried yet.
+    pub held_back: &'a BTreeSet<String>,
+}
+
+/// A call to a node agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    StartReplica {
+        node: String,
+        name: String,
+        dir: String,
+        size: u64,
+    },
+    StopReplica {
+        node: String,
+        name: String,
+    },
+    /// Stop it, remove its directory, then forget the resource.
+    DeleteReplica {
+        node: String,
+        name: String,
+        dir: String,
+    },
+    StartEngine {
+        node: String,
+        request: StartEngine,
+    },
+    StopEngine {
+        node: String,
+    },
+    /// Rebuild (or catch up) `replica` at `address` into the engine on `node`.
+    AddReplica {
+        node: String,
+        replica: String,
+        address: String,
+        previous: Option<String>,
+    },
+    RemoveFromEngine {
+        node: String,
+        address: String,
+    },
+}
+
+/// What to do for one volume this round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub status: VolumeStatus,
+    /// Replica resources to create.
+    pub create: Vec<Replica>,
+    /// Replica resources whose fields changed.
+    pub update: Vec<Replica>,
+    /// Replica resources to forget without a node call (their node is gone; what is left on
+    /// its disk becomes an orphan).
+    pub forget: Vec<String>,
+    pub actions: Vec<Action>,
+    /// Every part of a deleted volume is gone: remove the volume itself.
+    pub delete_volume: bool,
+}
+
+/// The directory of `replica` on its node, when its disk is known.
+pub fn replica_dir(nodes: &BTreeMap<String, Node>, replica: &Replica) -> Option<String> {
+    let disk = nodes.get(&replica.node)?.spec.disks.get(&replica.disk)?;
+    Some(format!(
+        "{}/replicas/{}",
+        disk.path.trim_end_matches('/'),
+        replica.data_directory_name
+    ))
+}
+
+/// The engine of `volume`, wherever a node reports one.
+pub fn engine_of<'a>(
+    reports: &'a BTreeMap<String, NodeReport>,
+    volume: &str,
+) -> Option<(&'a str, &'a EngineInstance)> {
+    reports.iter().find_map(|(node, report)| {
+        report
+            .engines
+            .iter()
+            .find(|e| e.volume == volume)
+            .map(|e| (node.as_str(), e))
+    })
+}
+
+fn instance<'a>(
+    reports: &'a BTreeMap<String, NodeReport>,
+    replica: &Replica,
+) -> Option<&'a ReplicaInstance> {
+    reports
+        .get(&replica.node)?
+        .replicas
+        .iter()
+        .find(|r| r.name == replica.name)
+}
+
+fn condition(status: &mut VolumeStatus, kind: &str, holds: bool, reason: &str, message: &str) {
+    set_condition(
+        &mut status.conditions,
+        Condition::new(kind, holds, reason, message),
+    );
+}
+
+/// Names of new replicas: `<volume>-r-<8 hex>`, directory `<volume>-<8 hex>` as Longhorn.
+pub fn new_replica(volume: &str, placement: &Placement, id: &str, healthy: bool) -> Replica {
+    Replica {
+        name: format!("{volume}-r-{id}"),
+        volume: volume.to_string(),
+        node: placement.node.clone(),
+        disk: placement.disk.clone(),
+        data_directory_name: format!("{volume}-{id}"),
+        failed_at: None,
+        healthy,
+        address: String::new(),
+    }
+}
+
+/// Plans one round for `volume`. `new_id` gives fresh 8-hex-digit ids for new replicas.
+pub fn plan(
+    volume: &Volume,
+    replicas: &[Replica],
+    world: &World<'_>,
+    new_id: &mut dyn FnMut() -> String,
+) -> Plan {
+    let mut plan = Plan {
+        status: volume.status.clone(),
+        ..Plan::default()
+    };
+    let spec = &volume.spec;
+    let ready = |node: &str| world.reports.contains_key(node);
+    let engine = engine_of(world.reports, &volume.name);
+    let mut replicas: Vec<Replica> = replicas.to_vec();
+    let mut changed: BTreeSet<String> = BTreeSet::new();
+
+    // The engine is known to run only where a node reports it; a node that did not answer
+    // may still run one, so the volume is not attached elsewhere until it answers.
+    if let Some((node, _)) = engine {
+        plan.status.current_node_id = node.to_string();
+    } else if !plan.status.current_node_id.is_empty() && ready(&plan.status.current_node_id) {
+        plan.status.current_node_id.clear();
+    }
+
+    if plan.status.state == VolumeState::Deleting {
+        if let Some((node, _)) = engine {
+            plan.actions.push(Action::StopEngine {
+                node: node.to_string(),
+            });
+            return finish(plan, &replicas, world, volume);
+        }
+        for r in &replicas {
+            match (ready(&r.node), replica_dir(world.nodes, r)) {
+                (true, Some(dir)) => plan.actions.push(Action::DeleteReplica {
+                    node: r.node.clone(),
+                    name: r.name.clone(),
+                    dir,
+                }),
+                _ if world.nodes.contains_key(&r.node) && !ready(&r.node) => {
+                    // Its node is down: once it answers again the data is removed.
+                }
+                _ => plan.forget.push(r.name.clone()),
+            }
+        }
+        plan.delete_volume = replicas.is_empty();
+        return finish(plan, &replicas, world, volume);
+    }
+
+    // Replicas: create what is missing. A failed replica may still come back within
+    // replica-replenishment-wait-interval; until then it holds its place.
+    let wait = world
+        .settings
+        .int(settings::REPLICA_REPLENISHMENT_WAIT_INTERVAL)
+        .max(0) as u64;
+    let active = replicas.iter().filter(|r| r.failed_at.is_none()).count();
+    let waiting = replicas
+        .iter()
+        .filter(|r| r.failed_at.is_some_and(|t| t + wait > world.now))
+        .count();
+    let first_placement = replicas.is_empty();
+    let may_add = first_placement || engine.is_some();
+    let missing = (spec.number_of_replicas as usize).saturating_sub(active + waiting);
+    if missing > 0 && may_add {
+        let mut placed: Vec<Placement> = replicas
+            .iter()
+            .map(|r| Placement {
+                node: r.node.clone(),
+                disk: r.disk.clone(),
+            })
+            .collect();
+        let mut all = world.all_replicas.to_vec();
+        for _ in 0..missing {
+            let sizes: Vec<(Placement, u64)> = all
+                .iter()
+                .map(|r| {
+                    let size = if r.volume == volume.name {
+                        spec.size
+                    } else {
+                        world.volume_sizes.get(&r.volume).copied().unwrap_or(0)
+                    };
+                    (
+                        Placement {
+                            node: r.node.clone(),
+                            disk: r.disk.clone(),
+                        },
+                        size,
+                    )
+                })
+                .collect();
+            let scheduled = scheduler::scheduled_bytes(sizes.iter().map(|(p, s)| (p, *s)));
+            let nodes: Vec<Node> = world.nodes.values().cloned().collect();
+            let request = Request {
+                size: spec.size,
+                actual_size: plan.status.actual_size,
+                node_selector: spec.node_selector.clone(),
+                disk_selector: spec.disk_selector.clone(),
+                hard_node: None,
+            };
+            match scheduler::schedule(
+                &request,
+                &placed,
+                &nodes,
+                &scheduled,
+                &world.settings.scheduling(),
+            ) {
+                Ok(placement) => {
+                    let replica = new_replica(&volume.name, &placement, &new_id(), first_placement);
+                    placed.push(placement);
+                    all.push(replica.clone());
+                    replicas.push(replica.clone());
+                    plan.create.push(replica);
+                    condition(&mut plan.status, "Scheduled", true, "", "");
+                }
+                Err(refusal) => {
+                    condition(
+                        &mut plan.status,
+                        "Scheduled",
+                        false,
+                        "ReplicaSchedulingFailure",
+                        &format!("cannot place a replica: {refusal}"),
+                    );
+                    break;
+                }
+            }
+        }
+    } else if missing == 0 {
+        condition(&mut plan.status, "Scheduled", true, "", "");
+    }
+    if plan.status.state == VolumeState::Creating && !replicas.is_empty() {
+        plan.status.state = VolumeState::Detached;
+    }
+
+    let want_node = spec.node_id.as_str();
+    if want_node.is_empty() {
+        detach(&mut plan, engine, &replicas, world);
+        return finish_with(plan, replicas, changed, world, volume);
+    }
+
+    // Attached or attaching: every replica whose node answers runs its server (a failed one
+    // too, so that it can come back).
+    for r in &replicas {
+        if ready(&r.node) && instance(world.reports, r).is_none() {
+            if let Some(dir) = replica_dir(world.nodes, r) {
+                plan.actions.push(Action::StartReplica {
+                    node: r.node.clone(),
+                    name: r.name.clone(),
+                    dir,
+                    size: spec.size,
+                });
+            }
+        }
+    }
+
+    match engine {
+        Some((node, _)) if node != want_node => {
+            plan.status.state = VolumeState::Detaching;
+            plan.actions.push(Action::StopEngine {
+                node: node.to_string(),
+            });
+        }
+        Some((node, engine)) => {
+            attached(
+                &mut plan,
+                node,
+                engine,
+                &mut replicas,
+                &mut changed,
+                world,
+                volume,
+            );
+        }
+        None => {
+            start_engine(&mut plan, &mut replicas, &mut changed, world, volume);
+        }
+    }
+    finish_with(plan, replicas, changed, world, volume)
+}
+
+fn detach(
+    plan: &mut Plan,
+    engine: Option<(&str, &EngineInstance)>,
+    replicas: &[Replica],
+    world: &World<'_>,
+) {
+    if let Some((node, _)) = engine {
+        plan.status.state = VolumeState::Detaching;
+        plan.actions.push(Action::StopEngine {
+            node: node.to_string(),
+        });
+        return;
+    }
+    let mut stopping = false;
+    for r in replicas {
+        if instance(world.reports, r).is_some() {
+            stopping = true;
+            plan.actions.push(Action::StopReplica {
+                node: r.node.clone(),
+                name: r.name.clone(),
+            });
+        }
+    }
+    if plan.status.state != VolumeState::Creating {
+        plan.status.state = if stopping {
+            VolumeState::Detaching
+        } else {
+            VolumeState::Detached
+        };
+    }
+    plan.status.endpoint.clear();
+}
+
+fn start_engine(
+    plan: &mut Plan,
+    replicas: &mut [Replica],
+    changed: &mut BTreeSet<String>,
+    world: &World<'_>,
+    volume: &Volume,
+) {
+    let want_node = volume.spec.node_id.as_str();
+    plan.status.state = VolumeState::Attaching;
+    plan.status.endpoint.clear();
+    if !world.reports.contains_key(want_node) {
+        let why = if world.nodes.contains_key(want_node) {
+            format!("node {want_node} is not ready")
+        } else {
+            format!("node {want_node} does not exist")
+        };
+        condition(&mut plan.status, "Attached", false, "NodeUnavailable", &why);
+        return;
+    }
+    let current = &plan.status.current_node_id;
+    if !current.is_empty() && current != want_node {
+        let why = format!(
+            "the engine may still run on node {current}, which does not answer: waiting for it"
+        );
+        condition(&mut plan.status, "Attached", false, "EngineElsewhere", &why);
+        return;
+    }
+    // Healthy replicas serve; ones on nodes that do not answer miss what is written from now.
+    let mut addresses = Vec::new();
+    let mut starting = false;
+    for r in replicas.iter_mut() {
+        if !r.healthy || r.failed_at.is_some() {
+            continue;
+        }
+        if !world.reports.contains_key(&r.node) {
+            continue;
+        }
+        match instance(world.reports, r) {
+            Some(i) => addresses.push((r.name.clone(), i.address.clone())),
+            None => starting = true,
+        }
+    }
+    if starting {
+        return;
+    }
+    if addresses.is_empty() {
+        let salvageable: Vec<usize> = replicas
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.healthy || r.failed_at.is_some())
+            .filter(|(_, r)| instance(world.reports, r).is_some())
+            .map(|(i, _)| i)
+            .collect();
+        let all_failed = !replicas.is_empty() && replicas.iter().all(|r| r.failed_at.is_some());
+        if all_failed && world.settings.bool(settings::AUTO_SALVAGE) && !salvageable.is_empty() {
+            // Every replica failed: the engine starts from those that are reachable and
+            // reconciles them (the newest revision wins), as Longhorn's auto-salvage does.
+            for i in salvageable {
+                let r = &mut replicas[i];
+                r.failed_at = None;
+                r.healthy = true;
+                changed.insert(r.name.clone());
+            }
+            condition(
+                &mut plan.status,
+                "Attached",
+                false,
+                "AutoSalvaged",
+                "every replica had failed: starting from the reachable ones",
+            );
+            return;
+        }
+        plan.status.robustness = Robustness::Faulted;
+        condition(
+            &mut plan.status,
+            "Attached",
+            false,
+            "NoHealthyReplica",
+            "no healthy replica is reachable; bring their nodes back, or enable auto-salvage",
+        );
+        return;
+    }
+    // Healthy replicas whose node does not answer will miss writes: failed from now.
+    for r in replicas.iter_mut() {
+        if r.healthy && r.failed_at.is_none() && !world.reports.contains_key(&r.node) {
+            r.failed_at = Some(world.now);
+            changed.insert(r.name.clone());
+        }
+    }
+    for r in replicas.iter_mut() {
+        if let Some((_, address)) = addresses.iter().find(|(n, _)| *n == r.name) {
+            if r.address != *address {
+                r.address = address.clone();
+                changed.insert(r.name.clone());
+            }
+        }
+    }
+    plan.actions.push(Action::StartEngine {
+        node: want_node.to_string(),
+        request: StartEngine {
+            size: volume.spec.size,
+            replicas: addresses.into_iter().map(|(_, a)| a).collect(),
+            frontend: serde_json::to_value(volume.spec.frontend)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "nbd".into()),
+            maintenance: volume.spec.maintenance,
+            replica_timeout: world.settings.int(settings::ENGINE_REPLICA_TIMEOUT).max(1) as u64,
+        },
+    });
+}
+
+fn attached(
+    plan: &mut Plan,
+    node: &str,
+    engine: &EngineInstance,
+    replicas: &mut [Replica],
+    changed: &mut BTreeSet<String>,
+    world: &World<'_>,
+    volume: &Volume,
+) {
+    plan.status.state = VolumeState::Attached;
+    plan.status.endpoint = engine.endpoint.clone();
+    condition(&mut plan.status, "Attached", true, "", "");
+    let stale_after = volume.spec.stale_replica_timeout.saturating_mul(60);
+    let limit = world
+        .settings
+        .int(settings::CONCURRENT_REPLICA_REBUILD_PER_NODE_LIMIT)
+        .max(0) as usize;
+    let mut may_rebuild = !engine.rebuilding && !world.rebuilding_volumes.contains(&volume.name);
+    for r in replicas.iter_mut() {
+        let slot = engine
+            .replicas
+            .iter()
+            .find(|s| !r.address.is_empty() && s.address == r.address);
+        match slot.map(|s| s.mode.as_str()) {
+            Some("RW") => {
+                if !r.healthy || r.failed_at.is_some() {
+                    r.healthy = true;
+                    r.failed_at = None;
+                    changed.insert(r.name.clone());
+                }
+                continue;
+            }
+            Some("WO") => continue,
+            Some(_) => {
+                if r.failed_at.is_none() {
+                    r.failed_at = Some(world.now);
+                    r.healthy = false;
+                    changed.insert(r.name.clone());
+                }
+            }
+            None => {
+                if r.healthy && r.failed_at.is_none() {
+                    // Not in the engine (it started without it): it misses writes.
+                    r.failed_at = Some(world.now);
+                    r.healthy = false;
+                    changed.insert(r.name.clone());
+                }
+            }
+        }
+        // Failed, or new: remove it when stale, else bring it (back) in.
+        if let Some(failed_at) = r.failed_at {
+            if stale_after > 0 && failed_at + stale_after <= world.now {
+                if slot.is_some() {
+                    plan.actions.push(Action::RemoveFromEngine {
+                        node: node.to_string(),
+                        address: r.address.clone(),
+                    });
+                }
+                match replica_dir(world.nodes, r) {
+                    Some(dir) if world.reports.contains_key(&r.node) => {
+                        plan.actions.push(Action::DeleteReplica {
+                            node: r.node.clone(),
+                            name: r.name.clone(),
+                            dir,
+                        })
+                    }
+                    _ => plan.forget.push(r.name.clone()),
+                }
+                continue;
+            }
+        }
+        let Some(inst) = instance(world.reports, r) else {
+            continue;
+        };
+        let busy = world.rebuilds_per_node.get(&r.node).copied().unwrap_or(0);
+        if !may_rebuild || world.held_back.contains(&r.name) || busy >= limit {
+            continue;
+        }
+        may_rebuild = false;
+        let previous = slot
+            .filter(|s| s.address != inst.address)
+            .map(|s| s.address.clone());
+        plan.actions.push(Action::AddReplica {
+            node: node.to_string(),
+            replica: r.name.clone(),
+            address: inst.address.clone(),
+            previous,
+        });
+    }
+}
+
+/// Status that follows from the replicas and the engine.
+fn finish_with(
+    mut plan: Plan,
+    replicas: Vec<Replica>,
+    changed: BTreeSet<String>,
+    world: &World<'_>,
+    volume: &Volume,
+) -> Plan {
+    for r in &replicas {
+        if changed.contains(&r.name) {
+            match plan.create.iter_mut().find(|c| c.name == r.name) {
+                Some(created) => *created = r.clone(),
+                None => plan.update.push(r.clone()),
+            }
+        }
+    }
+    finish(plan, &replicas, world, volume)
+}
+
+fn finish(mut plan: Plan, replicas: &[Replica], world: &World<'_>, volume: &Volume) -> Plan {
+    let engine = engine_of(world.reports, &volume.name).map(|(_, e)| e);
+    plan.status.replicas = replicas
+        .iter()
+        .filter(|r| !plan.forget.contains(&r.name))
+        .map(|r| {
+            let mode = engine
+                .and_then(|e| {
+                    e.replicas
+                        .iter()
+                        .find(|s| !r.address.is_empty() && s.address == r.address)
+                })
+                .map(|s| s.mode.clone())
+                .unwrap_or_default();
+            VolumeReplicaStatus {
+                name: r.name.clone(),
+                node: r.node.clone(),
+                disk: r.disk.clone(),
+                mode,
+                healthy: r.healthy && r.failed_at.is_none(),
+            }
+        })
+        .collect();
+    let sizes: Vec<u64> = replicas
+        .iter()
+        .filter_map(|r| instance(world.reports, r))
+        .map(|i| i.actual_size)
+        .collect();
+    if let Some(max) = sizes.into_iter().max() {
+        plan.status.actual_size = max;
+    }
+    plan.status.robustness = match engine {
+        // Not observed while no engine runs, unless every replica is known to have failed.
+        None if !replicas.is_empty() && replicas.iter().all(|r| r.failed_at.is_some()) => {
+            Robustness::Faulted
+        }
+        None => Robustness::Unknown,
+        Some(e) => {
+            let rw = e.replicas.iter().filter(|s| s.mode == "RW").count();
+            if rw == 0 {
+                Robustness::Faulted
+            } else if rw >= volume.spec.number_of_replicas as usize {
+                Robustness::Healthy
+            } else {
+                Robustness::Degraded
+            }
+        }
+    };
+    plan
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,569 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ironhorn_control::resource::{
+    DiskSpec, DiskStatus, Node, NodeSpec, NodeStatus, Replica, Robustness, Volume, VolumeSpec,
+    VolumeState, VolumeStatus,
+};
+use ironhorn_control::settings::{self, Settings};
+use ironhorn_node::wire::{EngineInstance, EngineReplica, NodeReport, ReplicaInstance};
+
+use super::*;
+
+const GIB: u64 = 1 << 30;
+const NOW: u64 = 1_000_000;
+
+fn node(name: &str) -> Node {
+    let mut disks = BTreeMap::new();
+    disks.insert(
+        "default".to_string(),
+        DiskSpec {
+            path: format!("/data/{name}"),
+            allow_scheduling: true,
+            storage_reserved: 0,
+            tags: vec![],
+        },
+    );
+    let mut status_disks = BTreeMap::new();
+    status_disks.insert(
+        "default".to_string(),
+        DiskStatus {
+            storage_maximum: 100 * GIB,
+            storage_available: 90 * GIB,
+            ..DiskStatus::default()
+        },
+    );
+    Node {
+        name: name.to_string(),
+        spec: NodeSpec {
+            address: format!("{name}:9502"),
+            allow_scheduling: true,
+            tags: vec![],
+            zone: String::new(),
+            disks,
+        },
+        status: NodeStatus {
+            ready: true,
+            disks: status_disks,
+            conditions: vec![],
+        },
+    }
+}
+
+fn volume(node_id: &str) -> Volume {
+    Volume {
+        name: "vol".into(),
+        spec: VolumeSpec {
+            size: GIB,
+            number_of_replicas: 3,
+            stale_replica_timeout: 30,
+            frontend: Default::default(),
+            data_locality: Default::default(),
+            node_selector: vec![],
+            disk_selector: vec![],
+            labels: BTreeMap::new(),
+            node_id: node_id.into(),
+            maintenance: false,
+        },
+        status: VolumeStatus {
+            state: VolumeState::Detached,
+            ..VolumeStatus::default()
+        },
+    }
+}
+
+fn replica(n: u8, healthy: bool) -> Replica {
+    Replica {
+        name: format!("vol-r-0000000{n}"),
+        volume: "vol".into(),
+        node: format!("n{n}"),
+        disk: "default".into(),
+        data_directory_name: format!("vol-0000000{n}"),
+        failed_at: None,
+        healthy,
+        address: String::new(),
+    }
+}
+
+/// The inputs a plan sees, owned, so each test changes what it needs.
+struct Fixture {
+    nodes: BTreeMap<String, Node>,
+    reports: BTreeMap<String, NodeReport>,
+    settings: Settings,
+    rebuilds_per_node: BTreeMap<String, usize>,
+    rebuilding: BTreeSet<String>,
+    held_back: BTreeSet<String>,
+    now: u64,
+}
+
+impl Fixture {
+    /// Three ready nodes, n1..n3, nothing running.
+    fn new() -> Fixture {
+        let mut nodes = BTreeMap::new();
+        let mut reports = BTreeMap::new();
+        for n in ["n1", "n2", "n3"] {
+            nodes.insert(n.to_string(), node(n));
+            reports.insert(
+                n.to_string(),
+                NodeReport {
+                    name: n.to_string(),
+                    ..NodeReport::default()
+                },
+            );
+        }
+        Fixture {
+            nodes,
+            reports,
+            settings: Settings::default(),
+            rebuilds_per_node: BTreeMap::new(),
+            rebuilding: BTreeSet::new(),
+            held_back: BTreeSet::new(),
+            now: NOW,
+        }
+    }
+
+    fn down(&mut self, node: &str) {
+        self.reports.remove(node);
+        self.nodes.get_mut(node).unwrap().status.ready = false;
+    }
+
+    fn running(&mut self, r: &Replica, address: &str) {
+        self.reports
+            .get_mut(&r.node)
+            .unwrap()
+            .replicas
+            .push(ReplicaInstance {
+                name: r.name.clone(),
+                dir: format!("/data/{}/replicas/{}", r.node, r.data_directory_name),
+                address: address.into(),
+                actual_size: 4096,
+            });
+    }
+
+    fn engine(&mut self, node: &str, slots: &[(&str, &str)]) {
+        self.reports
+            .get_mut(node)
+            .unwrap()
+            .engines
+            .push(EngineInstance {
+                volume: "vol".into(),
+                size: GIB,
+                endpoint: "nbd://n1:10809/vol".into(),
+                maintenance: false,
+                rebuilding: false,
+                connections: 1,
+                replicas: slots
+                    .iter()
+                    .map(|(a, m)| EngineReplica {
+                        address: a.to_string(),
+                        mode: m.to_string(),
+                        reason: String::new(),
+                    })
+                    .collect(),
+            });
+    }
+
+    fn plan(&self, volume: &Volume, replicas: &[Replica]) -> Plan {
+        let sizes: BTreeMap<String, u64> = [("vol".to_string(), volume.spec.size)].into();
+        let world = World {
+            nodes: &self.nodes,
+            reports: &self.reports,
+            all_replicas: replicas,
+            volume_sizes: &sizes,
+            settings: &self.settings,
+            now: self.now,
+            rebuilds_per_node: &self.rebuilds_per_node,
+            rebuilding_volumes: &self.rebuilding,
+            held_back: &self.held_back,
+        };
+        let mut n = 0;
+        plan(volume, replicas, &world, &mut || {
+            n += 1;
+            format!("{n:08x}")
+        })
+    }
+}
+
+fn attached_three(f: &mut Fixture) -> Vec<Replica> {
+    let mut replicas: Vec<Replica> = (1..=3).map(|n| replica(n, true)).collect();
+    for r in &mut replicas {
+        r.address = format!("{}:100", r.node);
+        let address = r.address.clone();
+        f.running(r, &address);
+    }
+    replicas
+}
+
+#[test]
+fn a_new_volume_gets_its_replicas_on_separate_nodes_all_healthy() {
+    let f = Fixture::new();
+    let mut v = volume("");
+    v.status.state = VolumeState::Creating;
+    let plan = f.plan(&v, &[]);
+    assert_eq!(plan.create.len(), 3);
+    let nodes: BTreeSet<&str> = plan.create.iter().map(|r| r.node.as_str()).collect();
+    assert_eq!(nodes.len(), 3);
+    assert!(plan
+        .create
+        .iter()
+        .all(|r| r.healthy && r.failed_at.is_none()));
+    assert!(plan.create[0].data_directory_name.starts_with("vol-"));
+    assert_eq!(plan.status.state, VolumeState::Detached);
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn when_replicas_cannot_be_placed_the_volume_says_why() {
+    let mut f = Fixture::new();
+    f.down("n3");
+    let mut v = volume("");
+    v.status.state = VolumeState::Creating;
+    let plan = f.plan(&v, &[]);
+    assert_eq!(plan.create.len(), 2);
+    let scheduled = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Scheduled")
+        .unwrap();
+    assert!(!scheduled.holds());
+    assert_eq!(scheduled.reason, "ReplicaSchedulingFailure");
+    assert!(
+        scheduled.message.contains("node n3 is not ready")
+            && scheduled.message.contains("anti-affinity"),
+        "{}",
+        scheduled.message
+    );
+}
+
+#[test]
+fn attaching_starts_every_replica_server_before_the_engine() {
+    let mut f = Fixture::new();
+    let replicas: Vec<Replica> = (1..=3).map(|n| replica(n, true)).collect();
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(plan.status.state, VolumeState::Attaching);
+    let starts: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::StartReplica { .. }))
+        .collect();
+    assert_eq!(starts.len(), 3);
+    assert!(starts.contains(&&Action::StartReplica {
+        node: "n2".into(),
+        name: "vol-r-00000002".into(),
+        dir: "/data/n2/replicas/vol-00000002".into(),
+        size: GIB,
+    }));
+    assert!(!plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::StartEngine { .. })));
+
+    // Two of three running: still waiting.
+    f.running(&replicas[0], "n1:100");
+    f.running(&replicas[1], "n2:100");
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert!(!plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::StartEngine { .. })));
+
+    // All running: the engine starts on n1 from the three, and their addresses are kept.
+    f.running(&replicas[2], "n3:100");
+    let plan = f.plan(&volume("n1"), &replicas);
+    let Some(Action::StartEngine { node, request }) = plan.actions.last() else {
+        panic!("{:?}", plan.actions);
+    };
+    assert_eq!(node, "n1");
+    assert_eq!(request.replicas, ["n1:100", "n2:100", "n3:100"]);
+    assert_eq!(request.frontend, "nbd");
+    assert_eq!(request.replica_timeout, 8);
+    assert_eq!(plan.update.len(), 3);
+    assert!(plan.update.iter().all(|r| !r.address.is_empty()));
+}
+
+#[test]
+fn a_healthy_replica_on_a_node_that_is_down_is_failed_and_the_rest_serve() {
+    let mut f = Fixture::new();
+    let replicas: Vec<Replica> = (1..=3).map(|n| replica(n, true)).collect();
+    f.running(&replicas[0], "n1:100");
+    f.running(&replicas[1], "n2:100");
+    f.down("n3");
+    let plan = f.plan(&volume("n1"), &replicas);
+    let Some(Action::StartEngine { request, .. }) = plan.actions.last() else {
+        panic!("{:?}", plan.actions);
+    };
+    assert_eq!(request.replicas, ["n1:100", "n2:100"]);
+    let failed = plan.update.iter().find(|r| r.node == "n3").unwrap();
+    assert_eq!(failed.failed_at, Some(NOW));
+}
+
+#[test]
+fn an_engine_running_with_all_replicas_rw_is_attached_and_healthy() {
+    let mut f = Fixture::new();
+    let replicas = attached_three(&mut f);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")],
+    );
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(plan.status.state, VolumeState::Attached);
+    assert_eq!(plan.status.robustness, Robustness::Healthy);
+    assert_eq!(plan.status.endpoint, "nbd://n1:10809/vol");
+    assert_eq!(plan.status.current_node_id, "n1");
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(plan.update.is_empty());
+    assert!(plan
+        .status
+        .replicas
+        .iter()
+        .all(|r| r.mode == "RW" && r.healthy));
+}
+
+#[test]
+fn a_failed_replica_holds_its_place_for_the_replenishment_wait_then_is_replaced() {
+    let mut f = Fixture::new();
+    f.nodes.insert("n4".into(), node("n4"));
+    f.reports.insert("n4".into(), NodeReport::default());
+    let mut replicas = attached_three(&mut f);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "ERR"), ("n3:100", "RW")],
+    );
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(plan.status.robustness, Robustness::Degraded);
+    let failed = plan.update.iter().find(|r| r.node == "n2").unwrap();
+    assert_eq!(failed.failed_at, Some(NOW));
+    assert!(plan.create.is_empty(), "no new replica within the wait");
+
+    replicas[1] = failed.clone();
+    f.now = NOW + 599;
+    assert!(f.plan(&volume("n1"), &replicas).create.is_empty());
+    f.now = NOW + 600;
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(plan.create.len(), 1);
+    let new = &plan.create[0];
+    assert_eq!(new.node, "n4", "the only node without a replica");
+    assert!(
+        !new.healthy,
+        "a replacement has no data until it is rebuilt"
+    );
+}
+
+#[test]
+fn a_returning_replica_is_caught_up_under_its_old_address() {
+    let mut f = Fixture::new();
+    let mut replicas: Vec<Replica> = (1..=3).map(|n| replica(n, true)).collect();
+    for r in &mut replicas {
+        r.address = format!("{}:100", r.node);
+    }
+    replicas[1].failed_at = Some(NOW - 10);
+    replicas[1].healthy = false;
+    f.running(&replicas[0], "n1:100");
+    f.running(&replicas[1], "n2:200"); // its server restarted on another port
+    f.running(&replicas[2], "n3:100");
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "ERR"), ("n3:100", "RW")],
+    );
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(
+        plan.actions,
+        [Action::AddReplica {
+            node: "n1".into(),
+            replica: "vol-r-00000002".into(),
+            address: "n2:200".into(),
+            previous: Some("n2:100".into()),
+        }]
+    );
+
+    // Not while another rebuild of the volume runs, nor past the node's limit.
+    f.rebuilding.insert("vol".into());
+    assert!(f.plan(&volume("n1"), &replicas).actions.is_empty());
+    f.rebuilding.clear();
+    f.rebuilds_per_node.insert("n2".into(), 5);
+    assert!(f.plan(&volume("n1"), &replicas).actions.is_empty());
+    f.settings
+        .set(settings::CONCURRENT_REPLICA_REBUILD_PER_NODE_LIMIT, "6")
+        .unwrap();
+    assert_eq!(f.plan(&volume("n1"), &replicas).actions.len(), 1);
+    f.held_back.insert("vol-r-00000002".into());
+    assert!(f.plan(&volume("n1"), &replicas).actions.is_empty());
+}
+
+#[test]
+fn a_returned_replica_seen_rw_is_healthy_again() {
+    let mut f = Fixture::new();
+    let mut replicas = attached_three(&mut f);
+    replicas[1].failed_at = Some(NOW - 10);
+    replicas[1].healthy = false;
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")],
+    );
+    let plan = f.plan(&volume("n1"), &replicas);
+    let back = plan.update.iter().find(|r| r.node == "n2").unwrap();
+    assert!(back.healthy && back.failed_at.is_none());
+}
+
+#[test]
+fn a_stale_failed_replica_is_removed_from_the_engine_and_its_disk() {
+    let mut f = Fixture::new();
+    let mut replicas = attached_three(&mut f);
+    replicas[1].failed_at = Some(NOW - 30 * 60);
+    replicas[1].healthy = false;
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "ERR"), ("n3:100", "RW")],
+    );
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(
+        plan.actions,
+        [
+            Action::RemoveFromEngine {
+                node: "n1".into(),
+                address: "n2:100".into()
+            },
+            Action::DeleteReplica {
+                node: "n2".into(),
+                name: "vol-r-00000002".into(),
+                dir: "/data/n2/replicas/vol-00000002".into()
+            }
+        ]
+    );
+    // staleReplicaTimeout 0: kept for good.
+    let mut v = volume("n1");
+    v.spec.stale_replica_timeout = 0;
+    assert!(!f
+        .plan(&v, &replicas)
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::DeleteReplica { .. })));
+    // On a node that is down: forgotten (what is on its disk becomes an orphan).
+    f.down("n2");
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(plan.forget, ["vol-r-00000002"]);
+}
+
+#[test]
+fn detaching_stops_the_engine_then_the_replica_servers() {
+    let mut f = Fixture::new();
+    let replicas = attached_three(&mut f);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")],
+    );
+    let plan = f.plan(&volume(""), &replicas);
+    assert_eq!(plan.status.state, VolumeState::Detaching);
+    assert_eq!(plan.actions, [Action::StopEngine { node: "n1".into() }]);
+
+    f.reports.get_mut("n1").unwrap().engines.clear();
+    let plan = f.plan(&volume(""), &replicas);
+    assert_eq!(plan.status.state, VolumeState::Detaching);
+    assert_eq!(plan.actions.len(), 3);
+    assert!(plan
+        .actions
+        .iter()
+        .all(|a| matches!(a, Action::StopReplica { .. })));
+    assert_eq!(plan.status.robustness, Robustness::Unknown);
+
+    for n in ["n1", "n2", "n3"] {
+        f.reports.get_mut(n).unwrap().replicas.clear();
+    }
+    let plan = f.plan(&volume(""), &replicas);
+    assert_eq!(plan.status.state, VolumeState::Detached);
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn deleting_stops_the_engine_removes_each_replica_then_the_volume() {
+    let mut f = Fixture::new();
+    let replicas = attached_three(&mut f);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")],
+    );
+    let mut v = volume("");
+    v.status.state = VolumeState::Deleting;
+    assert_eq!(
+        f.plan(&v, &replicas).actions,
+        [Action::StopEngine { node: "n1".into() }]
+    );
+    f.reports.get_mut("n1").unwrap().engines.clear();
+    f.down("n3");
+    let plan = f.plan(&v, &replicas);
+    assert_eq!(plan.actions.len(), 2, "n3 is down: its replica waits");
+    assert!(!plan.delete_volume);
+    let plan = f.plan(&v, &replicas[2..]);
+    assert!(plan.actions.is_empty() && !plan.delete_volume);
+    // A replica whose node no longer exists is forgotten.
+    f.nodes.remove("n3");
+    let plan = f.plan(&v, &replicas[2..]);
+    assert_eq!(plan.forget, ["vol-r-00000003"]);
+    assert!(f.plan(&v, &[]).delete_volume);
+}
+
+#[test]
+fn when_every_replica_failed_auto_salvage_brings_back_the_reachable_ones() {
+    let mut f = Fixture::new();
+    let mut replicas = attached_three(&mut f);
+    for r in &mut replicas {
+        r.failed_at = Some(NOW - 5);
+        r.healthy = false;
+    }
+    f.down("n3");
+    let plan = f.plan(&volume("n1"), &replicas);
+    let salvaged: BTreeSet<&str> = plan
+        .update
+        .iter()
+        .filter(|r| r.failed_at.is_none() && r.healthy)
+        .map(|r| r.node.as_str())
+        .collect();
+    assert_eq!(salvaged, ["n1", "n2"].into());
+
+    f.settings.set(settings::AUTO_SALVAGE, "false").unwrap();
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert!(plan.update.is_empty());
+    assert_eq!(plan.status.robustness, Robustness::Faulted);
+    let attached = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Attached")
+        .unwrap();
+    assert_eq!(attached.reason, "NoHealthyReplica");
+}
+
+#[test]
+fn no_second_engine_while_the_node_of_the_first_does_not_answer() {
+    let mut f = Fixture::new();
+    let replicas = attached_three(&mut f);
+    f.down("n1");
+    let mut v = volume("n2");
+    v.status.current_node_id = "n1".into();
+    let plan = f.plan(&v, &replicas);
+    assert!(!plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::StartEngine { .. })));
+    let attached = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Attached")
+        .unwrap();
+    assert_eq!(attached.reason, "EngineElsewhere");
+}
+
+#[test]
+fn an_engine_on_another_node_is_stopped_before_attaching_here() {
+    let mut f = Fixture::new();
+    let replicas = attached_three(&mut f);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")],
+    );
+    let plan = f.plan(&volume("n2"), &replicas);
+    assert_eq!(plan.actions, [Action::StopEngine { node: "n1".into() }]);
+}

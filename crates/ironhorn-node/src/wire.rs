@@ -1,0 +1,190 @@
+//! The node API's messages: what the manager sends a node agent and what the agent reports.
+//! JSON, camelCase like the rest of the API. The agent keeps no state of its own between
+//! restarts: the manager says what should run, the agent says what runs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `text` percent-encoded for one URL path segment or query value (unreserved characters
+/// stay as they are).
+pub fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// The one error shape of every Ironhorn HTTP API: the HTTP status carries the class, `code`
+/// is machine-readable, `message` says what happened and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// `POST /node/v1/observe`: the disks the manager has configured for this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObserveRequest {
+    /// Disk name to path.
+    #[serde(default)]
+    pub disks: BTreeMap<String, String>,
+}
+
+/// What the agent sees on its machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeReport {
+    pub name: String,
+    pub disks: BTreeMap<String, DiskReport>,
+    pub replicas: Vec<ReplicaInstance>,
+    pub engines: Vec<EngineInstance>,
+}
+
+/// One disk as probed just now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskReport {
+    pub path: String,
+    pub disk_uuid: String,
+    pub storage_maximum: u64,
+    pub storage_available: u64,
+    /// Why the disk cannot be used; empty when it can.
+    #[serde(default)]
+    pub error: String,
+    /// Directory names under the disk's `replicas/`.
+    #[serde(default)]
+    pub replica_directories: Vec<String>,
+}
+
+/// `POST /node/v1/probe`: checks a path before it becomes a disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeRequest {
+    pub path: String,
+}
+
+/// `PUT /node/v1/replicas/{name}`: run a replica server for this directory (created empty
+/// when it holds no replica yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartReplica {
+    pub dir: String,
+    pub size: u64,
+}
+
+/// `POST /node/v1/replicas/{name}/delete`: stop it and remove its directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteReplica {
+    pub dir: String,
+}
+
+/// A running replica server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaInstance {
+    pub name: String,
+    pub dir: String,
+    /// Where engines reach it (`HOST:PORT`).
+    pub address: String,
+    /// Bytes its files occupy.
+    pub actual_size: u64,
+}
+
+/// `PUT /node/v1/engines/{volume}`: run the volume's engine from these replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartEngine {
+    pub size: u64,
+    /// Replica server addresses.
+    pub replicas: Vec<String>,
+    /// `nbd` or `blockdev`.
+    pub frontend: String,
+    /// No frontend: for snapshot revert and other maintenance.
+    #[serde(default)]
+    pub maintenance: bool,
+    /// Seconds a replica may take to answer before it is failed.
+    pub replica_timeout: u64,
+}
+
+/// A running engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineInstance {
+    pub volume: String,
+    pub size: u64,
+    /// The NBD URI; empty in maintenance.
+    pub endpoint: String,
+    pub maintenance: bool,
+    pub rebuilding: bool,
+    /// NBD clients connected now.
+    pub connections: usize,
+    pub replicas: Vec<EngineReplica>,
+}
+
+/// One replica as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineReplica {
+    pub address: String,
+    /// RW, WO or ERR.
+    pub mode: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /node/v1/engines/{volume}/replicas`: add (rebuild) a replica; `previous` is the
+/// address a failed replica had, so a returning one is caught up incrementally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddReplica {
+    pub address: String,
+    #[serde(default)]
+    pub previous: Option<String>,
+}
+
+/// `POST /node/v1/engines/{volume}/replicas/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveReplica {
+    pub address: String,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebuildResult {
+    pub replica: String,
+    pub source: String,
+    pub incremental: bool,
+    pub bytes_copied: u64,
+}
+
+/// One snapshot (or the head) of a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub parent: String,
+    pub children: Vec<String>,
+    pub removed: bool,
+    pub user_created: bool,
+    pub created: String,
+    /// Allocated bytes.
+    pub size: u64,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `POST /node/v1/engines/{volume}/snapshots`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSnapshot {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `POST /node/v1/engines/{volume}/expand`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expand {
+    pub size: u64,
+}

@@ -1,0 +1,222 @@
+//! `ironhorn server` (a manager and a node agent in one process, state in an embedded
+//! store) and `ironhorn node` (a node agent that registers with a manager elsewhere).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ironhorn_manager::api::{register, RegisterNode};
+use ironhorn_manager::Manager;
+use ironhorn_node::agent::Agent;
+use ironhorn_store::RedbStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::PollArgs;
+
+/// The state store's file under the data directory.
+const STATE_FILE: &str = "state.redb";
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Directory for the state store; it is also this node's default disk (replicas under
+    /// DIR/replicas). Created if missing.
+    #[arg(long, env = "IRONHORN_DATA_DIR", default_value = "/var/lib/ironhorn")]
+    pub data_dir: PathBuf,
+    /// API address (HOST:PORT). Loopback unless you put it elsewhere on purpose.
+    #[arg(long, default_value = "127.0.0.1:9500")]
+    pub listen: String,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Address replica servers and NBD exports listen on (default: the --listen host).
+    #[arg(long)]
+    pub data_address: Option<String>,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The manager's URL.
+    #[arg(
+        long,
+        env = "IRONHORN_MANAGER",
+        default_value = "http://127.0.0.1:9500"
+    )]
+    pub manager: String,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// This node's default disk (replicas under DIR/replicas). Created if missing.
+    #[arg(long, default_value = "/var/lib/ironhorn")]
+    pub data_dir: PathBuf,
+    /// Node API address (HOST:PORT) the manager calls.
+    #[arg(long, default_value = "127.0.0.1:9502")]
+    pub listen: String,
+    /// Address replica servers and NBD exports listen on (default: the --listen host).
+    #[arg(long)]
+    pub data_address: Option<String>,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node-1".into())
+}
+
+/// The host data-path listeners bind to: given, or the API's host; it must be an address
+/// other nodes can reach, so "any address" needs an explicit one.
+fn data_host(listen: &str, given: Option<&str>) -> Result<String> {
+    if let Some(host) = given {
+        return Ok(host.to_string());
+    }
+    let host = listen
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+        .unwrap_or(listen);
+    if host == "0.0.0.0" || host == "::" || host.is_empty() {
+        bail!("--listen {listen} listens on every address: say which one other nodes reach this node's data on with --data-address");
+    }
+    Ok(host.to_string())
+}
+
+fn prepare_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "creating the data directory {} (choose another with --data-dir)",
+            dir.display()
+        )
+    })?;
+    dir.canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))
+}
+
+pub fn server(args: ServerArgs) -> Result<()> {
+    let dir = prepare_dir(&args.data_dir)?;
+    let store = RedbStore::open(&dir.join(STATE_FILE))
+        .with_context(|| format!("opening the state store in {}", dir.display()))?;
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
+    let data_host = data_host(&args.listen, args.data_address.as_deref())?;
+    args.poll.install();
+    crate::runtime::run_until_signal(|shutdown| async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let address = listener.local_addr()?.to_string();
+        let manager = Arc::new(Manager::new(Arc::new(store), Some(node_name.clone())));
+        ironhorn_manager::controller::forget_observations(&manager)
+            .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
+        register(
+            &manager,
+            &RegisterNode {
+                name: node_name.clone(),
+                address: address.clone(),
+                default_disk_path: Some(dir.display().to_string()),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
+        let agent = Arc::new(Agent::new(&node_name, &data_host));
+        let app = ironhorn_manager::api::router(manager.clone())
+            .merge(ironhorn_node::api::router(agent.clone()));
+        let controllers = tokio::spawn(ironhorn_manager::controller::run(
+            manager.clone(),
+            shutdown.clone(),
+        ));
+        eprintln!(
+            "ironhorn server: API at http://{address}, node {node_name}, data in {}",
+            dir.display()
+        );
+        let api_shutdown = shutdown.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+            .await
+            .context("serving the API")?;
+        let _ = controllers.await;
+        agent.shutdown().await;
+        Ok(())
+    })
+}
+
+pub fn node(args: NodeArgs) -> Result<()> {
+    let dir = prepare_dir(&args.data_dir)?;
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let data_host = data_host(&args.listen, args.data_address.as_deref())?;
+    args.poll.install();
+    crate::runtime::run_until_signal(|shutdown| async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let address = listener.local_addr()?.to_string();
+        let agent = Arc::new(Agent::new(&name, &data_host));
+        let registration = RegisterNode {
+            name: name.clone(),
+            address: address.clone(),
+            default_disk_path: Some(dir.display().to_string()),
+        };
+        let registering = tokio::spawn(keep_registered(
+            args.manager.trim_end_matches('/').to_string(),
+            registration,
+            shutdown.clone(),
+        ));
+        eprintln!(
+            "ironhorn node {name}: node API at http://{address}, manager {}, data in {}",
+            args.manager,
+            dir.display()
+        );
+        let app = ironhorn_node::api::router(agent.clone());
+        let api_shutdown = shutdown.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+            .await
+            .context("serving the node API")?;
+        registering.abort();
+        agent.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Registers with the manager, and again every few seconds (a manager that lost its state or
+/// restarted learns of the node again; an address change is picked up).
+async fn keep_registered(manager: String, registration: RegisterNode, shutdown: CancellationToken) {
+    let client = reqwest::Client::new();
+    let url = format!("{manager}/v1/nodes/register");
+    let mut registered = false;
+    loop {
+        let result = client
+            .post(&url)
+            .json(&registration)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status().is_success() => {
+                if !registered {
+                    eprintln!("registered with the manager at {manager}");
+                }
+                registered = true;
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                eprintln!("the manager refused the registration ({status}): {text}");
+            }
+            Err(e) => {
+                if registered {
+                    eprintln!("the manager at {manager} does not answer: {e}");
+                }
+                registered = false;
+            }
+        }
+        let pause = if registered { 10 } else { 1 };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(pause)) => {}
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The control plane end to end with real processes: `ironhorn server` and two `ironhorn
+//! node` agents (three nodes), driven through the CLI, data written and verified with
+//! qemu-io over NBD. A node agent is killed and comes back (its replica catches up), the
+//! server is restarted after a kill -9, with the volume detached and then attached.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+const VOLUME_SIZE: u64 = 64 * MIB;
+
+use ironhorn_testkit::Proc;
+
+fn spawn(args: &[&str]) -> Proc {
+    Proc::spawn(env!("CARGO_BIN_EXE_ironhorn"), args)
+}
+
+/// A port nobody listens on now (the server must come back on the same one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Cluster {
+    url: String,
+    root: tempfile::TempDir,
+    server: Option<Proc>,
+}
+
+impl Cluster {
+    fn start_server(&mut self) {
+        let dir = self.root.path().join("server");
+        let listen = self.url.trim_start_matches("http://").to_string();
+        self.server = Some(spawn(&[
+            "server",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--node-name",
+            "node-1",
+            "--poll-window",
+            "0",
+        ]));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains("API at") {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn start_node(&self, name: &str) -> Proc {
+        let dir = self.root.path().join(name);
+        spawn(&[
+            "node",
+            "--manager",
+            &self.url,
+            "--name",
+            name,
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-window",
+            "0",
+        ])
+    }
+
+    /// Runs a client command; returns (exit code, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
+            .args(args)
+            .env("IRONHORN_URL", &self.url)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let (code, out, err) = self.cli(&all);
+        assert_eq!(code, 0, "{args:?}: {err}\nserver log:\n{}", self.log());
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn volume(&self, name: &str) -> Value {
+        self.json(&["volume", "get", name])
+    }
+
+    fn log(&self) -> String {
+        self.server.as_ref().map(Proc::text).unwrap_or_default()
+    }
+
+    /// Polls until `check` holds (the controllers work in rounds of about two seconds).
+    fn until(&self, what: &str, check: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}; server log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn qemu_io(endpoint: &str, commands: &[String]) {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = cmd.arg(endpoint).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !text.contains("fail") && !text.contains("error"),
+        "qemu-io {commands:?} on {endpoint}: {text}"
+    );
+}
+
+/// Reads every byte of the volume and checks it: A in the first 4 MiB, B in the next 4 MiB,
+/// zeros after.
+fn verify_all(endpoint: &str) {
+    qemu_io(
+        endpoint,
+        &[
+            format!("read -P 0xa1 0 {}", 4 * MIB),
+            format!("read -P 0xb2 {} {}", 4 * MIB, 4 * MIB),
+            format!("read -P 0 {} {}", 8 * MIB, VOLUME_SIZE - 8 * MIB),
+        ],
+    );
+}
+
+fn replica_dirs(root: &Path, node: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join(node).join("replicas"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_volume_survives_a_node_agent_kill_and_server_restarts() {
+    let mut cluster = Cluster {
+        url: format!("http://127.0.0.1:{}", free_port()),
+        root: tempfile::tempdir().unwrap(),
+        server: None,
+    };
+    cluster.start_server();
+    let mut node2 = cluster.start_node("node-2");
+    let _node3 = cluster.start_node("node-3");
+    cluster.until("three nodes are ready", |c| {
+        let (code, out, _) = c.cli(&["node", "ls", "-o", "json"]);
+        code == 0
+            && serde_json::from_str::<Value>(&out).is_ok_and(|v| {
+                let nodes = v["data"].as_array().cloned().unwrap_or_default();
+                nodes.len() == 3 && nodes.iter().all(|n| n["status"]["ready"] == true)
+            })
+    });
+
+    // Create: three replicas, one per node.
+    let created = cluster.json(&[
+        "volume",
+        "create",
+        "vol-a",
+        "--size",
+        "64Mi",
+        "--replicas",
+        "3",
+        "--wait",
+    ]);
+    assert_eq!(created["spec"]["size"], VOLUME_SIZE);
+    let volume = cluster.volume("vol-a");
+    let mut nodes: Vec<String> = volume["status"]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node"].as_str().unwrap().to_string())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["node-1", "node-2", "node-3"]);
+
+    // Attach over NBD, write, snapshot.
+    let attached = cluster.json(&["volume", "attach", "vol-a", "--wait"]);
+    assert_eq!(attached["status"]["state"], "attached");
+    assert_eq!(attached["status"]["robustness"], "healthy");
+    let endpoint = attached["status"]["endpoint"].as_str().unwrap().to_string();
+    assert!(endpoint.starts_with("nbd://127.0.0.1:"), "{endpoint}");
+    qemu_io(
+        &endpoint,
+        &[format!("write -P 0xa1 0 {}", 4 * MIB), "flush".into()],
+    );
+    cluster.json(&["volume", "snapshot", "create", "vol-a", "snap-1"]);
+    let snapshots = cluster.json(&["volume", "snapshot", "ls", "vol-a"]);
+    assert!(
+        snapshots["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "snap-1" && s["userCreated"] == true),
+        "{snapshots}"
+    );
+
+    // Kill -9 a node agent: its replica fails, the volume is degraded, I/O goes on.
+    node2.kill9();
+    cluster.until("the volume is degraded", |c| {
+        c.volume("vol-a")["status"]["robustness"] == "degraded"
+    });
+    qemu_io(
+        &endpoint,
+        &[
+            format!("write -P 0xb2 {} {}", 4 * MIB, 4 * MIB),
+            "flush".into(),
+        ],
+    );
+
+    // The agent comes back: its replica is caught up with what it missed, not rebuilt.
+    let _node2 = cluster.start_node("node-2");
+    cluster.until("the volume is healthy again", |c| {
+        let v = c.volume("vol-a");
+        v["status"]["robustness"] == "healthy"
+            && v["status"]["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["healthy"] == true && r["mode"] == "RW")
+    });
+    let log = cluster.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("replica rebuilt") && l.contains("incremental=true")),
+        "the returning replica was not caught up incrementally:\n{log}"
+    );
+    verify_all(&endpoint);
+
+    // Detach, kill -9 the server, start it again, attach: every byte is there.
+    let detached = cluster.json(&["volume", "detach", "vol-a", "--wait"]);
+    assert_eq!(detached["status"]["state"], "detached");
+    cluster.server.as_mut().unwrap().kill9();
+    cluster.start_server();
+    let attached = cluster.json(&["volume", "attach", "vol-a", "--wait"]);
+    let endpoint = attached["status"]["endpoint"].as_str().unwrap().to_string();
+    verify_all(&endpoint);
+
+    // Kill -9 the server while attached: it comes back attached, with the same data.
+    cluster.server.as_mut().unwrap().kill9();
+    cluster.start_server();
+    cluster.until("the volume is attached again after the restart", |c| {
+        let v = c.volume("vol-a");
+        v["status"]["state"] == "attached" && v["status"]["robustness"] == "healthy"
+    });
+    let endpoint = cluster.volume("vol-a")["status"]["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    verify_all(&endpoint);
+
+    // Errors have exit codes.
+    let (code, _, err) = cluster.cli(&["volume", "get", "no-such-volume"]);
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = cluster.cli(&["volume", "create", "vol-a", "--size", "1Gi"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("exists"), "{err}");
+    let (code, _, err) = cluster.cli(&["volume", "attach", "vol-a", "--node", "node-2"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("detach it first"), "{err}");
+
+    // Delete: every replica directory goes.
+    cluster.json(&["volume", "delete", "vol-a", "--wait"]);
+    for node in ["server", "node-2", "node-3"] {
+        assert_eq!(
+            replica_dirs(cluster.root.path(), node),
+            Vec::<String>::new(),
+            "{node}"
+        );
+    }
+}
