@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// A condition as Longhorn reports them: a type, whether it holds, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -45,7 +45,7 @@ pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
 }
 
 /// How a volume is exposed on the node it is attached to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Frontend {
     /// An NBD export (TCP or unix socket).
@@ -56,7 +56,7 @@ pub enum Frontend {
 }
 
 /// Whether a replica should live on the node the volume is attached to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataLocality {
     #[default]
@@ -64,7 +64,7 @@ pub enum DataLocality {
     BestEffort,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeState {
     #[default]
@@ -78,7 +78,7 @@ pub enum VolumeState {
 
 /// Longhorn's robustness: healthy (every wanted replica healthy), degraded (fewer, but at
 /// least one), faulted (none), unknown (detached: not observed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Robustness {
     Healthy,
@@ -88,7 +88,7 @@ pub enum Robustness {
     Unknown,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSpec {
     pub size: u64,
@@ -115,7 +115,7 @@ pub struct VolumeSpec {
     pub maintenance: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeReplicaStatus {
     pub name: String,
@@ -126,7 +126,7 @@ pub struct VolumeReplicaStatus {
     pub healthy: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeStatus {
     pub state: VolumeState,
@@ -141,7 +141,7 @@ pub struct VolumeStatus {
     pub conditions: Vec<Condition>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub name: String,
@@ -151,7 +151,7 @@ pub struct Volume {
 }
 
 /// One disk of a node, as configured.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DiskSpec {
     pub path: String,
@@ -163,7 +163,7 @@ pub struct DiskSpec {
 }
 
 /// One disk of a node, as observed by its agent.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DiskStatus {
     /// Size of the filesystem holding the disk path.
@@ -177,7 +177,7 @@ pub struct DiskStatus {
     pub conditions: Vec<Condition>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
     /// Where the node agent's API and replica servers are reached.
@@ -192,7 +192,7 @@ pub struct NodeSpec {
     pub disks: BTreeMap<String, DiskSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     pub ready: bool,
@@ -200,7 +200,7 @@ pub struct NodeStatus {
     pub conditions: Vec<Condition>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     pub name: String,
@@ -210,7 +210,7 @@ pub struct Node {
 }
 
 /// One replica of a volume: a directory on one disk of one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Replica {
     pub name: String,

@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::scheduler::SchedulingSettings;
 
 /// What values a setting takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", tag = "type")]
 pub enum Kind {
     Bool,
@@ -29,7 +29,7 @@ pub enum Kind {
     BackupTarget,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Definition {
     pub key: &'static str,

@@ -19,9 +19,11 @@ use ironhorn_control::resource::{
 use ironhorn_control::settings::{self, DEFINITIONS};
 use ironhorn_control::units::parse_size;
 use ironhorn_control::validate::{check_name, MAX_NAME, MAX_VOLUME_NAME};
-use ironhorn_node::wire::{CreateSnapshot, SnapshotInfo};
+use ironhorn_node::wire::{CreateSnapshot, ErrorBody, SnapshotInfo};
 use ironhorn_store::Expect;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::node_client::NodeCallError;
@@ -32,9 +34,9 @@ use crate::Manager;
 type Result<T> = std::result::Result<T, ApiError>;
 type Shared = State<Arc<Manager>>;
 
-/// JSON bodies whose rejections come in the API's error shape.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body; anything else (an array, a string, bad JSON, a wrong field) is
+/// refused in the API's error shape.
+#[derive(Debug)]
 pub struct Json<T>(pub T);
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -46,6 +48,30 @@ impl<T: Serialize> IntoResponse for Json<T> {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         ApiError::invalid(rejection.body_text())
+    }
+}
+
+/// Reads a request body that must be one JSON object of the shape `T`.
+fn parse_body<T: DeserializeOwned>(value: Value) -> Result<T> {
+    if !value.is_object() {
+        return Err(ApiError::invalid("the request body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::invalid(format!("request body: {}", e.inner()))
+        } else {
+            ApiError::invalid(format!("request body: {path}: {}", e.inner()))
+        }
+    })
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self> {
+        let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
+        parse_body(value).map(Json)
     }
 }
 
@@ -62,13 +88,53 @@ impl From<NodeCallError> for ApiError {
 }
 
 /// A list, as `{"data": [...]}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct List<T> {
     pub data: Vec<T>,
 }
 
+/// The API's OpenAPI document (kept in the repository as `api/openapi.json`).
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Ironhorn API",
+        version = "1",
+        description = "Volumes, snapshots, nodes with their disks, and settings, with Longhorn's names. Every error is {code, message} with an HTTP status."
+    ),
+    paths(
+        list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand,
+        list_snapshots, create_snapshot, delete_snapshot, revert_snapshot, purge_snapshots,
+        list_nodes, register_node, get_node, update_node, add_disk, update_disk, remove_disk,
+        list_settings, get_setting, set_setting
+    ),
+    tags(
+        (name = "volumes", description = "Replicated block volumes"),
+        (name = "snapshots", description = "Snapshots of an attached volume"),
+        (name = "nodes", description = "Nodes and their disks"),
+        (name = "settings", description = "Settings with Longhorn's keys")
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as served at `/v1/openapi.json`.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+async fn openapi() -> impl IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.get_or_init(openapi_json).clone(),
+    )
+}
+
 pub fn router(manager: Arc<Manager>) -> Router {
     Router::new()
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/volumes", get(list_volumes).post(create_volume))
         .route("/v1/volumes/{name}", get(get_volume).delete(delete_volume))
         .route("/v1/volumes/{name}/attach", post(attach))
@@ -108,7 +174,7 @@ async fn not_found() -> ApiError {
 // ---- volumes ----
 
 /// A size in bytes, or a string with a unit (`10Gi`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SizeInput {
     Bytes(u64),
@@ -117,10 +183,17 @@ pub enum SizeInput {
 
 impl SizeInput {
     fn bytes(&self) -> Result<u64> {
-        match self {
-            SizeInput::Bytes(b) => Ok(*b),
-            SizeInput::Text(t) => parse_size(t).map_err(ApiError::invalid),
+        let bytes = match self {
+            SizeInput::Bytes(b) => *b,
+            SizeInput::Text(t) => parse_size(t).map_err(ApiError::invalid)?,
+        };
+        // Sizes travel as signed 64-bit integers in other clients (Longhorn's among them).
+        if bytes > i64::MAX as u64 {
+            return Err(ApiError::invalid(format!(
+                "{bytes} bytes is too large a size"
+            )));
         }
+        Ok(bytes)
     }
 }
 
@@ -143,12 +216,14 @@ fn volume_size(input: &SizeInput) -> Result<u64> {
     Ok(size.div_ceil(SIZE_ALIGNMENT) * SIZE_ALIGNMENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateVolume {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,38}[a-z0-9])?$")]
     pub name: String,
     pub size: SizeInput,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 20)]
     pub number_of_replicas: Option<u32>,
     #[serde(default)]
     pub stale_replica_timeout: Option<u64>,
@@ -174,6 +249,7 @@ fn check_tags(what: &'static str, tags: &[String]) -> Result<()> {
     Ok(())
 }
 
+#[utoipa::path(get, path = "/v1/volumes", tag = "volumes", responses((status = 200, description = "Every volume", body = List<Volume>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_volumes(State(m): Shared) -> Result<Json<List<Volume>>> {
     let volumes = state::list::<Volume>(m.store.as_ref(), VOLUMES)?;
     Ok(Json(List {
@@ -193,10 +269,12 @@ fn volume_missing(name: &str) -> ApiError {
     ))
 }
 
+#[utoipa::path(get, path = "/v1/volumes/{name}", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "The volume", body = Volume), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn get_volume(State(m): Shared, Path(name): Path<String>) -> Result<Json<Volume>> {
     Ok(Json(load_volume(&m, &name)?))
 }
 
+#[utoipa::path(post, path = "/v1/volumes", tag = "volumes", request_body = CreateVolume, responses((status = 201, description = "Created; the controllers place its replicas", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn create_volume(
     State(m): Shared,
     Json(req): Json<CreateVolume>,
@@ -274,6 +352,7 @@ fn update_volume(
     Ok(volume)
 }
 
+#[utoipa::path(delete, path = "/v1/volumes/{name}", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 202, description = "Being deleted (detached first; its data removed)", body = Volume), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn delete_volume(
     State(m): Shared,
     Path(name): Path<String>,
@@ -286,17 +365,19 @@ async fn delete_volume(
     Ok((StatusCode::ACCEPTED, Json(volume)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttachRequest {
     /// The node to attach to; the server's own node when omitted.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
     pub node: Option<String>,
     /// No frontend: for snapshot revert and other maintenance.
     #[serde(default)]
     pub maintenance: bool,
 }
 
+#[utoipa::path(post, path = "/v1/volumes/{name}/attach", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body(content = Option<AttachRequest>, description = "Where to attach; no body attaches to the server's own node"), responses((status = 202, description = "Attaching", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn attach(
     State(m): Shared,
     Path(name): Path<String>,
@@ -348,6 +429,7 @@ async fn attach(
     Ok((StatusCode::ACCEPTED, Json(volume)))
 }
 
+#[utoipa::path(post, path = "/v1/volumes/{name}/detach", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 202, description = "Detaching", body = Volume), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn detach(State(m): Shared, Path(name): Path<String>) -> Result<(StatusCode, Json<Volume>)> {
     let volume = update_volume(&m, &name, |v| {
         v.spec.node_id.clear();
@@ -373,12 +455,13 @@ fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
     Ok(node.spec.address)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpandRequest {
     pub size: SizeInput,
 }
 
+#[utoipa::path(post, path = "/v1/volumes/{name}/expand", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body = ExpandRequest, responses((status = 200, description = "Expanded", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn expand(
     State(m): Shared,
     Path(name): Path<String>,
@@ -404,6 +487,7 @@ async fn expand(
     Ok(Json(volume))
 }
 
+#[utoipa::path(get, path = "/v1/volumes/{name}/snapshots", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "Snapshots and the head, newest first", body = List<SnapshotInfo>), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_snapshots(
     State(m): Shared,
     Path(name): Path<String>,
@@ -415,6 +499,7 @@ async fn list_snapshots(
     Ok(Json(List { data }))
 }
 
+#[utoipa::path(post, path = "/v1/volumes/{name}/snapshots", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), request_body = CreateSnapshot, responses((status = 201, description = "Taken on every replica at one point", body = SnapshotInfo), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn create_snapshot(
     State(m): Shared,
     Path(name): Path<String>,
@@ -434,6 +519,7 @@ async fn create_snapshot(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(delete, path = "/v1/volumes/{name}/snapshots/{snapshot}", tag = "snapshots", params(("name" = String, Path, description = "Volume name"), ("snapshot" = String, Path, description = "Snapshot name")), responses((status = 204, description = "Marked removed; purge frees its data"), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn delete_snapshot(
     State(m): Shared,
     Path((name, snapshot)): Path<(String, String)>,
@@ -444,6 +530,7 @@ async fn delete_snapshot(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/volumes/{name}/snapshots/{snapshot}/revert", tag = "snapshots", params(("name" = String, Path, description = "Volume name"), ("snapshot" = String, Path, description = "Snapshot name")), responses((status = 204, description = "Reverted"), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn revert_snapshot(
     State(m): Shared,
     Path((name, snapshot)): Path<(String, String)>,
@@ -459,6 +546,7 @@ async fn revert_snapshot(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/volumes/{name}/purge", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), responses((status = 204, description = "Removed snapshots' data freed"), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn purge_snapshots(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
     let volume = load_volume(&m, &name)?;
     let address = engine_address(&m, &volume)?;
@@ -468,6 +556,7 @@ async fn purge_snapshots(State(m): Shared, Path(name): Path<String>) -> Result<S
 
 // ---- nodes ----
 
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", responses((status = 200, description = "Every node", body = List<Node>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_nodes(State(m): Shared) -> Result<Json<List<Node>>> {
     let nodes = state::list::<Node>(m.store.as_ref(), NODES)?;
     Ok(Json(List {
@@ -479,6 +568,7 @@ fn node_missing(name: &str) -> ApiError {
     ApiError::not_found(format!("no node {name:?}; `ironhorn node ls` lists them"))
 }
 
+#[utoipa::path(get, path = "/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path, description = "Node name")), responses((status = 200, description = "The node", body = Node), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn get_node(State(m): Shared, Path(name): Path<String>) -> Result<Json<Node>> {
     state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))?
         .map(|(n, _)| Json(n))
@@ -486,11 +576,13 @@ async fn get_node(State(m): Shared, Path(name): Path<String>) -> Result<Json<Nod
 }
 
 /// What a node agent says when it starts (and now and then after).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterNode {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
     pub name: String,
     /// Where its node API listens (`HOST:PORT`).
+    #[schema(pattern = "^[^:/]+:[0-9]{1,5}$")]
     pub address: String,
     /// The disk it offers on first registration.
     #[serde(default)]
@@ -565,11 +657,12 @@ pub fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/nodes/register", tag = "nodes", request_body = RegisterNode, responses((status = 200, description = "Registered (first time with its default disk) or updated", body = Node), (status = 400, description = "Invalid request", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn register_node(State(m): Shared, Json(req): Json<RegisterNode>) -> Result<Json<Node>> {
     Ok(Json(register(&m, &req)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeUpdate {
     #[serde(default)]
@@ -595,6 +688,7 @@ fn update_node_with(
     Ok(node)
 }
 
+#[utoipa::path(patch, path = "/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path, description = "Node name")), request_body = NodeUpdate, responses((status = 200, description = "Updated", body = Node), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn update_node(
     State(m): Shared,
     Path(name): Path<String>,
@@ -618,10 +712,12 @@ async fn update_node(
     Ok(Json(node))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddDisk {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
     pub name: String,
+    #[schema(pattern = "^/")]
     pub path: String,
     #[serde(default = "yes")]
     pub allow_scheduling: bool,
@@ -635,6 +731,7 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(post, path = "/v1/nodes/{name}/disks", tag = "nodes", params(("name" = String, Path, description = "Node name")), request_body = AddDisk, responses((status = 201, description = "Added", body = Node), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn add_disk(
     State(m): Shared,
     Path(name): Path<String>,
@@ -699,7 +796,7 @@ async fn add_disk(
     Ok((StatusCode::CREATED, Json(node)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DiskUpdate {
     #[serde(default)]
@@ -710,6 +807,7 @@ pub struct DiskUpdate {
     pub tags: Option<Vec<String>>,
 }
 
+#[utoipa::path(patch, path = "/v1/nodes/{name}/disks/{disk}", tag = "nodes", params(("name" = String, Path, description = "Node name"), ("disk" = String, Path, description = "Disk name")), request_body = DiskUpdate, responses((status = 200, description = "Updated", body = Node), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn update_disk(
     State(m): Shared,
     Path((name, disk)): Path<(String, String)>,
@@ -742,6 +840,7 @@ async fn update_disk(
     Ok(Json(node))
 }
 
+#[utoipa::path(delete, path = "/v1/nodes/{name}/disks/{disk}", tag = "nodes", params(("name" = String, Path, description = "Node name"), ("disk" = String, Path, description = "Disk name")), responses((status = 200, description = "Removed", body = Node), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn remove_disk(
     State(m): Shared,
     Path((name, disk)): Path<(String, String)>,
@@ -770,13 +869,14 @@ async fn remove_disk(
 // ---- settings ----
 
 /// A setting as the API shows it: Longhorn's `name`, `value` (a string) and `definition`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SettingView {
     pub name: String,
     pub value: String,
     pub definition: &'static settings::Definition,
 }
 
+#[utoipa::path(get, path = "/v1/settings", tag = "settings", responses((status = 200, description = "Every setting with its value and definition", body = List<SettingView>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_settings(State(m): Shared) -> Result<Json<List<SettingView>>> {
     let current = state::settings(m.store.as_ref())?;
     Ok(Json(List {
@@ -791,6 +891,7 @@ async fn list_settings(State(m): Shared) -> Result<Json<List<SettingView>>> {
     }))
 }
 
+#[utoipa::path(get, path = "/v1/settings/{name}", tag = "settings", params(("name" = String, Path, description = "Setting name (Longhorn's key)")), responses((status = 200, description = "The setting", body = SettingView), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn get_setting(State(m): Shared, Path(name): Path<String>) -> Result<Json<SettingView>> {
     let definition = settings::definition(&name).map_err(|e| ApiError::not_found(e.to_string()))?;
     let current = state::settings(m.store.as_ref())?;
@@ -801,12 +902,13 @@ async fn get_setting(State(m): Shared, Path(name): Path<String>) -> Result<Json<
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingValue {
     pub value: String,
 }
 
+#[utoipa::path(put, path = "/v1/settings/{name}", tag = "settings", params(("name" = String, Path, description = "Setting name (Longhorn's key)")), request_body = SettingValue, responses((status = 200, description = "Changed", body = SettingView), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn set_setting(
     State(m): Shared,
     Path(name): Path<String>,
@@ -823,4 +925,23 @@ async fn set_setting(
         value,
         definition,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The document in the repository is the one the server serves: regenerate it with
+    /// `IRONHORN_WRITE_OPENAPI=1 cargo test -p ironhorn-manager openapi`.
+    #[test]
+    fn the_openapi_document_in_the_repository_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../api/openapi.json");
+        let generated = super::openapi_json() + "\n";
+        if std::env::var_os("IRONHORN_WRITE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).expect("writing api/openapi.json");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "api/openapi.json is out of date: regenerate it with IRONHORN_WRITE_OPENAPI=1 cargo test -p ironhorn-manager openapi"
+        );
+    }
 }

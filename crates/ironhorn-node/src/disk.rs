@@ -27,6 +27,8 @@ pub enum DiskError {
     Missing(PathBuf),
     #[error("disk path {0} is not a directory")]
     NotADirectory(PathBuf),
+    #[error("disk path {0} is a system directory: give a disk a directory of its own (usually a mount point such as /var/lib/ironhorn or /mnt/disk1)")]
+    SystemDirectory(PathBuf),
     #[error("disk {path}: {action}: {source}")]
     Io {
         path: PathBuf,
@@ -92,9 +94,26 @@ fn read_config(path: &Path, file: &'static str) -> Result<Option<String>, DiskEr
     }
 }
 
+/// Directories that hold the system, never a disk: a disk gets an identity file and a
+/// `replicas/` directory written into it.
+const SYSTEM_DIRECTORIES: &[&str] = &[
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
+    "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp",
+];
+
+fn is_system_directory(path: &Path) -> bool {
+    let resolved = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    [path, resolved.as_path()]
+        .iter()
+        .any(|p| SYSTEM_DIRECTORIES.iter().any(|s| Path::new(s) == *p))
+}
+
 /// Checks the disk at `path`, prepares it (identity file, `replicas/`) and measures it.
 /// The path must exist: a disk is something the operator mounted, never created here.
 pub fn probe(path: &Path) -> Result<DiskProbe, DiskError> {
+    if is_system_directory(path) {
+        return Err(DiskError::SystemDirectory(path.to_path_buf()));
+    }
     match fs::metadata(path) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(DiskError::NotADirectory(path.to_path_buf())),
@@ -192,6 +211,16 @@ mod tests {
         let file = tmp.path().join("file");
         fs::write(&file, b"x").unwrap();
         assert!(matches!(probe(&file), Err(DiskError::NotADirectory(_))));
+    }
+
+    #[test]
+    fn system_directories_are_refused_untouched() {
+        for dir in ["/", "/etc", "/tmp", "/usr/", "/var/lib"] {
+            let err = probe(Path::new(dir)).unwrap_err();
+            assert!(matches!(err, DiskError::SystemDirectory(_)), "{dir}: {err}");
+        }
+        assert!(!Path::new("/etc").join(DISK_CONFIG).exists());
+        assert!(!Path::new("/").join(REPLICAS_DIR).exists());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub fn path_segment(text: &str) -> String {
 
 /// The one error shape of every Ironhorn HTTP API: the HTTP status carries the class, `code`
 /// is machine-readable, `message` says what happened and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
@@ -161,7 +161,7 @@ pub struct RebuildResult {
 }
 
 /// One snapshot (or the head) of a volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotInfo {
     pub name: String,
@@ -176,8 +176,9 @@ pub struct SnapshotInfo {
 }
 
 /// `POST /node/v1/engines/{volume}/snapshots`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateSnapshot {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
     pub name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

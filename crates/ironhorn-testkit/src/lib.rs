@@ -236,3 +236,13 @@ impl Drop for Proc {
         self.kill9();
     }
 }
+
+/// A TCP port on 127.0.0.1 that nobody listens on now (for a server that must come back on
+/// the same port after a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

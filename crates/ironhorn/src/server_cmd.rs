@@ -112,15 +112,25 @@ pub fn server(args: ServerArgs) -> Result<()> {
         let manager = Arc::new(Manager::new(Arc::new(store), Some(node_name.clone())));
         ironhorn_manager::controller::forget_observations(&manager)
             .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
-        register(
-            &manager,
-            &RegisterNode {
-                name: node_name.clone(),
-                address: address.clone(),
-                default_disk_path: Some(dir.display().to_string()),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
+        let registration = RegisterNode {
+            name: node_name.clone(),
+            address: address.clone(),
+            default_disk_path: Some(dir.display().to_string()),
+        };
+        register(&manager, &registration)
+            .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
+        // Keep this node's address right, whatever a client registers under its name.
+        let (reregister, stop) = (manager.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            while tokio::time::timeout(Duration::from_secs(10), stop.cancelled())
+                .await
+                .is_err()
+            {
+                if let Err(e) = register(&reregister, &registration) {
+                    eprintln!("registering this node again: {e}");
+                }
+            }
+        });
         let agent = Arc::new(Agent::new(&node_name, &data_host));
         let app = ironhorn_manager::api::router(manager.clone())
             .merge(ironhorn_node::api::router(agent.clone()));

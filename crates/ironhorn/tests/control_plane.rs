@@ -13,19 +13,10 @@ use serde_json::Value;
 const MIB: u64 = 1 << 20;
 const VOLUME_SIZE: u64 = 64 * MIB;
 
-use ironhorn_testkit::Proc;
+use ironhorn_testkit::{free_port, Proc};
 
 fn spawn(args: &[&str]) -> Proc {
     Proc::spawn(env!("CARGO_BIN_EXE_ironhorn"), args)
-}
-
-/// A port nobody listens on now (the server must come back on the same one).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Cluster {
@@ -178,6 +169,14 @@ fn a_volume_survives_a_node_agent_kill_and_server_restarts() {
                 nodes.len() == 3 && nodes.iter().all(|n| n["status"]["ready"] == true)
             })
     });
+
+    // The machine's filesystem may be fuller than the default 25% free allows for.
+    cluster.json(&[
+        "setting",
+        "set",
+        "storage-minimal-available-percentage",
+        "0",
+    ]);
 
     // Create: three replicas, one per node.
     let created = cluster.json(&[
