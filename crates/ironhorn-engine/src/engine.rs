@@ -436,6 +436,9 @@ pub struct Engine {
     /// crash-consistent point.
     gate: tokio::sync::RwLock<()>,
     rebuilding: AtomicBool,
+    /// Progress of the running rebuild (bytes copied, bytes to copy).
+    rebuild_done: AtomicU64,
+    rebuild_total: AtomicU64,
     timeout: Duration,
     next_read: AtomicUsize,
     window: WriteWindow,
@@ -542,6 +545,8 @@ impl Engine {
             slots: Mutex::new(slots),
             gate: tokio::sync::RwLock::new(()),
             rebuilding: AtomicBool::new(false),
+            rebuild_done: AtomicU64::new(0),
+            rebuild_total: AtomicU64::new(0),
             timeout,
             next_read: AtomicUsize::new(0),
             window: WriteWindow::default(),
@@ -687,6 +692,18 @@ impl Engine {
     /// Whether a replica is being rebuilt or caught up now.
     pub fn rebuild_running(&self) -> bool {
         self.rebuilding.load(Ordering::SeqCst)
+    }
+
+    /// The running rebuild's bytes copied so far and bytes to copy in all; (0, 0) when none
+    /// runs.
+    pub fn rebuild_progress(&self) -> (u64, u64) {
+        if !self.rebuild_running() {
+            return (0, 0);
+        }
+        (
+            self.rebuild_done.load(Ordering::Relaxed),
+            self.rebuild_total.load(Ordering::Relaxed),
+        )
     }
 
     /// Pings every remote replica every `interval` (Longhorn: 2 s), so a replica that died
@@ -1180,6 +1197,9 @@ impl Engine {
                 _ => runs.push((region * MISSED_REGION, MISSED_REGION)),
             }
         }
+        self.rebuild_done.store(0, Ordering::Relaxed);
+        self.rebuild_total
+            .store(runs.iter().map(|(_, len)| len).sum(), Ordering::Relaxed);
         for (start, len) in runs {
             let len = len.min(self.size().saturating_sub(start));
             let _paused = self.gate.write().await;
@@ -1202,6 +1222,7 @@ impl Engine {
                 return Err(e);
             }
             report.bytes_copied += len;
+            self.rebuild_done.fetch_add(len, Ordering::Relaxed);
         }
         let _paused = self.gate.write().await;
         let revision = source.info(self.timeout).await?.revision;
@@ -1311,6 +1332,11 @@ impl Engine {
             layers
         };
 
+        self.rebuild_done.store(0, Ordering::Relaxed);
+        self.rebuild_total.store(
+            layers.iter().filter(|l| !l.keep).map(|l| l.allocated).sum(),
+            Ordering::Relaxed,
+        );
         let copied = self
             .copy_layers(&source, &target, &layers, &mut report)
             .await;
@@ -1386,7 +1412,13 @@ impl Engine {
                     .layer_handle(&layer.file)
                     .map_err(|e| format!("opening {} of the source: {e}", layer.file))?;
                 report.bytes_copied += sender
-                    .send(&layer.file, &handle, &chunks, COPIES_IN_FLIGHT)
+                    .send(
+                        &layer.file,
+                        &handle,
+                        &chunks,
+                        COPIES_IN_FLIGHT,
+                        &self.rebuild_done,
+                    )
                     .await
                     .map_err(|e| format!("copying {}: {e}", layer.file))?;
                 report.layers_copied += 1;
@@ -1415,7 +1447,9 @@ impl Engine {
             .buffer_unordered(COPIES_IN_FLIGHT);
             futures::pin_mut!(copies);
             while let Some(copied) = futures::StreamExt::next(&mut copies).await {
-                report.bytes_copied += copied?;
+                let copied = copied?;
+                report.bytes_copied += copied;
+                self.rebuild_done.fetch_add(copied, Ordering::Relaxed);
             }
             report.layers_copied += 1;
         }

@@ -73,6 +73,7 @@ impl LayerSender {
         source: &File,
         chunks: &[(u64, u64)],
         in_flight: usize,
+        progress: &std::sync::atomic::AtomicU64,
     ) -> Result<u64, String> {
         let window = Semaphore::new(in_flight);
         let prefix = wire::layer_payload_prefix(name);
@@ -127,6 +128,7 @@ impl LayerSender {
                     return Err(format!("target refused a layer write: {}", error.message));
                 }
                 copied += len;
+                progress.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                 window.add_permits(1);
             }
             Ok::<u64, String>(copied)

@@ -132,9 +132,20 @@ async fn openapi() -> impl IntoResponse {
     )
 }
 
+async fn metrics(State(m): Shared) -> Result<impl IntoResponse> {
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&m)?,
+    ))
+}
+
 pub fn router(manager: Arc<Manager>) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
         .route("/v1/volumes", get(list_volumes).post(create_volume))
         .route("/v1/volumes/{name}", get(get_volume).delete(delete_volume))
         .route("/v1/volumes/{name}/attach", post(attach))

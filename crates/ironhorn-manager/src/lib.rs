@@ -6,6 +6,7 @@
 pub mod api;
 pub mod controller;
 pub mod error;
+pub mod metrics;
 pub mod node_client;
 pub mod plan;
 pub mod state;

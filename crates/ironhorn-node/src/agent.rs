@@ -437,6 +437,8 @@ fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
         endpoint: running.endpoint.clone(),
         maintenance: running.export.is_none(),
         rebuilding: running.engine.rebuild_running(),
+        rebuild_copied: running.engine.rebuild_progress().0,
+        rebuild_total: running.engine.rebuild_progress().1,
         connections: running
             .export
             .as_ref()

@@ -120,6 +120,11 @@ pub struct EngineInstance {
     pub endpoint: String,
     pub maintenance: bool,
     pub rebuilding: bool,
+    /// Bytes the running rebuild has copied, and has to copy in all.
+    #[serde(default)]
+    pub rebuild_copied: u64,
+    #[serde(default)]
+    pub rebuild_total: u64,
     /// NBD clients connected now.
     pub connections: usize,
     pub replicas: Vec<EngineReplica>,

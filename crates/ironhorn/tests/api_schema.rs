@@ -329,6 +329,60 @@ fn invalid_requests_get_the_one_error_shape_with_a_clear_message() {
         "v1-r-",
     );
 
+    // Metrics: read back with the Prometheus project's own parser.
+    let families = parse_metrics(&server);
+    let sample = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        families[name]
+            .as_array()?
+            .iter()
+            .find(|s| labels.iter().all(|(k, v)| s["labels"][k] == *v))?["value"]
+            .as_f64()
+    };
+    assert_eq!(
+        sample("ironhorn_volume_size_bytes", &[("volume", "v1")]),
+        Some(8.0 * 1048576.0)
+    );
+    assert_eq!(
+        sample(
+            "ironhorn_volume_state",
+            &[("volume", "v1"), ("state", "attached")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            "ironhorn_volume_state",
+            &[("volume", "v1"), ("state", "detached")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            "ironhorn_volume_robustness",
+            &[("volume", "v1"), ("robustness", "healthy")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample("ironhorn_node_ready", &[("node", "st-node")]),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            "ironhorn_disk_capacity_bytes",
+            &[("node", "st-node"), ("disk", "default")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        sample(
+            "ironhorn_disk_scheduled_bytes",
+            &[("node", "st-node"), ("disk", "default")]
+        ),
+        Some(8.0 * 1048576.0)
+    );
+
     // Settings: Longhorn's keys and validation.
     refused(
         &server,
@@ -357,6 +411,37 @@ fn invalid_requests_get_the_one_error_shape_with_a_clear_message() {
     assert_eq!(status, 200, "{set}");
     assert_eq!(set["name"], "orphan-resource-auto-deletion");
     assert_eq!(set["value"], "true");
+}
+
+/// `/metrics` parsed by prometheus_client's OpenMetrics parser (PyPI, in the same
+/// virtualenv as schemathesis): `{family: [{labels, value}]}`.
+fn parse_metrics(server: &Server) -> Value {
+    let tool = schemathesis();
+    let python = std::path::Path::new(&tool)
+        .parent()
+        .map(|dir| dir.join("python3"))
+        .filter(|p| p.exists())
+        .map_or("python3".to_string(), |p| p.display().to_string());
+    let script = r#"
+import json, sys, urllib.request
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+text = urllib.request.urlopen(sys.argv[1]).read().decode()
+out = {}
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        out.setdefault(s.name, []).append({"labels": s.labels, "value": s.value})
+print(json.dumps(out))
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &format!("{}/metrics", server.url)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Finds schemathesis: on PATH, or in the virtualenv `.ci/run` makes.

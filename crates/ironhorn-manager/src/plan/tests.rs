@@ -152,6 +152,8 @@ impl Fixture {
                 endpoint: "nbd://n1:10809/vol".into(),
                 maintenance: false,
                 rebuilding: false,
+                rebuild_copied: 0,
+                rebuild_total: 0,
                 connections: 1,
                 replicas: slots
                     .iter()
