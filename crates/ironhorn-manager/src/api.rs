@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::node_client::NodeCallError;
+use crate::orphans::Orphan;
 use crate::plan::engine_of;
 use crate::state::{self, NODES, REPLICAS, SETTINGS, VOLUMES};
 use crate::Manager;
@@ -105,12 +106,14 @@ pub struct List<T> {
         list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand,
         list_snapshots, create_snapshot, delete_snapshot, revert_snapshot, purge_snapshots,
         list_nodes, register_node, get_node, update_node, add_disk, update_disk, remove_disk,
+        list_orphans, get_orphan, delete_orphan,
         list_settings, get_setting, set_setting
     ),
     tags(
         (name = "volumes", description = "Replicated block volumes"),
         (name = "snapshots", description = "Snapshots of an attached volume"),
         (name = "nodes", description = "Nodes and their disks"),
+        (name = "orphans", description = "Replica directories no volume owns"),
         (name = "settings", description = "Settings with Longhorn's keys")
     )
 )]
@@ -172,6 +175,8 @@ pub fn router(manager: Arc<Manager>) -> Router {
             "/v1/nodes/{name}/disks/{disk}",
             axum::routing::patch(update_disk).delete(remove_disk),
         )
+        .route("/v1/orphans", get(list_orphans))
+        .route("/v1/orphans/{name}", get(get_orphan).delete(delete_orphan))
         .route("/v1/settings", get(list_settings))
         .route("/v1/settings/{name}", put(set_setting).get(get_setting))
         .fallback(not_found)
@@ -875,6 +880,40 @@ async fn remove_disk(
         Ok(())
     })?;
     Ok(Json(node))
+}
+
+// ---- orphans ----
+
+fn orphan_missing(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no orphan {name:?}; `ironhorn orphan ls` lists them"
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/orphans", tag = "orphans", responses((status = 200, description = "Replica directories on the disks of ready nodes that no volume owns", body = List<Orphan>), (status = 500, description = "Failed", body = ErrorBody)))]
+async fn list_orphans(State(m): Shared) -> Result<Json<List<Orphan>>> {
+    Ok(Json(List {
+        data: crate::orphans::find(&m)?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/orphans/{name}", tag = "orphans", params(("name" = String, Path, description = "Orphan name")), responses((status = 200, description = "The orphan", body = Orphan), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+async fn get_orphan(State(m): Shared, Path(name): Path<String>) -> Result<Json<Orphan>> {
+    crate::orphans::find(&m)?
+        .into_iter()
+        .find(|o| o.name == name)
+        .map(Json)
+        .ok_or_else(|| orphan_missing(&name))
+}
+
+#[utoipa::path(delete, path = "/v1/orphans/{name}", tag = "orphans", params(("name" = String, Path, description = "Orphan name")), responses((status = 204, description = "Its directory is removed"), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+async fn delete_orphan(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
+    let orphan = crate::orphans::find(&m)?
+        .into_iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| orphan_missing(&name))?;
+    crate::orphans::remove(&m, &orphan).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- settings ----

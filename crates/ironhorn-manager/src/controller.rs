@@ -86,6 +86,7 @@ impl Manager {
     /// One round; returns whether anything was done (so the next round comes soon).
     pub async fn round(self: &Arc<Self>) -> Result<bool, ApiError> {
         let store = self.store.as_ref();
+        let observation_started = Instant::now();
         let node_entries: Vec<(Node, u64)> = state::list(store, NODES)?;
         let observed = futures::future::join_all(node_entries.iter().map(|(node, _)| {
             let request = ObserveRequest {
@@ -172,9 +173,17 @@ impl Manager {
             }
             nodes.insert(node.name.clone(), node);
         }
-        *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = reports.clone();
+        self.set_reports(reports, observation_started);
+        let reports = self.reports();
 
         let settings = state::settings(store)?;
+        if settings.bool(ironhorn_control::settings::ORPHAN_RESOURCE_AUTO_DELETION) {
+            for orphan in crate::orphans::find(self)? {
+                if let Err(e) = crate::orphans::remove(self, &orphan).await {
+                    tracing::warn!(path = orphan.path, node = orphan.node, error = %e, "removing an orphaned replica directory");
+                }
+            }
+        }
         let all_replicas: Vec<Replica> = replica_entries.iter().map(|(r, _)| r.clone()).collect();
         let replica_revisions: BTreeMap<String, u64> = replica_entries
             .iter()

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod error;
 pub mod metrics;
 pub mod node_client;
+pub mod orphans;
 pub mod plan;
 pub mod state;
 
@@ -39,6 +40,8 @@ pub struct Manager {
     /// The node in this process (`ironhorn server`): where volumes attach by default.
     pub local_node: Option<String>,
     reports: Mutex<BTreeMap<String, NodeReport>>,
+    /// Directories removed since, and when: a report taken before a removal still shows it.
+    removed: Mutex<Vec<(String, String, String, Instant)>>,
     rebuilds: Mutex<Rebuilds>,
 }
 
@@ -58,6 +61,7 @@ impl Manager {
             wake: Notify::new(),
             local_node,
             reports: Mutex::new(BTreeMap::new()),
+            removed: Mutex::new(Vec::new()),
             rebuilds: Mutex::new(Rebuilds::default()),
         }
     }
@@ -68,6 +72,36 @@ impl Manager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Records the reports of a round whose observation started at `taken`; directories
+    /// removed after that are left out of them.
+    pub(crate) fn set_reports(&self, mut reports: BTreeMap<String, NodeReport>, taken: Instant) {
+        let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        removed.retain(|(.., at)| *at >= taken);
+        for (node, disk, dir, _) in removed.iter() {
+            if let Some(d) = reports.get_mut(node).and_then(|r| r.disks.get_mut(disk)) {
+                d.replica_directories.retain(|x| x != dir);
+            }
+        }
+        *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = reports;
+    }
+
+    /// Drops a removed directory from the reports, this round's and the one under way.
+    pub(crate) fn forget_directory(&self, node: &str, disk: &str, dir: &str) {
+        self.removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((
+                node.to_string(),
+                disk.to_string(),
+                dir.to_string(),
+                Instant::now(),
+            ));
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(disk) = reports.get_mut(node).and_then(|r| r.disks.get_mut(disk)) {
+            disk.replica_directories.retain(|d| d != dir);
+        }
     }
 
     pub(crate) fn rebuilds(&self) -> std::sync::MutexGuard<'_, Rebuilds> {

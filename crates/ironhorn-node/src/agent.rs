@@ -106,8 +106,11 @@ pub fn probe_disk(path: &str) -> DiskReport {
             report.storage_maximum = p.storage_maximum;
             report.storage_available = p.storage_available;
             if let Ok(entries) = std::fs::read_dir(Path::new(path).join(disk::REPLICAS_DIR)) {
+                // Only what holds a replica counts: anything else there is left alone.
                 report.replica_directories = entries
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("volume.meta").is_file())
+                    .filter_map(|e| e.file_name().into_string().ok())
                     .collect();
                 report.replica_directories.sort();
             }

@@ -57,7 +57,7 @@ pub struct DiskReport {
     /// Why the disk cannot be used; empty when it can.
     #[serde(default)]
     pub error: String,
-    /// Directory names under the disk's `replicas/`.
+    /// Names of the directories under the disk's `replicas/` that hold a replica.
     #[serde(default)]
     pub replica_directories: Vec<String>,
 }

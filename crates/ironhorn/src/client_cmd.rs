@@ -266,6 +266,22 @@ pub enum DiskCommand {
     Rm { node: String, name: String },
 }
 
+#[derive(Debug, Args)]
+pub struct OrphanCli {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    #[command(subcommand)]
+    pub command: OrphanCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrphanCommand {
+    /// List replica directories no volume owns.
+    Ls,
+    /// Remove an orphan's directory.
+    Rm { name: String },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SettingCommand {
     /// List settings with their values and defaults.
@@ -938,6 +954,37 @@ pub fn setting(cmd: SettingCommand, opts: &ClientOpts) -> Result<()> {
                     s["name"].as_str().unwrap_or(""),
                     s["value"].as_str().unwrap_or("")
                 )
+            })
+        }
+    }
+}
+
+pub fn orphan(cmd: OrphanCommand, opts: &ClientOpts) -> Result<()> {
+    let client = Client::new(opts);
+    match cmd {
+        OrphanCommand::Ls => {
+            let list: Value = client.call("GET", "/v1/orphans", None)?;
+            print(opts.output, &list, || {
+                println!("{:<24} {:<16} {:<10} PATH", "NAME", "NODE", "DISK");
+                for o in list["data"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<24} {:<16} {:<10} {}",
+                        o["name"].as_str().unwrap_or(""),
+                        o["node"].as_str().unwrap_or(""),
+                        o["disk"].as_str().unwrap_or(""),
+                        o["path"].as_str().unwrap_or("")
+                    );
+                }
+            })
+        }
+        OrphanCommand::Rm { name } => {
+            client.call::<Value>(
+                "DELETE",
+                &format!("/v1/orphans/{}", path_segment(&name)),
+                None,
+            )?;
+            print(opts.output, &json!({}), || {
+                println!("orphan {name} removed")
             })
         }
     }

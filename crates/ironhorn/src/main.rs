@@ -33,6 +33,8 @@ enum Command {
     Volume(client_cmd::VolumeCli),
     /// Settings, with Longhorn's names.
     Setting(client_cmd::SettingCli),
+    /// Replica directories no volume owns.
+    Orphan(client_cmd::OrphanCli),
     /// Offline tools for replica directories: no cluster, no Docker, no iSCSI; never writes
     /// into the directory.
     #[command(subcommand)]
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         }) => return client_exit(client_cmd::node(cmd, &opts)),
         Command::Volume(cli) => return client_exit(client_cmd::volume(cli.command, &cli.opts)),
         Command::Setting(cli) => return client_exit(client_cmd::setting(cli.command, &cli.opts)),
+        Command::Orphan(cli) => return client_exit(client_cmd::orphan(cli.command, &cli.opts)),
         Command::Recover(cmd) => recover::run(cmd),
         Command::Replica(cmd) => replica_cmd::run(cmd),
         Command::Engine(cmd) => engine_cmd::run(cmd),

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 struct Server {
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     proc: Proc,
 }
 
@@ -37,7 +37,7 @@ fn start_server() -> Server {
     proc.wait_for("API at");
     let server = Server {
         url: format!("http://{url}"),
-        _dir: dir,
+        dir,
         proc,
     };
     // The machine's filesystem may be fuller than the default 25% free allows for.
@@ -528,4 +528,65 @@ parameters = { "path.name" = "st-node", "path.disk" = "default" }
         server.proc.text()
     );
     assert!(report.contains("passed"), "{report}");
+}
+
+#[test]
+fn orphaned_replica_directories_are_listed_and_removed() {
+    let server = start_server();
+    let replicas = server.dir.path().join("data/replicas");
+    let make = |name: &str| {
+        let dir = replicas.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("volume.meta"), b"{}").unwrap();
+        dir
+    };
+    let first = make("gone-0000aaaa");
+    // Not a replica (no volume.meta): never listed, never touched.
+    let notes = replicas.join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), b"keep me").unwrap();
+
+    let list = wait_until(
+        &server,
+        "the orphan is listed",
+        |v| v["data"].as_array().is_some_and(|a| !a.is_empty()),
+        "/v1/orphans",
+    );
+    let orphans = list["data"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{list}");
+    assert_eq!(orphans[0]["dataDirectoryName"], "gone-0000aaaa");
+    assert_eq!(orphans[0]["node"], "st-node");
+    let name = orphans[0]["name"].as_str().unwrap().to_string();
+    let (status, _) = request(&server, "DELETE", &format!("/v1/orphans/{name}"), None);
+    assert_eq!(status, 204);
+    assert!(!first.exists());
+    refused(
+        &server,
+        "GET",
+        &format!("/v1/orphans/{name}"),
+        None,
+        404,
+        "not_found",
+        "orphan ls",
+    );
+
+    // With auto-deletion on, the controllers remove them.
+    let second = make("gone-0000bbbb");
+    let (status, _) = request(
+        &server,
+        "PUT",
+        "/v1/settings/orphan-resource-auto-deletion",
+        Some(json!({"value": "true"})),
+    );
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while second.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "not removed: {}",
+            server.proc.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(notes.join("todo.txt").exists());
 }
