@@ -445,6 +445,18 @@ pub struct Engine {
     reconciled: Option<ReconcileReport>,
 }
 
+/// Time until the next multiple of `interval` on the wall clock. Keep-alive pings of every
+/// engine (in this process and in others) go out at the same instants, so a node with many
+/// idle volumes wakes once per interval for all of them rather than once per replica.
+fn until_next_tick(interval: Duration) -> Duration {
+    let period = interval.as_nanos().max(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let left = period - now % period;
+    Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))
+}
+
 /// What the start-up reconciliation copied (see `Engine::reconcile`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReconcileReport {
@@ -713,7 +725,7 @@ impl Engine {
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(interval).await;
+                tokio::time::sleep(until_next_tick(interval)).await;
                 let Some(engine) = engine.upgrade() else {
                     return;
                 };

@@ -267,7 +267,7 @@ fn check_tags(what: &'static str, tags: &[String]) -> Result<()> {
 
 #[utoipa::path(get, path = "/v1/volumes", tag = "volumes", responses((status = 200, description = "Every volume", body = List<Volume>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_volumes(State(m): Shared) -> Result<Json<List<Volume>>> {
-    let volumes = state::list::<Volume>(m.store.as_ref(), VOLUMES)?;
+    let volumes = state::list_cached::<Volume>(m.store.as_ref(), VOLUMES, &m.parsed_volumes)?;
     Ok(Json(List {
         data: volumes.into_iter().map(|(v, _)| v).collect(),
     }))

@@ -20,7 +20,7 @@ use crate::state::{self, NODES, REPLICAS, VOLUMES};
 use crate::Manager;
 
 /// Time between rounds when nothing is going on.
-const IDLE_ROUND: Duration = Duration::from_secs(2);
+const IDLE_ROUND: Duration = Duration::from_secs(5);
 /// Time between rounds while work is in progress.
 const BUSY_ROUND: Duration = Duration::from_millis(100);
 /// How long a replica whose rebuild failed waits before the next try.
@@ -102,12 +102,20 @@ impl Manager {
             async move { client.observe(&address, &request).await }
         }))
         .await;
-        let replica_entries: Vec<(Replica, u64)> = state::list(store, REPLICAS)?;
-        let volume_entries: Vec<(Volume, u64)> = state::list(store, VOLUMES)?;
+        let replica_entries: Vec<(Replica, u64)> =
+            state::list_cached(store, REPLICAS, &self.parsed_replicas)?;
+        let volume_entries: Vec<(Volume, u64)> =
+            state::list_cached(store, VOLUMES, &self.parsed_volumes)?;
         let volume_sizes: BTreeMap<String, u64> = volume_entries
             .iter()
             .map(|(v, _)| (v.name.clone(), v.spec.size))
             .collect();
+        let mut scheduled_per_disk: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for (r, _) in &replica_entries {
+            *scheduled_per_disk
+                .entry((r.node.as_str(), r.disk.as_str()))
+                .or_default() += volume_sizes.get(&r.volume).copied().unwrap_or(0);
+        }
         let mut reports = BTreeMap::new();
         let mut nodes = BTreeMap::new();
         for ((mut node, revision), result) in node_entries.into_iter().zip(observed) {
@@ -121,11 +129,10 @@ impl Manager {
                     );
                     let mut disks = BTreeMap::new();
                     for (name, disk) in &report.disks {
-                        let scheduled = replica_entries
-                            .iter()
-                            .filter(|(r, _)| r.node == node.name && r.disk == *name)
-                            .map(|(r, _)| volume_sizes.get(&r.volume).copied().unwrap_or(0))
-                            .sum();
+                        let scheduled = scheduled_per_disk
+                            .get(&(node.name.as_str(), name.as_str()))
+                            .copied()
+                            .unwrap_or(0);
                         let ok = disk.error.is_empty();
                         disks.insert(
                             name.clone(),
@@ -202,9 +209,10 @@ impl Manager {
                 rebuilds.failed.keys().cloned().collect::<BTreeSet<_>>(),
             )
         };
+        let observed = plan::Observed::new(&reports);
         let world = World {
             nodes: &nodes,
-            reports: &reports,
+            observed: &observed,
             all_replicas: &all_replicas,
             volume_sizes: &volume_sizes,
             settings: &settings,
@@ -213,14 +221,19 @@ impl Manager {
             rebuilding_volumes: &rebuilding_volumes,
             held_back: &held_back,
         };
+        let mut by_volume: BTreeMap<&str, Vec<Replica>> = BTreeMap::new();
+        for r in &all_replicas {
+            by_volume
+                .entry(r.volume.as_str())
+                .or_default()
+                .push(r.clone());
+        }
         let mut work = Vec::new();
         for (volume, revision) in &volume_entries {
-            let replicas: Vec<Replica> = all_replicas
-                .iter()
-                .filter(|r| r.volume == volume.name)
-                .cloned()
-                .collect();
-            let plan = plan::plan(volume, &replicas, &world, &mut short_id);
+            let replicas = by_volume
+                .get(volume.name.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let plan = plan::plan(volume, replicas, &world, &mut short_id);
             let busy = !plan.actions.is_empty()
                 || !plan.create.is_empty()
                 || !plan.update.is_empty()

@@ -43,6 +43,8 @@ pub struct Manager {
     /// Directories removed since, and when: a report taken before a removal still shows it.
     removed: Mutex<Vec<(String, String, String, Instant)>>,
     rebuilds: Mutex<Rebuilds>,
+    pub(crate) parsed_volumes: state::ParseCache<ironhorn_control::resource::Volume>,
+    pub(crate) parsed_replicas: state::ParseCache<ironhorn_control::resource::Replica>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -63,6 +65,8 @@ impl Manager {
             reports: Mutex::new(BTreeMap::new()),
             removed: Mutex::new(Vec::new()),
             rebuilds: Mutex::new(Rebuilds::default()),
+            parsed_volumes: Default::default(),
+            parsed_replicas: Default::default(),
         }
     }
 

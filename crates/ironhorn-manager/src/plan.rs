@@ -18,8 +18,8 @@ use ironhorn_node::wire::{EngineInstance, NodeReport, ReplicaInstance, StartEngi
 #[derive(Debug)]
 pub struct World<'a> {
     pub nodes: &'a BTreeMap<String, Node>,
-    /// Reports of the nodes that answered this round (the ready ones).
-    pub reports: &'a BTreeMap<String, NodeReport>,
+    /// Reports of the nodes that answered this round (the ready ones), indexed.
+    pub observed: &'a Observed<'a>,
     /// Every replica of every volume, and every volume's size (for the bytes scheduled to
     /// each disk).
     pub all_replicas: &'a [Replica],
@@ -114,15 +114,51 @@ pub fn engine_of<'a>(
     })
 }
 
-fn instance<'a>(
-    reports: &'a BTreeMap<String, NodeReport>,
-    replica: &Replica,
-) -> Option<&'a ReplicaInstance> {
-    reports
-        .get(&replica.node)?
-        .replicas
-        .iter()
-        .find(|r| r.name == replica.name)
+/// The nodes' reports, indexed by volume (engines) and by node and name (replica servers).
+#[derive(Debug)]
+pub struct Observed<'a> {
+    pub reports: &'a BTreeMap<String, NodeReport>,
+    engines: BTreeMap<&'a str, (&'a str, &'a EngineInstance)>,
+    instances: BTreeMap<(&'a str, &'a str), &'a ReplicaInstance>,
+}
+
+impl<'a> Observed<'a> {
+    pub fn new(reports: &'a BTreeMap<String, NodeReport>) -> Observed<'a> {
+        let mut engines = BTreeMap::new();
+        let mut instances = BTreeMap::new();
+        for (node, report) in reports {
+            for e in &report.engines {
+                engines
+                    .entry(e.volume.as_str())
+                    .or_insert((node.as_str(), e));
+            }
+            for r in &report.replicas {
+                instances.insert((node.as_str(), r.name.as_str()), r);
+            }
+        }
+        Observed {
+            reports,
+            engines,
+            instances,
+        }
+    }
+
+    /// Whether the node answered this round.
+    pub fn ready(&self, node: &str) -> bool {
+        self.reports.contains_key(node)
+    }
+
+    /// The volume's engine and the node it runs on.
+    pub fn engine(&self, volume: &str) -> Option<(&'a str, &'a EngineInstance)> {
+        self.engines.get(volume).copied()
+    }
+
+    /// The replica's running server.
+    pub fn instance(&self, replica: &Replica) -> Option<&'a ReplicaInstance> {
+        self.instances
+            .get(&(replica.node.as_str(), replica.name.as_str()))
+            .copied()
+    }
 }
 
 fn condition(status: &mut VolumeStatus, kind: &str, holds: bool, reason: &str, message: &str) {
@@ -158,8 +194,8 @@ pub fn plan(
         ..Plan::default()
     };
     let spec = &volume.spec;
-    let ready = |node: &str| world.reports.contains_key(node);
-    let engine = engine_of(world.reports, &volume.name);
+    let ready = |node: &str| world.observed.ready(node);
+    let engine = world.observed.engine(&volume.name);
     let mut replicas: Vec<Replica> = replicas.to_vec();
     let mut changed: BTreeSet<String> = BTreeSet::new();
 
@@ -288,7 +324,7 @@ pub fn plan(
     // Attached or attaching: every replica whose node answers runs its server (a failed one
     // too, so that it can come back).
     for r in &replicas {
-        if ready(&r.node) && instance(world.reports, r).is_none() {
+        if ready(&r.node) && world.observed.instance(r).is_none() {
             if let Some(dir) = replica_dir(world.nodes, r) {
                 plan.actions.push(Action::StartReplica {
                     node: r.node.clone(),
@@ -340,7 +376,7 @@ fn detach(
     }
     let mut stopping = false;
     for r in replicas {
-        if instance(world.reports, r).is_some() {
+        if world.observed.instance(r).is_some() {
             stopping = true;
             plan.actions.push(Action::StopReplica {
                 node: r.node.clone(),
@@ -368,7 +404,7 @@ fn start_engine(
     let want_node = volume.spec.node_id.as_str();
     plan.status.state = VolumeState::Attaching;
     plan.status.endpoint.clear();
-    if !world.reports.contains_key(want_node) {
+    if !world.observed.ready(want_node) {
         let why = if world.nodes.contains_key(want_node) {
             format!("node {want_node} is not ready")
         } else {
@@ -392,10 +428,10 @@ fn start_engine(
         if !r.healthy || r.failed_at.is_some() {
             continue;
         }
-        if !world.reports.contains_key(&r.node) {
+        if !world.observed.ready(&r.node) {
             continue;
         }
-        match instance(world.reports, r) {
+        match world.observed.instance(r) {
             Some(i) => addresses.push((r.name.clone(), i.address.clone())),
             None => starting = true,
         }
@@ -408,7 +444,7 @@ fn start_engine(
             .iter()
             .enumerate()
             .filter(|(_, r)| r.healthy || r.failed_at.is_some())
-            .filter(|(_, r)| instance(world.reports, r).is_some())
+            .filter(|(_, r)| world.observed.instance(r).is_some())
             .map(|(i, _)| i)
             .collect();
         let all_failed = !replicas.is_empty() && replicas.iter().all(|r| r.failed_at.is_some());
@@ -442,7 +478,7 @@ fn start_engine(
     }
     // Healthy replicas whose node does not answer will miss writes: failed from now.
     for r in replicas.iter_mut() {
-        if r.healthy && r.failed_at.is_none() && !world.reports.contains_key(&r.node) {
+        if r.healthy && r.failed_at.is_none() && !world.observed.ready(&r.node) {
             r.failed_at = Some(world.now);
             changed.insert(r.name.clone());
         }
@@ -529,7 +565,7 @@ fn attached(
                     });
                 }
                 match replica_dir(world.nodes, r) {
-                    Some(dir) if world.reports.contains_key(&r.node) => {
+                    Some(dir) if world.observed.ready(&r.node) => {
                         plan.actions.push(Action::DeleteReplica {
                             node: r.node.clone(),
                             name: r.name.clone(),
@@ -541,7 +577,7 @@ fn attached(
                 continue;
             }
         }
-        let Some(inst) = instance(world.reports, r) else {
+        let Some(inst) = world.observed.instance(r) else {
             continue;
         };
         let busy = world.rebuilds_per_node.get(&r.node).copied().unwrap_or(0);
@@ -581,7 +617,7 @@ fn finish_with(
 }
 
 fn finish(mut plan: Plan, replicas: &[Replica], world: &World<'_>, volume: &Volume) -> Plan {
-    let engine = engine_of(world.reports, &volume.name).map(|(_, e)| e);
+    let engine = world.observed.engine(&volume.name).map(|(_, e)| e);
     plan.status.replicas = replicas
         .iter()
         .filter(|r| !plan.forget.contains(&r.name))
@@ -605,7 +641,7 @@ fn finish(mut plan: Plan, replicas: &[Replica], world: &World<'_>, volume: &Volu
         .collect();
     let sizes: Vec<u64> = replicas
         .iter()
-        .filter_map(|r| instance(world.reports, r))
+        .filter_map(|r| world.observed.instance(r))
         .map(|i| i.actual_size)
         .collect();
     if let Some(max) = sizes.into_iter().max() {

@@ -36,6 +36,43 @@ pub fn get<T: DeserializeOwned>(
     }
 }
 
+/// Parsed values by key, with the revision they were parsed at: the controllers list every
+/// resource each round, and most have not changed since the last one.
+#[derive(Debug)]
+pub struct ParseCache<T>(std::sync::Mutex<std::collections::HashMap<String, (u64, T)>>);
+
+impl<T> Default for ParseCache<T> {
+    fn default() -> Self {
+        ParseCache(std::sync::Mutex::new(std::collections::HashMap::new()))
+    }
+}
+
+/// [`list`], parsing only entries changed since the last call with the same cache.
+pub fn list_cached<T: DeserializeOwned + Clone>(
+    store: &dyn Store,
+    prefix: &str,
+    cache: &ParseCache<T>,
+) -> Result<Vec<(T, u64)>, ApiError> {
+    let entries = store.list(prefix)?;
+    let mut cache = cache.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::with_capacity(entries.len());
+    let mut seen = std::collections::HashSet::with_capacity(entries.len());
+    for e in entries {
+        let value = match cache.get(&e.key) {
+            Some((revision, value)) if *revision == e.revision => value.clone(),
+            _ => {
+                let value: T = decode(&e.key, &e.value)?;
+                cache.insert(e.key.clone(), (e.revision, value.clone()));
+                value
+            }
+        };
+        out.push((value, e.revision));
+        seen.insert(e.key);
+    }
+    cache.retain(|k, _| seen.contains(k));
+    Ok(out)
+}
+
 /// Every value under `prefix`, with its revision, in key order.
 pub fn list<T: DeserializeOwned>(
     store: &dyn Store,

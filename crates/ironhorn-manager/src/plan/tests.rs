@@ -168,9 +168,10 @@ impl Fixture {
 
     fn plan(&self, volume: &Volume, replicas: &[Replica]) -> Plan {
         let sizes: BTreeMap<String, u64> = [("vol".to_string(), volume.spec.size)].into();
+        let observed = Observed::new(&self.reports);
         let world = World {
             nodes: &self.nodes,
-            reports: &self.reports,
+            observed: &observed,
             all_replicas: replicas,
             volume_sizes: &sizes,
             settings: &self.settings,
