@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ironhorn_control::resource::{
-    set_condition, Condition, Node, Replica, Robustness, Volume, VolumeReplicaStatus, VolumeState,
-    VolumeStatus,
+    set_condition, Condition, DataLocality, Node, Replica, Robustness, Volume, VolumeReplicaStatus,
+    VolumeState, VolumeStatus,
 };
 use ironhorn_control::scheduler::{self, Placement, Request};
 use ironhorn_control::settings::{self, Settings};
@@ -182,6 +182,32 @@ pub fn new_replica(volume: &str, placement: &Placement, id: &str, healthy: bool)
     }
 }
 
+/// Bytes scheduled to each disk by `replicas` (this volume's at its size, others' at theirs).
+fn scheduled_sizes(
+    world: &World<'_>,
+    volume: &Volume,
+    replicas: &[Replica],
+) -> BTreeMap<Placement, u64> {
+    let mut out = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for r in world.all_replicas.iter().chain(replicas) {
+        if !seen.insert(r.name.as_str()) {
+            continue;
+        }
+        let size = if r.volume == volume.name {
+            volume.spec.size
+        } else {
+            world.volume_sizes.get(&r.volume).copied().unwrap_or(0)
+        };
+        *out.entry(Placement {
+            node: r.node.clone(),
+            disk: r.disk.clone(),
+        })
+        .or_insert(0) += size;
+    }
+    out
+}
+
 /// Plans one round for `volume`. `new_id` gives fresh 8-hex-digit ids for new replicas.
 pub fn plan(
     volume: &Volume,
@@ -253,26 +279,8 @@ pub fn plan(
                 disk: r.disk.clone(),
             })
             .collect();
-        let mut all = world.all_replicas.to_vec();
         for _ in 0..missing {
-            let sizes: Vec<(Placement, u64)> = all
-                .iter()
-                .map(|r| {
-                    let size = if r.volume == volume.name {
-                        spec.size
-                    } else {
-                        world.volume_sizes.get(&r.volume).copied().unwrap_or(0)
-                    };
-                    (
-                        Placement {
-                            node: r.node.clone(),
-                            disk: r.disk.clone(),
-                        },
-                        size,
-                    )
-                })
-                .collect();
-            let scheduled = scheduler::scheduled_bytes(sizes.iter().map(|(p, s)| (p, *s)));
+            let scheduled = scheduled_sizes(world, volume, &replicas);
             let nodes: Vec<Node> = world.nodes.values().cloned().collect();
             let request = Request {
                 size: spec.size,
@@ -291,7 +299,6 @@ pub fn plan(
                 Ok(placement) => {
                     let replica = new_replica(&volume.name, &placement, &new_id(), first_placement);
                     placed.push(placement);
-                    all.push(replica.clone());
                     replicas.push(replica.clone());
                     plan.create.push(replica);
                     condition(&mut plan.status, "Scheduled", true, "", "");
@@ -310,6 +317,44 @@ pub fn plan(
         }
     } else if missing == 0 {
         condition(&mut plan.status, "Scheduled", true, "", "");
+    }
+    // Best-effort data locality: a replica on the node the volume is attached to (Longhorn
+    // adds one there, then removes one elsewhere once it is rebuilt).
+    if let (DataLocality::BestEffort, Some((engine_node, _)), 0) =
+        (spec.data_locality, engine, missing)
+    {
+        let local = replicas
+            .iter()
+            .any(|r| r.node == engine_node && r.failed_at.is_none());
+        if !local && !world.rebuilding_volumes.contains(&volume.name) {
+            let placed: Vec<Placement> = replicas
+                .iter()
+                .map(|r| Placement {
+                    node: r.node.clone(),
+                    disk: r.disk.clone(),
+                })
+                .collect();
+            let request = Request {
+                size: spec.size,
+                actual_size: plan.status.actual_size,
+                node_selector: spec.node_selector.clone(),
+                disk_selector: spec.disk_selector.clone(),
+                hard_node: Some(engine_node.to_string()),
+            };
+            let nodes: Vec<Node> = world.nodes.values().cloned().collect();
+            let scheduled = scheduled_sizes(world, volume, &replicas);
+            if let Ok(placement) = scheduler::schedule(
+                &request,
+                &placed,
+                &nodes,
+                &scheduled,
+                &world.settings.scheduling(),
+            ) {
+                let replica = new_replica(&volume.name, &placement, &new_id(), false);
+                replicas.push(replica.clone());
+                plan.create.push(replica);
+            }
+        }
     }
     if plan.status.state == VolumeState::Creating && !replicas.is_empty() {
         plan.status.state = VolumeState::Detached;
@@ -594,6 +639,35 @@ fn attached(
             address: inst.address.clone(),
             previous,
         });
+    }
+
+    // More RW replicas than wanted (a local one was added, or numberOfReplicas lowered):
+    // remove one, never the local one under best-effort locality.
+    let rw: Vec<&Replica> = replicas
+        .iter()
+        .filter(|r| {
+            r.failed_at.is_none()
+                && engine
+                    .replicas
+                    .iter()
+                    .any(|s| s.address == r.address && s.mode == "RW")
+        })
+        .collect();
+    if may_rebuild && rw.len() > volume.spec.number_of_replicas as usize {
+        let keep_local = volume.spec.data_locality == DataLocality::BestEffort;
+        if let Some(extra) = rw.iter().rev().find(|r| !(keep_local && r.node == node)) {
+            plan.actions.push(Action::RemoveFromEngine {
+                node: node.to_string(),
+                address: extra.address.clone(),
+            });
+            if let Some(dir) = replica_dir(world.nodes, extra) {
+                plan.actions.push(Action::DeleteReplica {
+                    node: extra.node.clone(),
+                    name: extra.name.clone(),
+                    dir,
+                });
+            }
+        }
     }
 }
 

@@ -13,6 +13,22 @@ use serde_json::{json, Value};
 
 use crate::units::{human_size, parse_size};
 
+/// `println!` that does not panic when the reader went away (`| head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that does not panic when the reader went away.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit codes of client commands.
 pub mod exit {
     /// Something else failed (the message says what).
@@ -365,11 +381,11 @@ impl Client {
 fn print(output: Output, value: &Value, table: impl FnOnce()) -> Result<()> {
     match output {
         Output::Table => table(),
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_default()
         ),
-        Output::Yaml => print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default()),
+        Output::Yaml => out!("{}", serde_yaml_ng::to_string(value).unwrap_or_default()),
     }
     Ok(())
 }
@@ -423,25 +439,25 @@ fn volume_row(v: &Volume) -> String {
 const VOLUME_HEADER: &str = "NAME                                   SIZE REPLICAS STATE      ROBUSTNESS NODE           ENDPOINT";
 
 fn show_volume(v: &Volume) {
-    println!("Name:          {}", v.name);
-    println!(
+    outln!("Name:          {}", v.name);
+    outln!(
         "Size:          {} ({} bytes)",
         human_size(v.spec.size),
         v.spec.size
     );
-    println!("Actual size:   {}", human_size(v.status.actual_size));
-    println!("Replicas:      {}", v.spec.number_of_replicas);
-    println!("State:         {}", state_name(v.status.state));
-    println!(
+    outln!("Actual size:   {}", human_size(v.status.actual_size));
+    outln!("Replicas:      {}", v.spec.number_of_replicas);
+    outln!("State:         {}", state_name(v.status.state));
+    outln!(
         "Robustness:    {}",
         as_json(&v.status.robustness).as_str().unwrap_or("")
     );
-    println!(
+    outln!(
         "Frontend:      {}",
         as_json(&v.spec.frontend).as_str().unwrap_or("")
     );
     if !v.spec.node_id.is_empty() {
-        println!(
+        outln!(
             "Attach to:     {}{}",
             v.spec.node_id,
             if v.spec.maintenance {
@@ -452,19 +468,22 @@ fn show_volume(v: &Volume) {
         );
     }
     if !v.status.endpoint.is_empty() {
-        println!("Endpoint:      {}", v.status.endpoint);
+        outln!("Endpoint:      {}", v.status.endpoint);
     }
-    println!(
+    outln!(
         "Stale replica timeout: {} min",
         v.spec.stale_replica_timeout
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<40} {:<14} {:<10} {:<5} HEALTHY",
-        "REPLICA", "NODE", "DISK", "MODE"
+        "REPLICA",
+        "NODE",
+        "DISK",
+        "MODE"
     );
     for r in &v.status.replicas {
-        println!(
+        outln!(
             "{:<40} {:<14} {:<10} {:<5} {}",
             r.name,
             r.node,
@@ -475,11 +494,20 @@ fn show_volume(v: &Volume) {
     }
     let problems: Vec<_> = v.status.conditions.iter().filter(|c| !c.holds()).collect();
     if !problems.is_empty() {
-        println!();
+        outln!();
         for c in problems {
-            println!("{} is False: {} {}", c.kind, c.reason, c.message);
+            outln!("{} is False: {} {}", c.kind, c.reason, c.message);
         }
     }
+}
+
+/// Why the scheduler cannot place the volume's replicas, if it cannot.
+fn unschedulable(v: &Volume) -> Option<String> {
+    v.status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Scheduled" && !c.holds())
+        .map(|c| c.message.clone())
 }
 
 /// Polls the volume until `done` says so; `Ok(None)` when the volume is gone.
@@ -575,12 +603,18 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
             let mut volume: Volume = client.call("POST", "/v1/volumes", Some(body))?;
             if wait.wait {
                 volume = wait_for(&client, &name, &wait, "created", |v| {
-                    v.status.state != VolumeState::Creating
+                    v.status.state != VolumeState::Creating || unschedulable(v).is_some()
                 })?
                 .ok_or_else(|| Failure::new(exit::FAILED, format!("volume {name} disappeared")))?;
+                if let Some(why) = unschedulable(&volume) {
+                    return Err(Failure::new(
+                        exit::FAILED,
+                        format!("volume {name} was created but its replicas cannot be placed yet (it will be once there is room): {why}"),
+                    ));
+                }
             }
             print(opts.output, &as_json(&volume), || {
-                println!(
+                outln!(
                     "volume {} created ({}, {} replicas)",
                     volume.name,
                     human_size(volume.spec.size),
@@ -593,9 +627,9 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
             let volumes: Vec<Volume> =
                 serde_json::from_value(list["data"].clone()).unwrap_or_default();
             print(opts.output, &list, || {
-                println!("{VOLUME_HEADER}");
+                outln!("{VOLUME_HEADER}");
                 for v in &volumes {
-                    println!("{}", volume_row(v));
+                    outln!("{}", volume_row(v));
                 }
             })
         }
@@ -623,7 +657,7 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
             }
             print(opts.output, &as_json(&volume), || {
                 if volume.status.state == VolumeState::Attached {
-                    println!(
+                    outln!(
                         "volume {name} attached to {}{}",
                         volume.status.current_node_id,
                         if volume.status.endpoint.is_empty() {
@@ -633,7 +667,7 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                         }
                     )
                 } else {
-                    println!("volume {name} is attaching to {}", volume.spec.node_id)
+                    outln!("volume {name} is attaching to {}", volume.spec.node_id)
                 }
             })
         }
@@ -647,7 +681,7 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                 .ok_or_else(|| Failure::new(exit::FAILED, format!("volume {name} disappeared")))?;
             }
             print(opts.output, &as_json(&volume), || {
-                println!("volume {name} is {}", state_name(volume.status.state))
+                outln!("volume {name} is {}", state_name(volume.status.state))
             })
         }
         VolumeCommand::Expand { name, size } => {
@@ -657,7 +691,7 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                 Some(json!({ "size": size_arg(&size)? })),
             )?;
             print(opts.output, &as_json(&volume), || {
-                println!(
+                outln!(
                     "volume {name} expanded to {}; clients see the new size when they reconnect",
                     human_size(volume.spec.size)
                 )
@@ -670,9 +704,9 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
             }
             print(opts.output, &as_json(&volume), || {
                 if wait.wait {
-                    println!("volume {name} deleted")
+                    outln!("volume {name} deleted")
                 } else {
-                    println!("volume {name} is being deleted")
+                    outln!("volume {name} is being deleted")
                 }
             })
         }
@@ -694,15 +728,19 @@ fn snapshot(client: &Client, cmd: SnapshotCommand, opts: &ClientOpts) -> Result<
                 Some(json!({ "name": name, "labels": labels(&label_list)? })),
             )?;
             print(opts.output, &snap, || {
-                println!("snapshot {name} of volume {volume} created")
+                outln!("snapshot {name} of volume {volume} created")
             })
         }
         SnapshotCommand::Ls { volume } => {
             let list: Value = client.call("GET", &base(&volume), None)?;
             print(opts.output, &list, || {
-                println!(
+                outln!(
                     "{:<40} {:<22} {:<7} {:<8} {:>12}",
-                    "NAME", "CREATED", "TYPE", "REMOVED", "SIZE"
+                    "NAME",
+                    "CREATED",
+                    "TYPE",
+                    "REMOVED",
+                    "SIZE"
                 );
                 for s in list["data"].as_array().into_iter().flatten() {
                     let name = s["name"].as_str().unwrap_or("");
@@ -713,7 +751,7 @@ fn snapshot(client: &Client, cmd: SnapshotCommand, opts: &ClientOpts) -> Result<
                     } else {
                         "system"
                     };
-                    println!(
+                    outln!(
                         "{:<40} {:<22} {:<7} {:<8} {:>12}",
                         name,
                         s["created"].as_str().unwrap_or(""),
@@ -735,7 +773,7 @@ fn snapshot(client: &Client, cmd: SnapshotCommand, opts: &ClientOpts) -> Result<
                 None,
             )?;
             print(opts.output, &json!({}), || {
-                println!("snapshot {name} marked removed; `ironhorn volume snapshot purge {volume}` frees its space")
+                outln!("snapshot {name} marked removed; `ironhorn volume snapshot purge {volume}` frees its space")
             })
         }
         SnapshotCommand::Revert { volume, name } => {
@@ -745,7 +783,7 @@ fn snapshot(client: &Client, cmd: SnapshotCommand, opts: &ClientOpts) -> Result<
                 None,
             )?;
             print(opts.output, &json!({}), || {
-                println!("volume {volume} reverted to {name}")
+                outln!("volume {volume} reverted to {name}")
             })
         }
         SnapshotCommand::Purge { volume } => {
@@ -754,33 +792,37 @@ fn snapshot(client: &Client, cmd: SnapshotCommand, opts: &ClientOpts) -> Result<
                 &format!("/v1/volumes/{}/purge", path_segment(&volume)),
                 None,
             )?;
-            print(opts.output, &json!({}), || {
-                println!("volume {volume} purged")
-            })
+            print(opts.output, &json!({}), || outln!("volume {volume} purged"))
         }
     }
 }
 
 fn show_node(n: &Node) {
-    println!("Name:        {}", n.name);
-    println!("Address:     {}", n.spec.address);
-    println!("Ready:       {}", n.status.ready);
-    println!(
+    outln!("Name:        {}", n.name);
+    outln!("Address:     {}", n.spec.address);
+    outln!("Ready:       {}", n.status.ready);
+    outln!(
         "Scheduling:  {}",
         if n.spec.allow_scheduling { "on" } else { "off" }
     );
-    println!("Tags:        {}", n.spec.tags.join(","));
+    outln!("Tags:        {}", n.spec.tags.join(","));
     if !n.spec.zone.is_empty() {
-        println!("Zone:        {}", n.spec.zone);
+        outln!("Zone:        {}", n.spec.zone);
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<12} {:<36} {:<5} {:>10} {:>10} {:>10} {:>10} TAGS",
-        "DISK", "PATH", "SCHED", "MAXIMUM", "AVAILABLE", "SCHEDULED", "RESERVED"
+        "DISK",
+        "PATH",
+        "SCHED",
+        "MAXIMUM",
+        "AVAILABLE",
+        "SCHEDULED",
+        "RESERVED"
     );
     for (name, d) in &n.spec.disks {
         let s = n.status.disks.get(name).cloned().unwrap_or_default();
-        println!(
+        outln!(
             "{:<12} {:<36} {:<5} {:>10} {:>10} {:>10} {:>10} {}",
             name,
             d.path,
@@ -793,7 +835,7 @@ fn show_node(n: &Node) {
         );
     }
     for c in n.status.conditions.iter().filter(|c| !c.holds()) {
-        println!("{} is False: {} {}", c.kind, c.reason, c.message);
+        outln!("{} is False: {} {}", c.kind, c.reason, c.message);
     }
 }
 
@@ -805,14 +847,20 @@ pub fn node(cmd: NodeCommand, opts: &ClientOpts) -> Result<()> {
             let list: Value = client.call("GET", "/v1/nodes", None)?;
             let nodes: Vec<Node> = serde_json::from_value(list["data"].clone()).unwrap_or_default();
             print(opts.output, &list, || {
-                println!(
+                outln!(
                     "{:<20} {:<6} {:<10} {:<22} {:>5} {:>10} {:>10}",
-                    "NAME", "READY", "SCHEDULING", "ADDRESS", "DISKS", "MAXIMUM", "AVAILABLE"
+                    "NAME",
+                    "READY",
+                    "SCHEDULING",
+                    "ADDRESS",
+                    "DISKS",
+                    "MAXIMUM",
+                    "AVAILABLE"
                 );
                 for n in &nodes {
                     let max: u64 = n.status.disks.values().map(|d| d.storage_maximum).sum();
                     let avail: u64 = n.status.disks.values().map(|d| d.storage_available).sum();
-                    println!(
+                    outln!(
                         "{:<20} {:<6} {:<10} {:<22} {:>5} {:>10} {:>10}",
                         n.name,
                         n.status.ready,
@@ -900,7 +948,7 @@ pub fn node(cmd: NodeCommand, opts: &ClientOpts) -> Result<()> {
                 None,
             )?;
             print(opts.output, &as_json(&n), || {
-                println!("disk {name} removed from node {node}")
+                outln!("disk {name} removed from node {node}")
             })
         }
     }
@@ -909,14 +957,14 @@ pub fn node(cmd: NodeCommand, opts: &ClientOpts) -> Result<()> {
 pub fn setting(cmd: SettingCommand, opts: &ClientOpts) -> Result<()> {
     let client = Client::new(opts);
     let row = |s: &Value| {
-        println!(
+        outln!(
             "{:<45} {:<30} {}",
             s["name"].as_str().unwrap_or(""),
             s["value"].as_str().unwrap_or(""),
             s["definition"]["default"].as_str().unwrap_or("")
         )
     };
-    let header = || println!("{:<45} {:<30} DEFAULT", "NAME", "VALUE");
+    let header = || outln!("{:<45} {:<30} DEFAULT", "NAME", "VALUE");
     match cmd {
         SettingCommand::Ls => {
             let list: Value = client.call("GET", "/v1/settings", None)?;
@@ -936,7 +984,7 @@ pub fn setting(cmd: SettingCommand, opts: &ClientOpts) -> Result<()> {
             print(opts.output, &s, || {
                 header();
                 row(&s);
-                println!(
+                outln!(
                     "\n{}",
                     s["definition"]["description"].as_str().unwrap_or("")
                 );
@@ -949,7 +997,7 @@ pub fn setting(cmd: SettingCommand, opts: &ClientOpts) -> Result<()> {
                 Some(json!({ "value": value })),
             )?;
             print(opts.output, &s, || {
-                println!(
+                outln!(
                     "{} = {}",
                     s["name"].as_str().unwrap_or(""),
                     s["value"].as_str().unwrap_or("")
@@ -965,9 +1013,9 @@ pub fn orphan(cmd: OrphanCommand, opts: &ClientOpts) -> Result<()> {
         OrphanCommand::Ls => {
             let list: Value = client.call("GET", "/v1/orphans", None)?;
             print(opts.output, &list, || {
-                println!("{:<24} {:<16} {:<10} PATH", "NAME", "NODE", "DISK");
+                outln!("{:<24} {:<16} {:<10} PATH", "NAME", "NODE", "DISK");
                 for o in list["data"].as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{:<24} {:<16} {:<10} {}",
                         o["name"].as_str().unwrap_or(""),
                         o["node"].as_str().unwrap_or(""),
@@ -983,9 +1031,7 @@ pub fn orphan(cmd: OrphanCommand, opts: &ClientOpts) -> Result<()> {
                 &format!("/v1/orphans/{}", path_segment(&name)),
                 None,
             )?;
-            print(opts.output, &json!({}), || {
-                println!("orphan {name} removed")
-            })
+            print(opts.output, &json!({}), || outln!("orphan {name} removed"))
         }
     }
 }

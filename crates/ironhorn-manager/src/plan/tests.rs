@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ironhorn_control::resource::{
-    DiskSpec, DiskStatus, Node, NodeSpec, NodeStatus, Replica, Robustness, Volume, VolumeSpec,
-    VolumeState, VolumeStatus,
+    DataLocality, DiskSpec, DiskStatus, Node, NodeSpec, NodeStatus, Replica, Robustness, Volume,
+    VolumeSpec, VolumeState, VolumeStatus,
 };
 use ironhorn_control::settings::{self, Settings};
 use ironhorn_node::wire::{EngineInstance, EngineReplica, NodeReport, ReplicaInstance};
@@ -569,4 +569,56 @@ fn an_engine_on_another_node_is_stopped_before_attaching_here() {
     );
     let plan = f.plan(&volume("n2"), &replicas);
     assert_eq!(plan.actions, [Action::StopEngine { node: "n1".into() }]);
+}
+
+#[test]
+fn best_effort_locality_adds_a_local_replica_then_removes_one_elsewhere() {
+    let mut f = Fixture::new();
+    f.nodes.insert("n4".into(), node("n4"));
+    f.reports.insert(
+        "n4".into(),
+        NodeReport {
+            name: "n4".into(),
+            ..NodeReport::default()
+        },
+    );
+    let mut replicas = attached_three(&mut f);
+    f.engine(
+        "n4",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")],
+    );
+    let mut v = volume("n4");
+    v.spec.data_locality = DataLocality::BestEffort;
+    let plan = f.plan(&v, &replicas);
+    assert_eq!(plan.create.len(), 1, "{:?}", plan.create);
+    assert_eq!(plan.create[0].node, "n4");
+    assert!(!plan.create[0].healthy);
+    // Disabled locality: nothing to do.
+    assert!(f.plan(&volume("n4"), &replicas).create.is_empty());
+
+    // The local replica rebuilt: four RW for three wanted; one goes, not the local one.
+    let mut local = plan.create[0].clone();
+    local.address = "n4:100".into();
+    local.healthy = true;
+    f.running(&local, "n4:100");
+    replicas.push(local);
+    f.reports.get_mut("n4").unwrap().engines.clear();
+    f.engine(
+        "n4",
+        &[
+            ("n1:100", "RW"),
+            ("n2:100", "RW"),
+            ("n3:100", "RW"),
+            ("n4:100", "RW"),
+        ],
+    );
+    let plan = f.plan(&v, &replicas);
+    assert!(plan.create.is_empty());
+    let removed: Vec<&Action> = plan.actions.iter().collect();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    let Action::RemoveFromEngine { address, .. } = removed[0] else {
+        panic!("{removed:?}");
+    };
+    assert_ne!(address, "n4:100");
+    assert!(matches!(removed[1], Action::DeleteReplica { node, .. } if node != "n4"));
 }
