@@ -105,7 +105,7 @@ pub struct List<T> {
     paths(
         list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand,
         list_snapshots, create_snapshot, delete_snapshot, revert_snapshot, purge_snapshots,
-        list_nodes, register_node, get_node, update_node, add_disk, update_disk, remove_disk,
+        list_nodes, register_node, get_node, update_node, delete_node, add_disk, update_disk, remove_disk,
         list_orphans, get_orphan, delete_orphan,
         list_settings, get_setting, set_setting
     ),
@@ -169,7 +169,10 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/volumes/{name}/purge", post(purge_snapshots))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/register", post(register_node))
-        .route("/v1/nodes/{name}", get(get_node).patch(update_node))
+        .route(
+            "/v1/nodes/{name}",
+            get(get_node).patch(update_node).delete(delete_node),
+        )
         .route("/v1/nodes/{name}/disks", post(add_disk))
         .route(
             "/v1/nodes/{name}/disks/{disk}",
@@ -726,6 +729,30 @@ async fn update_node(
         Ok(())
     })?;
     Ok(Json(node))
+}
+
+#[utoipa::path(delete, path = "/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path, description = "Node name")), responses((status = 204, description = "Removed; its replicas are failed and rebuilt elsewhere"), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+async fn delete_node(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
+    let key = format!("{NODES}{name}");
+    let (node, revision) =
+        state::get::<Node>(m.store.as_ref(), &key)?.ok_or_else(|| node_missing(&name))?;
+    if node.status.ready || m.local_node.as_deref() == Some(name.as_str()) {
+        return Err(ApiError::conflict(format!(
+            "node {name} is up: stop its agent first (a node is removed when its machine is gone for good)"
+        )));
+    }
+    match m.store.delete(&key, Expect::Revision(revision)) {
+        Ok(_) => {}
+        Err(ironhorn_store::StoreError::Conflict { .. }) => {
+            return Err(ApiError::conflict(format!(
+                "node {name} changed meanwhile; try again"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(node = name, "node removed");
+    m.wake.notify_one();
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -222,14 +222,33 @@ pub fn plan(
     let spec = &volume.spec;
     let ready = |node: &str| world.observed.ready(node);
     let engine = world.observed.engine(&volume.name);
-    let mut replicas: Vec<Replica> = replicas.to_vec();
     let mut changed: BTreeSet<String> = BTreeSet::new();
+    // Replicas on nodes that were removed are gone with their machine.
+    let (mut replicas, gone): (Vec<Replica>, Vec<Replica>) = replicas
+        .iter()
+        .cloned()
+        .partition(|r| world.nodes.contains_key(&r.node));
+    for r in gone {
+        if let Some((node, e)) = engine {
+            if !r.address.is_empty() && e.replicas.iter().any(|s| s.address == r.address) {
+                plan.actions.push(Action::RemoveFromEngine {
+                    node: node.to_string(),
+                    address: r.address.clone(),
+                });
+            }
+        }
+        plan.forget.push(r.name);
+    }
 
     // The engine is known to run only where a node reports it; a node that did not answer
     // may still run one, so the volume is not attached elsewhere until it answers.
     if let Some((node, _)) = engine {
         plan.status.current_node_id = node.to_string();
-    } else if !plan.status.current_node_id.is_empty() && ready(&plan.status.current_node_id) {
+    } else if !plan.status.current_node_id.is_empty()
+        && (ready(&plan.status.current_node_id)
+            || !world.nodes.contains_key(&plan.status.current_node_id))
+    {
+        // It answered without an engine, or it was removed with its machine.
         plan.status.current_node_id.clear();
     }
 

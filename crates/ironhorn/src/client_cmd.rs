@@ -233,6 +233,8 @@ pub enum NodeCommand {
         #[arg(long)]
         zone: Option<String>,
     },
+    /// Remove a node whose machine is gone for good (its replicas are rebuilt elsewhere).
+    Rm { name: String },
     /// Disks of a node.
     #[command(subcommand)]
     Disk(DiskCommand),
@@ -895,6 +897,12 @@ pub fn node(cmd: NodeCommand, opts: &ClientOpts) -> Result<()> {
             }
             let node: Node = client.call("PATCH", &path(&name), Some(body))?;
             print(opts.output, &as_json(&node), || show_node(&node))
+        }
+        NodeCommand::Rm { name } => {
+            client.call::<Value>("DELETE", &path(&name), None)?;
+            print(opts.output, &json!({}), || {
+                outln!("node {name} removed; its replicas are rebuilt elsewhere")
+            })
         }
         NodeCommand::Disk(DiskCommand::Add {
             node,

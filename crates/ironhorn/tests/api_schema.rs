@@ -383,6 +383,45 @@ fn invalid_requests_get_the_one_error_shape_with_a_clear_message() {
         Some(8.0 * 1048576.0)
     );
 
+    // A node that is up cannot be removed; a registered one that never answers can.
+    refused(
+        &server,
+        "DELETE",
+        "/v1/nodes/st-node",
+        None,
+        409,
+        "conflict",
+        "stop its agent first",
+    );
+    let (status, _) = request(
+        &server,
+        "POST",
+        "/v1/nodes/register",
+        Some(json!({"name": "ghost", "address": "127.0.0.1:1"})),
+    );
+    assert_eq!(status, 200);
+    wait_until(
+        &server,
+        "the ghost node is seen down",
+        |n| {
+            n["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+        },
+        "/v1/nodes/ghost",
+    );
+    let (status, _) = request(&server, "DELETE", "/v1/nodes/ghost", None);
+    assert_eq!(status, 204);
+    refused(
+        &server,
+        "GET",
+        "/v1/nodes/ghost",
+        None,
+        404,
+        "not_found",
+        "node ls",
+    );
+
     // Settings: Longhorn's keys and validation.
     refused(
         &server,

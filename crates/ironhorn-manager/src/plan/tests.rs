@@ -622,3 +622,26 @@ fn best_effort_locality_adds_a_local_replica_then_removes_one_elsewhere() {
     assert_ne!(address, "n4:100");
     assert!(matches!(removed[1], Action::DeleteReplica { node, .. } if node != "n4"));
 }
+
+#[test]
+fn replicas_on_a_removed_node_are_forgotten_and_replaced_at_once() {
+    let mut f = Fixture::new();
+    f.nodes.insert("n4".into(), node("n4"));
+    f.reports.insert("n4".into(), NodeReport::default());
+    let mut replicas = attached_three(&mut f);
+    replicas[2].failed_at = Some(NOW - 5);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "ERR")],
+    );
+    f.nodes.remove("n3");
+    f.reports.remove("n3");
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(plan.forget, ["vol-r-00000003"]);
+    assert!(plan.actions.contains(&Action::RemoveFromEngine {
+        node: "n1".into(),
+        address: "n3:100".into()
+    }));
+    assert_eq!(plan.create.len(), 1, "replaced without waiting");
+    assert_eq!(plan.create[0].node, "n4");
+}
