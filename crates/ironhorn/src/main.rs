@@ -1,5 +1,6 @@
 //! `ironhorn`: one binary, one subcommand per module.
 
+mod check_cmd;
 mod client_cmd;
 mod engine_cmd;
 mod engine_control;
@@ -35,6 +36,10 @@ enum Command {
     Setting(client_cmd::SettingCli),
     /// Replica directories no volume owns.
     Orphan(client_cmd::OrphanCli),
+    /// Check this node: kernel features for block devices, filesystem tools, room on the
+    /// data directory, the blockdev backend it will use. Exits non-zero when something
+    /// required is missing.
+    Check(check_cmd::CheckArgs),
     /// Offline tools for replica directories: no cluster, no Docker, no iSCSI; never writes
     /// into the directory.
     #[command(subcommand)]
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         Command::Volume(cli) => return client_exit(client_cmd::volume(cli.command, &cli.opts)),
         Command::Setting(cli) => return client_exit(client_cmd::setting(cli.command, &cli.opts)),
         Command::Orphan(cli) => return client_exit(client_cmd::orphan(cli.command, &cli.opts)),
+        Command::Check(args) => return check_cmd::run(&args),
         Command::Recover(cmd) => recover::run(cmd),
         Command::Replica(cmd) => replica_cmd::run(cmd),
         Command::Engine(cmd) => engine_cmd::run(cmd),
