@@ -113,59 +113,44 @@ fn gib(bytes: u64) -> String {
 pub fn evaluate(facts: &Facts) -> Report {
     use Status::{Missing, Ok as Fine, Warning};
     let mut items = Vec::new();
-    let present = |found: bool| if found { Fine } else { Warning };
-    items.push(item(
-        "kernel: ublk",
-        present(facts.ublk_control),
-        false,
-        if facts.ublk_control {
-            "/dev/ublk-control is there".into()
+    let kernel_features = [
+        (
+            "kernel: ublk",
+            facts.ublk_control,
+            "/dev/ublk-control is there",
+            "no /dev/ublk-control (Linux 6.0+ with CONFIG_BLK_DEV_UBLK)",
+            "modprobe ublk_drv",
+        ),
+        (
+            "kernel: nbd",
+            facts.nbd_module,
+            "the nbd driver is loaded",
+            "the nbd driver is not loaded",
+            "modprobe nbd",
+        ),
+        (
+            "kernel: fuse",
+            facts.dev_fuse,
+            "/dev/fuse is there",
+            "no /dev/fuse",
+            "modprobe fuse",
+        ),
+        (
+            "kernel: loop",
+            facts.loop_control,
+            "/dev/loop-control is there",
+            "no /dev/loop-control",
+            "modprobe loop",
+        ),
+    ];
+    // Each is optional on its own: the blockdev backend item below says whether one will do.
+    for (name, found, there, absent, fix) in kernel_features {
+        items.push(if found {
+            item(name, Fine, false, there.into(), "")
         } else {
-            "no /dev/ublk-control (Linux 6.0+ with CONFIG_BLK_DEV_UBLK)".into()
-        },
-        if facts.ublk_control {
-            ""
-        } else {
-            "modprobe ublk_drv"
-        },
-    ));
-    items.push(item(
-        "kernel: nbd",
-        present(facts.nbd_module),
-        false,
-        if facts.nbd_module {
-            "the nbd driver is loaded".into()
-        } else {
-            "the nbd driver is not loaded".into()
-        },
-        if facts.nbd_module { "" } else { "modprobe nbd" },
-    ));
-    items.push(item(
-        "kernel: fuse",
-        present(facts.dev_fuse),
-        false,
-        if facts.dev_fuse {
-            "/dev/fuse is there".into()
-        } else {
-            "no /dev/fuse".into()
-        },
-        if facts.dev_fuse { "" } else { "modprobe fuse" },
-    ));
-    items.push(item(
-        "kernel: loop",
-        present(facts.loop_control),
-        false,
-        if facts.loop_control {
-            "/dev/loop-control is there".into()
-        } else {
-            "no /dev/loop-control".into()
-        },
-        if facts.loop_control {
-            ""
-        } else {
-            "modprobe loop"
-        },
-    ));
+            item(name, Warning, false, absent.into(), fix)
+        });
+    }
     let chosen = backend(facts);
     items.push(match chosen {
         Some(b) => item(
