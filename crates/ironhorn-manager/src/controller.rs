@@ -259,7 +259,7 @@ impl Manager {
         volume: Volume,
         revision: u64,
         replica_revisions: &BTreeMap<String, u64>,
-        plan: Plan,
+        mut plan: Plan,
         nodes: &BTreeMap<String, Node>,
     ) -> bool {
         {
@@ -299,11 +299,31 @@ impl Manager {
                 );
             }
             let address_of = |node: &str| nodes.get(node).map(|n| n.spec.address.clone());
-            for action in plan.actions {
+            let mut failures = Vec::new();
+            let acted = !plan.actions.is_empty();
+            for action in std::mem::take(&mut plan.actions) {
                 busy = true;
                 if let Err(e) = self.act(&volume.name, action, &address_of).await {
                     tracing::warn!(volume = volume.name, error = %e, "controller action failed; retrying next round");
+                    failures.push(e);
                 }
+            }
+            // What went wrong last, where `volume get` shows it (cleared once a round's
+            // actions all succeed).
+            if acted {
+                set_condition(
+                    &mut plan.status.conditions,
+                    Condition::new(
+                        "Reconciled",
+                        failures.is_empty(),
+                        if failures.is_empty() {
+                            ""
+                        } else {
+                            "NodeCallFailed"
+                        },
+                        &failures.join("; "),
+                    ),
+                );
             }
             if plan.delete_volume {
                 let _ = store.delete(

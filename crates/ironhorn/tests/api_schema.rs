@@ -267,6 +267,38 @@ fn invalid_requests_get_the_one_error_shape_with_a_clear_message() {
     assert_eq!(status, 200, "{expanded}");
     assert_eq!(expanded["spec"]["size"], 8 << 20);
 
+    // What a node refuses shows in the volume's conditions: here, a frontend this node
+    // cannot give yet.
+    let (status, _) = request(
+        &server,
+        "POST",
+        volumes,
+        Some(json!({"name": "bd", "size": "4Mi", "numberOfReplicas": 1, "frontend": "blockdev"})),
+    );
+    assert_eq!(status, 201);
+    let (status, _) = request(&server, "POST", "/v1/volumes/bd/attach", None);
+    assert_eq!(status, 202);
+    let refused_attach = wait_until(
+        &server,
+        "the refusal shows",
+        |v| {
+            v["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Reconciled" && c["status"] == "False")
+            })
+        },
+        "/v1/volumes/bd",
+    );
+    let message = refused_attach["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Reconciled")
+        .unwrap()["message"]
+        .to_string();
+    assert!(message.contains("frontend"), "{message}");
+    assert_eq!(refused_attach["status"]["state"], "attaching");
+
     // Disks: a path that does not exist, a system directory, one that holds replicas.
     let disks = "/v1/nodes/st-node/disks";
     refused(
@@ -375,12 +407,13 @@ fn invalid_requests_get_the_one_error_shape_with_a_clear_message() {
         .unwrap()
             > 0.0
     );
+    // v1 (8 MiB) and bd (4 MiB) have their replica there.
     assert_eq!(
         sample(
             "ironhorn_disk_scheduled_bytes",
             &[("node", "st-node"), ("disk", "default")]
         ),
-        Some(8.0 * 1048576.0)
+        Some(12.0 * 1048576.0)
     );
 
     // A node that is up cannot be removed; a registered one that never answers can.
