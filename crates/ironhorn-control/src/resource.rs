@@ -44,6 +44,15 @@ pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
     }
 }
 
+/// The name a value of one of these enums has in JSON (`attached`, `best-effort`, `nbd`):
+/// what tables, metric labels and node requests show.
+pub fn wire_name<T: Serialize>(value: T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// How a volume is exposed on the node it is attached to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -231,4 +240,17 @@ pub struct Replica {
     /// joined an engine.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_are_the_json_names() {
+        assert_eq!(wire_name(VolumeState::Attached), "attached");
+        assert_eq!(wire_name(Robustness::Degraded), "degraded");
+        assert_eq!(wire_name(Frontend::Blockdev), "blockdev");
+        assert_eq!(wire_name(DataLocality::BestEffort), "best-effort");
+    }
 }

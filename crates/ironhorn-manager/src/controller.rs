@@ -37,21 +37,29 @@ pub fn now_secs() -> u64 {
 /// replica modes, robustness unknown) until the first round observes them.
 pub fn forget_observations(manager: &Manager) -> Result<(), ApiError> {
     let store = manager.store.as_ref();
+    let unobserved = |v: &mut Volume| {
+        if v.status.state == VolumeState::Attached {
+            v.status.state = VolumeState::Attaching;
+        }
+        v.status.endpoint.clear();
+        v.status.robustness = Robustness::Unknown;
+        for r in &mut v.status.replicas {
+            r.mode.clear();
+        }
+    };
     for (volume, _) in state::list::<Volume>(store, VOLUMES)? {
+        let mut after = volume.clone();
+        unobserved(&mut after);
+        if after == volume {
+            continue; // detached volumes: nothing to write
+        }
         let key = format!("{VOLUMES}{}", volume.name);
         state::update::<Volume, _>(
             store,
             &key,
             || ApiError::not_found("gone"),
             |v| {
-                if v.status.state == VolumeState::Attached {
-                    v.status.state = VolumeState::Attaching;
-                }
-                v.status.endpoint.clear();
-                v.status.robustness = Robustness::Unknown;
-                for r in &mut v.status.replicas {
-                    r.mode.clear();
-                }
+                unobserved(v);
                 Ok(())
             },
         )?;

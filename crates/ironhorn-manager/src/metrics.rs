@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use ironhorn_control::resource::{Node, Robustness, Volume, VolumeState};
+use ironhorn_control::resource::{wire_name, Node, Robustness, Volume, VolumeState};
 
 use crate::error::ApiError;
 use crate::plan::engine_of;
@@ -27,13 +27,6 @@ fn set(family: &Family<Labels, Gauge>, labels: Labels, value: u64) {
     family
         .get_or_create(&labels)
         .set(i64::try_from(value).unwrap_or(i64::MAX));
-}
-
-fn name_of<T: serde::Serialize>(value: T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// The metrics as OpenMetrics text.
@@ -95,12 +88,12 @@ pub fn render(manager: &Manager) -> Result<String, ApiError> {
         set(&actual, labels(), v.status.actual_size);
         for s in states {
             let mut l = labels();
-            l.push(("state", name_of(s)));
+            l.push(("state", wire_name(s)));
             set(&volume_state, l, u64::from(v.status.state == s));
         }
         for r in robustnesses {
             let mut l = labels();
-            l.push(("robustness", name_of(r)));
+            l.push(("robustness", wire_name(r)));
             set(&robustness, l, u64::from(v.status.robustness == r));
         }
         let healthy = v.status.replicas.iter().filter(|r| r.healthy).count();

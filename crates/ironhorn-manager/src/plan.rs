@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ironhorn_control::resource::{
-    set_condition, Condition, DataLocality, Node, Replica, Robustness, Volume, VolumeReplicaStatus,
-    VolumeState, VolumeStatus,
+    set_condition, wire_name, Condition, DataLocality, Node, Replica, Robustness, Volume,
+    VolumeReplicaStatus, VolumeState, VolumeStatus,
 };
 use ironhorn_control::scheduler::{self, Placement, Request};
 use ironhorn_control::settings::{self, Settings};
@@ -560,10 +560,7 @@ fn start_engine(
         request: StartEngine {
             size: volume.spec.size,
             replicas: addresses.into_iter().map(|(_, a)| a).collect(),
-            frontend: serde_json::to_value(volume.spec.frontend)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "nbd".into()),
+            frontend: wire_name(volume.spec.frontend),
             maintenance: volume.spec.maintenance,
             replica_timeout: world.settings.int(settings::ENGINE_REPLICA_TIMEOUT).max(1) as u64,
         },

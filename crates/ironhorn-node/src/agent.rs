@@ -434,14 +434,15 @@ impl Agent {
 }
 
 fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
+    let (rebuild_copied, rebuild_total) = running.engine.rebuild_progress();
     EngineInstance {
         volume: volume.to_string(),
         size: ironhorn_engine::BlockDevice::size(running.engine.as_ref()),
         endpoint: running.endpoint.clone(),
         maintenance: running.export.is_none(),
         rebuilding: running.engine.rebuild_running(),
-        rebuild_copied: running.engine.rebuild_progress().0,
-        rebuild_total: running.engine.rebuild_progress().1,
+        rebuild_copied,
+        rebuild_total,
         connections: running
             .export
             .as_ref()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
-use ironhorn_control::resource::{Node, Volume, VolumeState};
+use ironhorn_control::resource::{wire_name, Node, Volume, VolumeState};
 use ironhorn_node::wire::path_segment;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -252,33 +252,54 @@ impl OnOff {
     }
 }
 
+/// What `node disk add` and `node disk update` may set.
+#[derive(Debug, Args)]
+pub struct DiskOpts {
+    /// Whether replicas may be placed on it: on or off.
+    #[arg(long)]
+    scheduling: Option<OnOff>,
+    /// Space kept free of replicas, e.g. 10Gi.
+    #[arg(long)]
+    reserved: Option<String>,
+    /// Tags, comma-separated (empty to clear).
+    #[arg(long)]
+    tags: Option<String>,
+}
+
+impl DiskOpts {
+    /// Adds the options given to a request body.
+    fn apply(&self, body: &mut Value) -> Result<()> {
+        if let Some(s) = self.scheduling {
+            body["allowScheduling"] = json!(s.on());
+        }
+        if let Some(r) = &self.reserved {
+            body["storageReserved"] = json!(size_arg(r)?);
+        }
+        if let Some(t) = &self.tags {
+            body["tags"] = json!(tags(t));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DiskCommand {
     /// Add a disk: a path (usually a mount point) on the node.
     Add {
         node: String,
         name: String,
+        /// A directory on the node (usually a mount point); it must exist.
         #[arg(long)]
         path: String,
-        #[arg(long)]
-        scheduling: Option<OnOff>,
-        /// Space kept free of replicas, e.g. 10Gi.
-        #[arg(long)]
-        reserved: Option<String>,
-        /// Tags, comma-separated.
-        #[arg(long)]
-        tags: Option<String>,
+        #[command(flatten)]
+        options: DiskOpts,
     },
     /// Change a disk's scheduling, reserved space or tags.
     Update {
         node: String,
         name: String,
-        #[arg(long)]
-        scheduling: Option<OnOff>,
-        #[arg(long)]
-        reserved: Option<String>,
-        #[arg(long)]
-        tags: Option<String>,
+        #[command(flatten)]
+        options: DiskOpts,
     },
     /// Remove a disk that holds no replicas.
     Rm { node: String, name: String },
@@ -414,13 +435,6 @@ fn size_arg(text: &str) -> Result<u64> {
     parse_size(text).map_err(|e| Failure::new(exit::INVALID, e))
 }
 
-fn state_name(state: VolumeState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 fn as_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
@@ -431,8 +445,8 @@ fn volume_row(v: &Volume) -> String {
         v.name,
         human_size(v.spec.size),
         v.spec.number_of_replicas,
-        state_name(v.status.state),
-        as_json(&v.status.robustness).as_str().unwrap_or(""),
+        wire_name(v.status.state),
+        wire_name(v.status.robustness),
         v.status.current_node_id,
         v.status.endpoint
     )
@@ -449,15 +463,9 @@ fn show_volume(v: &Volume) {
     );
     outln!("Actual size:   {}", human_size(v.status.actual_size));
     outln!("Replicas:      {}", v.spec.number_of_replicas);
-    outln!("State:         {}", state_name(v.status.state));
-    outln!(
-        "Robustness:    {}",
-        as_json(&v.status.robustness).as_str().unwrap_or("")
-    );
-    outln!(
-        "Frontend:      {}",
-        as_json(&v.spec.frontend).as_str().unwrap_or("")
-    );
+    outln!("State:         {}", wire_name(v.status.state));
+    outln!("Robustness:    {}", wire_name(v.status.robustness));
+    outln!("Frontend:      {}", wire_name(v.spec.frontend));
     if !v.spec.node_id.is_empty() {
         outln!(
             "Attach to:     {}{}",
@@ -683,7 +691,7 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                 .ok_or_else(|| Failure::new(exit::FAILED, format!("volume {name} disappeared")))?;
             }
             print(opts.output, &as_json(&volume), || {
-                outln!("volume {name} is {}", state_name(volume.status.state))
+                outln!("volume {name} is {}", wire_name(volume.status.state))
             })
         }
         VolumeCommand::Expand { name, size } => {
@@ -908,40 +916,20 @@ pub fn node(cmd: NodeCommand, opts: &ClientOpts) -> Result<()> {
             node,
             name,
             path: disk_path,
-            scheduling,
-            reserved,
-            tags: tag_text,
+            options,
         }) => {
             let mut body = json!({ "name": name, "path": disk_path });
-            if let Some(s) = scheduling {
-                body["allowScheduling"] = json!(s.on());
-            }
-            if let Some(r) = reserved {
-                body["storageReserved"] = json!(size_arg(&r)?);
-            }
-            if let Some(t) = tag_text {
-                body["tags"] = json!(tags(&t));
-            }
+            options.apply(&mut body)?;
             let n: Node = client.call("POST", &format!("{}/disks", path(&node)), Some(body))?;
             print(opts.output, &as_json(&n), || show_node(&n))
         }
         NodeCommand::Disk(DiskCommand::Update {
             node,
             name,
-            scheduling,
-            reserved,
-            tags: tag_text,
+            options,
         }) => {
             let mut body = json!({});
-            if let Some(s) = scheduling {
-                body["allowScheduling"] = json!(s.on());
-            }
-            if let Some(r) = reserved {
-                body["storageReserved"] = json!(size_arg(&r)?);
-            }
-            if let Some(t) = tag_text {
-                body["tags"] = json!(tags(&t));
-            }
+            options.apply(&mut body)?;
             let n: Node = client.call(
                 "PATCH",
                 &format!("{}/disks/{}", path(&node), path_segment(&name)),

@@ -21,11 +21,8 @@ pub struct ControlState {
     pub export: Arc<Export>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApiError {
-    pub code: String,
-    pub message: String,
-}
+/// The one error shape every Ironhorn API answers with.
+pub use ironhorn_node::wire::ErrorBody as ApiError;
 
 struct Failure(StatusCode, ApiError);
 

@@ -97,6 +97,28 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
         .with_context(|| format!("resolving {}", dir.display()))
 }
 
+/// Listens on `listen`; returns the listener and the address it got (the port may be 0).
+async fn bind(listen: &str) -> Result<(tokio::net::TcpListener, String)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?.to_string();
+    Ok((listener, address))
+}
+
+/// Serves `app` until `shutdown`, then lets requests in flight finish.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("serving HTTP")
+}
+
 pub fn server(args: ServerArgs) -> Result<()> {
     let dir = prepare_dir(&args.data_dir)?;
     let store = RedbStore::open(&dir.join(STATE_FILE))
@@ -105,10 +127,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
     let data_host = data_host(&args.listen, args.data_address.as_deref())?;
     args.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let address = listener.local_addr()?.to_string();
+        let (listener, address) = bind(&args.listen).await?;
         let manager = Arc::new(Manager::new(Arc::new(store), Some(node_name.clone())));
         ironhorn_manager::controller::forget_observations(&manager)
             .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
@@ -142,11 +161,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
             "ironhorn server: API at http://{address}, node {node_name}, data in {}",
             dir.display()
         );
-        let api_shutdown = shutdown.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-            .await
-            .context("serving the API")?;
+        serve(listener, app, &shutdown).await?;
         let _ = controllers.await;
         agent.shutdown().await;
         Ok(())
@@ -159,10 +174,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
     let data_host = data_host(&args.listen, args.data_address.as_deref())?;
     args.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let address = listener.local_addr()?.to_string();
+        let (listener, address) = bind(&args.listen).await?;
         let agent = Arc::new(Agent::new(&name, &data_host));
         let registration = RegisterNode {
             name: name.clone(),
@@ -180,11 +192,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
             dir.display()
         );
         let app = ironhorn_node::api::router(agent.clone());
-        let api_shutdown = shutdown.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-            .await
-            .context("serving the node API")?;
+        serve(listener, app, &shutdown).await?;
         registering.abort();
         agent.shutdown().await;
         Ok(())
