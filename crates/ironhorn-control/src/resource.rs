@@ -147,7 +147,24 @@ pub struct VolumeStatus {
     pub replicas: Vec<VolumeReplicaStatus>,
     /// The NBD URI, or the device path for blockdev; empty while detached.
     pub endpoint: String,
+    /// The block device, while attached with the blockdev frontend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blockdev: Option<BlockdevStatus>,
     pub conditions: Vec<Condition>,
+}
+
+/// A volume's block device on the node it is attached to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockdevStatus {
+    /// How the kernel device is made: `ublk`, `nbd` or `fuse-loop`.
+    pub backend: String,
+    /// `/dev/ironhorn/<volume>`.
+    pub device: String,
+    /// The kernel device the link points to (`/dev/loop3`).
+    pub kernel_device: String,
+    /// Where it is mounted on that node, as last observed.
+    pub mount_points: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -294,6 +294,10 @@ fn local_call(
             .unmap(offset, u64::from(len))
             .map(|_| Vec::new())
             .map_err(e),
+        Kind::WriteZeroes => replica
+            .write_zeroes(offset, u64::from(len))
+            .map(|()| Vec::new())
+            .map_err(e),
         Kind::Flush => replica.flush().map(|()| Vec::new()).map_err(e),
         Kind::ReadLayer => {
             let payload = payload.unwrap_or_default();
@@ -795,7 +799,9 @@ impl Engine {
                     .enter(offset, payload.as_ref().map_or(0, |p| p.len() as u64))
                     .await,
             ),
-            Kind::Unmap => Some(self.window.enter(offset, u64::from(len)).await),
+            Kind::Unmap | Kind::WriteZeroes => {
+                Some(self.window.enter(offset, u64::from(len)).await)
+            }
             _ => None,
         };
         let targets = self.live();
@@ -813,7 +819,7 @@ impl Engine {
                 Err(e) => slot.fail(&e),
             }
         }
-        if matches!(kind, Kind::Write | Kind::Unmap) {
+        if matches!(kind, Kind::Write | Kind::Unmap | Kind::WriteZeroes) {
             let bytes = if kind == Kind::Write {
                 payload.as_ref().map_or(0, |p| p.len() as u64)
             } else {
@@ -1515,10 +1521,21 @@ impl BlockDevice for Engine {
             self.check(offset, len)?;
             let mut pos = offset;
             while pos < offset + len {
-                let n = (offset + len - pos).min(MAX_CALL) as usize;
                 let _io = self.gate.read().await;
-                self.write_async(vec![0u8; n], pos, false).await?;
-                pos += n as u64;
+                // Replicas zero a range by deallocating it (writing zeros only where a snapshot
+                // shows through). While a replica is rebuilt its older layers are still
+                // arriving, so it could not tell what shows through: zeros are sent instead.
+                // (A rebuild adds its replica under the write side of the gate held here.)
+                if self.rebuilding.load(Ordering::SeqCst) {
+                    let n = (offset + len - pos).min(MAX_CALL) as usize;
+                    self.write_async(vec![0u8; n], pos, false).await?;
+                    pos += n as u64;
+                } else {
+                    let n = (offset + len - pos).min(1 << 30);
+                    self.fan_out(Kind::WriteZeroes, pos, n as u32, 0, None)
+                        .await?;
+                    pos += n;
+                }
             }
             Ok(())
         })

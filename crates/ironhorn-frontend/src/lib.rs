@@ -1,4 +1,5 @@
-//! Frontends: what exposes a volume's block device to its users. Today the NBD server
-//! (fixed newstyle, TCP and unix sockets); the `/dev/ironhorn/<volume>` backends come later.
+//! Frontends: what exposes a volume's block device to its users: the NBD server (fixed
+//! newstyle, TCP and unix sockets) and `/dev/ironhorn/<volume>` ([`blockdev`]).
 
+pub mod blockdev;
 pub mod nbd;

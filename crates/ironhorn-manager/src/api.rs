@@ -13,13 +13,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 use ironhorn_control::resource::{
-    DataLocality, DiskSpec, Frontend, Node, NodeSpec, Replica, Volume, VolumeSpec, VolumeState,
-    VolumeStatus,
+    wire_name, DataLocality, DiskSpec, Frontend, Node, NodeSpec, Replica, Volume, VolumeSpec,
+    VolumeState, VolumeStatus,
 };
 use ironhorn_control::settings::{self, DEFINITIONS};
 use ironhorn_control::units::parse_size;
 use ironhorn_control::validate::{check_name, MAX_NAME, MAX_VOLUME_NAME};
-use ironhorn_node::wire::{CreateSnapshot, ErrorBody, SnapshotInfo};
+use ironhorn_node::wire::{CreateSnapshot, ErrorBody, SnapshotInfo, TrimResult};
 use ironhorn_store::Expect;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -103,7 +103,7 @@ pub struct List<T> {
         description = "Volumes, snapshots, nodes with their disks, and settings, with Longhorn's names. Every error is {code, message} with an HTTP status."
     ),
     paths(
-        list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand,
+        list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand, trim,
         list_snapshots, create_snapshot, delete_snapshot, revert_snapshot, purge_snapshots,
         list_nodes, register_node, get_node, update_node, delete_node, add_disk, update_disk, remove_disk,
         list_orphans, get_orphan, delete_orphan,
@@ -154,6 +154,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/volumes/{name}/attach", post(attach))
         .route("/v1/volumes/{name}/detach", post(detach))
         .route("/v1/volumes/{name}/expand", post(expand))
+        .route("/v1/volumes/{name}/trim", post(trim))
         .route(
             "/v1/volumes/{name}/snapshots",
             get(list_snapshots).post(create_snapshot),
@@ -394,6 +395,26 @@ pub struct AttachRequest {
     /// No frontend: for snapshot revert and other maintenance.
     #[serde(default)]
     pub maintenance: bool,
+    /// The frontend to attach with (kept as the volume's); the volume's own when omitted.
+    #[serde(default)]
+    pub frontend: Option<Frontend>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DetachRequest {
+    /// Detach even while the block device is mounted: its filesystems are unmounted (lazily
+    /// when busy) after a flush.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// A request body that may be left out (then every option takes its default).
+fn optional_body<T: Default + DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("{what}: {e}")))
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{name}/attach", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body(content = Option<AttachRequest>, description = "Where to attach; no body attaches to the server's own node"), responses((status = 202, description = "Attaching", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
@@ -403,12 +424,7 @@ async fn attach(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Volume>)> {
     // The body is optional: no body attaches to the server's own node.
-    let req: AttachRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        AttachRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid(format!("attach request: {e}")))?
-    };
+    let req: AttachRequest = optional_body(&body, "attach request")?;
     let node = match req.node.or_else(|| m.local_node.clone()) {
         Some(node) => node,
         None => {
@@ -428,34 +444,69 @@ async fn attach(
                 "volume {name} is being deleted"
             )));
         }
+        let frontend = req.frontend.unwrap_or(v.spec.frontend);
         if !v.spec.node_id.is_empty()
-            && (v.spec.node_id != node || v.spec.maintenance != req.maintenance)
+            && (v.spec.node_id != node
+                || v.spec.maintenance != req.maintenance
+                || v.spec.frontend != frontend)
         {
             return Err(ApiError::conflict(format!(
                 "volume {name} is attached to {}{}; detach it first",
                 v.spec.node_id,
                 if v.spec.maintenance {
-                    " in maintenance mode"
+                    " in maintenance mode".to_string()
                 } else {
-                    ""
+                    format!(" with frontend {}", wire_name(v.spec.frontend))
                 }
             )));
         }
         v.spec.node_id = node.clone();
         v.spec.maintenance = req.maintenance;
+        v.spec.frontend = frontend;
         Ok(())
     })?;
     Ok((StatusCode::ACCEPTED, Json(volume)))
 }
 
-#[utoipa::path(post, path = "/v1/volumes/{name}/detach", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 202, description = "Detaching", body = Volume), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
-async fn detach(State(m): Shared, Path(name): Path<String>) -> Result<(StatusCode, Json<Volume>)> {
+#[utoipa::path(post, path = "/v1/volumes/{name}/detach", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body(content = Option<DetachRequest>, description = "Options; no body detaches without force"), responses((status = 202, description = "Detaching", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state (the block device is mounted)", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody)))]
+async fn detach(
+    State(m): Shared,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Volume>)> {
+    let req: DetachRequest = optional_body(&body, "detach request")?;
+    let volume = load_volume(&m, &name)?;
+    // Asked of the node now, not taken from the last observation: a mount may be seconds old.
+    let engine_node = engine_address(&m, &volume).ok();
+    if let (false, Some(address)) = (req.force, &engine_node) {
+        if let Ok(engine) = m.client.engine(address, &name).await {
+            if let Some(device) = engine.blockdev.filter(|b| !b.mount_points.is_empty()) {
+                return Err(ApiError::conflict(format!(
+                    "volume {name} is mounted at {} on node {}: unmount it first (`umount {}`), or detach with --force",
+                    device.mount_points.join(", "),
+                    volume.status.current_node_id,
+                    device.mount_points[0]
+                )));
+            }
+        }
+    }
     let volume = update_volume(&m, &name, |v| {
         v.spec.node_id.clear();
         v.spec.maintenance = false;
         Ok(())
     })?;
+    if let (true, Some(address)) = (req.force, &engine_node) {
+        m.client.stop_engine(address, &name, true).await?;
+        m.wake.notify_one();
+    }
     Ok((StatusCode::ACCEPTED, Json(volume)))
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/trim", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "The filesystem on the volume's block device was trimmed; its freed blocks are deallocated in every replica", body = TrimResult), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Not attached with the blockdev frontend, or not mounted", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody)))]
+async fn trim(State(m): Shared, Path(name): Path<String>) -> Result<Json<TrimResult>> {
+    let volume = load_volume(&m, &name)?;
+    let address = engine_address(&m, &volume)?;
+    Ok(Json(m.client.trim(&address, &name).await?))
 }
 
 /// The node address of the volume's running engine, or why there is none.

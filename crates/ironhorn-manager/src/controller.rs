@@ -418,7 +418,7 @@ impl Manager {
             }
             Action::StopEngine { .. } => {
                 client
-                    .stop_engine(&address, volume)
+                    .stop_engine(&address, volume, false)
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(volume, node, "engine stopped");

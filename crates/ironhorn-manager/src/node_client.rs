@@ -5,7 +5,7 @@ use std::time::Duration;
 use ironhorn_node::wire::{
     path_segment, AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, ErrorBody,
     Expand, NodeReport, ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica,
-    ReplicaInstance, SnapshotInfo, StartEngine, StartReplica,
+    ReplicaInstance, SnapshotInfo, StartEngine, StartReplica, StopEngine, TrimResult,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -181,14 +181,50 @@ impl NodeClient {
         .await
     }
 
-    pub async fn stop_engine(&self, address: &str, volume: &str) -> Result<(), NodeCallError> {
+    /// Stops the engine; without `force` the node refuses while its block device is mounted.
+    pub async fn stop_engine(
+        &self,
+        address: &str,
+        volume: &str,
+        force: bool,
+    ) -> Result<(), NodeCallError> {
         let path = format!("/node/v1/engines/{}/stop", path_segment(volume));
         self.call(
             address,
             reqwest::Method::POST,
             &path,
+            Some(&StopEngine { force }),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// The engine as it runs now (with its block device's current mount points).
+    pub async fn engine(
+        &self,
+        address: &str,
+        volume: &str,
+    ) -> Result<EngineInstance, NodeCallError> {
+        let path = format!("/node/v1/engines/{}", path_segment(volume));
+        self.call(
+            address,
+            reqwest::Method::GET,
+            &path,
             None::<&()>,
             CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Trims the filesystem mounted from the volume's block device.
+    pub async fn trim(&self, address: &str, volume: &str) -> Result<TrimResult, NodeCallError> {
+        let path = format!("/node/v1/engines/{}/trim", path_segment(volume));
+        self.call(
+            address,
+            reqwest::Method::POST,
+            &path,
+            None::<&()>,
+            REBUILD_TIMEOUT,
         )
         .await
     }

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ironhorn_control::resource::{
-    set_condition, wire_name, Condition, DataLocality, Node, Replica, Robustness, Volume,
-    VolumeReplicaStatus, VolumeState, VolumeStatus,
+    set_condition, wire_name, BlockdevStatus, Condition, DataLocality, Node, Replica, Robustness,
+    Volume, VolumeReplicaStatus, VolumeState, VolumeStatus,
 };
 use ironhorn_control::scheduler::{self, Placement, Request};
 use ironhorn_control::settings::{self, Settings};
@@ -401,7 +401,7 @@ pub fn plan(
     }
 
     match engine {
-        Some((node, _)) if node != want_node => {
+        Some((node, engine)) if node != want_node || !same_frontend(engine, volume) => {
             plan.status.state = VolumeState::Detaching;
             plan.actions.push(Action::StopEngine {
                 node: node.to_string(),
@@ -458,6 +458,23 @@ fn detach(
     plan.status.endpoint.clear();
 }
 
+/// Whether the running engine serves the frontend the volume asks for (an engine started for
+/// another one is restarted).
+fn same_frontend(engine: &EngineInstance, volume: &Volume) -> bool {
+    let wanted = if volume.spec.maintenance {
+        String::new()
+    } else {
+        wire_name(volume.spec.frontend)
+    };
+    let running = match (engine.maintenance, engine.frontend.as_str()) {
+        (true, _) => "",
+        // Agents that predate the blockdev frontend report none: they run NBD.
+        (false, "") => "nbd",
+        (false, name) => name,
+    };
+    wanted == running
+}
+
 fn start_engine(
     plan: &mut Plan,
     replicas: &mut [Replica],
@@ -468,6 +485,7 @@ fn start_engine(
     let want_node = volume.spec.node_id.as_str();
     plan.status.state = VolumeState::Attaching;
     plan.status.endpoint.clear();
+    plan.status.blockdev = None;
     if !world.observed.ready(want_node) {
         let why = if world.nodes.contains_key(want_node) {
             format!("node {want_node} is not ready")
@@ -578,6 +596,12 @@ fn attached(
 ) {
     plan.status.state = VolumeState::Attached;
     plan.status.endpoint = engine.endpoint.clone();
+    plan.status.blockdev = engine.blockdev.as_ref().map(|b| BlockdevStatus {
+        backend: b.backend.clone(),
+        device: b.device.clone(),
+        kernel_device: b.kernel_device.clone(),
+        mount_points: b.mount_points.clone(),
+    });
     condition(&mut plan.status, "Attached", true, "", "");
     let stale_after = volume.spec.stale_replica_timeout.saturating_mul(60);
     let limit = world

@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironhorn_engine::{Engine, EngineError, ReplicaSpec};
+use ironhorn_engine::{BlockDevice, Engine, EngineError, ReplicaSpec};
+use ironhorn_frontend::blockdev::{self, BlockdevError, BlockdevPaths, FuseLoop};
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
 use ironhorn_replica::net::{Addr, Listener};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
@@ -19,9 +20,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::disk;
+use crate::preflight::{self, Backend};
 use crate::wire::{
-    DiskReport, EngineInstance, EngineReplica, NodeReport, ObserveRequest, ReplicaInstance,
-    StartEngine, StartReplica,
+    BlockdevInstance, DiskReport, EngineInstance, EngineReplica, NodeReport, ObserveRequest,
+    ReplicaInstance, StartEngine, StartReplica, TrimResult,
 };
 
 /// How often an engine pings its replicas (Longhorn: 2 s), so a replica that died while the
@@ -38,6 +40,15 @@ pub enum AgentError {
     Invalid(String),
     #[error("{0}")]
     Failed(String),
+}
+
+impl From<BlockdevError> for AgentError {
+    fn from(e: BlockdevError) -> Self {
+        match e {
+            BlockdevError::Busy(m) | BlockdevError::Unavailable(m) => AgentError::Refused(m),
+            BlockdevError::Failed(m) => AgentError::Failed(m),
+        }
+    }
 }
 
 impl From<EngineError> for AgentError {
@@ -60,9 +71,39 @@ struct RunningReplica {
 struct RunningEngine {
     engine: Arc<Engine>,
     export: Option<Arc<Export>>,
+    /// `/dev/ironhorn/<volume>` with the blockdev frontend (behind a lock: its teardown
+    /// blocks, so it runs on a blocking thread).
+    blockdev: Option<SharedBlockdev>,
+    frontend_name: String,
     endpoint: String,
     stop: CancellationToken,
     frontend: Option<JoinHandle<()>>,
+    /// A stop is under way: the engine stays listed (and its replicas in use) until it ends.
+    stopping: bool,
+}
+
+/// A volume's block device; `None` once torn down.
+type SharedBlockdev = Arc<std::sync::Mutex<Option<FuseLoop>>>;
+
+/// Runs `work` on the block device from a blocking thread (its calls wait for the kernel).
+async fn on_blockdev<T: Send + 'static>(
+    device: &SharedBlockdev,
+    work: impl FnOnce(&mut Option<FuseLoop>) -> T + Send + 'static,
+) -> Result<T, AgentError> {
+    let device = device.clone();
+    tokio::task::spawn_blocking(move || work(&mut device.lock().unwrap_or_else(|e| e.into_inner())))
+        .await
+        .map_err(|e| AgentError::Failed(e.to_string()))
+}
+
+/// How this node serves the blockdev frontend.
+#[derive(Debug)]
+struct BlockdevSupport {
+    paths: BlockdevPaths,
+    /// `None` when the kernel offers no backend this build implements.
+    backend: Option<Backend>,
+    /// Held while this process runs (see [`blockdev::fuse_loop::lock_run_dir`]).
+    _lock: std::os::fd::OwnedFd,
 }
 
 /// One node's replica servers and engines.
@@ -72,6 +113,7 @@ pub struct Agent {
     data_host: String,
     replicas: Mutex<BTreeMap<String, RunningReplica>>,
     engines: Mutex<BTreeMap<String, RunningEngine>>,
+    blockdev: Option<BlockdevSupport>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -146,13 +188,40 @@ fn check_deletable(dir: &Path) -> Result<(), AgentError> {
 }
 
 impl Agent {
+    /// An agent without the blockdev frontend.
     pub fn new(name: &str, data_host: &str) -> Agent {
         Agent {
             name: name.to_string(),
             data_host: data_host.to_string(),
             replicas: Mutex::new(BTreeMap::new()),
             engines: Mutex::new(BTreeMap::new()),
+            blockdev: None,
         }
+    }
+
+    /// An agent that serves the blockdev frontend from `paths`. Takes the run directory for
+    /// this process and removes what an earlier run left there (blocks: call it before the
+    /// runtime serves requests, or from a blocking thread).
+    pub fn with_blockdev(
+        name: &str,
+        data_host: &str,
+        paths: BlockdevPaths,
+    ) -> Result<Agent, AgentError> {
+        let lock = blockdev::fuse_loop::lock_run_dir(&paths)?;
+        for done in blockdev::cleanup_stale(&paths) {
+            tracing::warn!(node = name, "cleanup at start: {done}");
+        }
+        let facts = preflight::gather(&paths.run_dir, None);
+        // ublk and the kernel NBD driver are preferred where the kernel has them; this
+        // build serves fuse-loop, which every kernel with FUSE and loop offers.
+        let backend = (facts.dev_fuse && facts.loop_control).then_some(Backend::FuseLoop);
+        let mut agent = Agent::new(name, data_host);
+        agent.blockdev = Some(BlockdevSupport {
+            paths,
+            backend,
+            _lock: lock,
+        });
+        Ok(agent)
     }
 
     pub fn name(&self) -> &str {
@@ -334,12 +403,15 @@ impl Agent {
         if let Some(running) = engines.get(volume) {
             return Ok(engine_instance(volume, running));
         }
-        if !start.maintenance && start.frontend != "nbd" {
-            return Err(AgentError::Refused(format!(
-                "frontend {:?} is not available on this node yet: attach with frontend nbd, or in maintenance mode",
-                start.frontend
-            )));
-        }
+        let blockdev_paths = match (start.maintenance, start.frontend.as_str()) {
+            (true, _) | (false, "nbd") => None,
+            (false, "blockdev") => Some(self.blockdev_paths()?),
+            (false, other) => {
+                return Err(AgentError::Invalid(format!(
+                    "unknown frontend {other:?}: nbd or blockdev"
+                )))
+            }
+        };
         let specs: Vec<ReplicaSpec> = start
             .replicas
             .iter()
@@ -360,9 +432,41 @@ impl Agent {
         let engine = Arc::new(engine);
         engine.spawn_keepalive(KEEPALIVE);
         let stop = CancellationToken::new();
-        let (export, endpoint, frontend) = if start.maintenance {
-            (None, String::new(), None)
-        } else {
+        let mut running = RunningEngine {
+            engine: engine.clone(),
+            export: None,
+            blockdev: None,
+            frontend_name: if start.maintenance {
+                String::new()
+            } else {
+                start.frontend.clone()
+            },
+            endpoint: String::new(),
+            stop,
+            frontend: None,
+            stopping: false,
+        };
+        if let Some(paths) = blockdev_paths {
+            let device: Arc<dyn BlockDevice> = engine.clone();
+            let runtime = tokio::runtime::Handle::current();
+            let name = volume.to_string();
+            let attached = tokio::task::spawn_blocking(move || {
+                FuseLoop::attach(&paths, &name, device, runtime)
+            })
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))
+            .and_then(|r| r.map_err(AgentError::from));
+            match attached {
+                Ok(attached) => {
+                    running.endpoint = attached.link().display().to_string();
+                    running.blockdev = Some(Arc::new(std::sync::Mutex::new(Some(attached))));
+                }
+                Err(e) => {
+                    engine.shutdown().await;
+                    return Err(e);
+                }
+            }
+        } else if !start.maintenance {
             let export = Arc::new(Export::new(
                 volume,
                 &format!("volume {volume}"),
@@ -371,46 +475,173 @@ impl Agent {
             let listener = Listener::bind(&Addr::Tcp(format!("{}:0", self.data_host)))
                 .await
                 .map_err(|e| AgentError::Failed(format!("listening for NBD: {e}")))?;
-            let endpoint = nbd_uri(&listener.local_addr(), volume);
-            let task = tokio::spawn(serve_nbd(listener, export.clone(), stop.clone()));
-            (Some(export), endpoint, Some(task))
-        };
-        tracing::info!(volume, %endpoint, maintenance = start.maintenance, "engine started");
-        let running = RunningEngine {
-            engine,
-            export,
-            endpoint,
-            stop,
-            frontend,
-        };
+            running.endpoint = nbd_uri(&listener.local_addr(), volume);
+            running.frontend = Some(tokio::spawn(serve_nbd(
+                listener,
+                export.clone(),
+                running.stop.clone(),
+            )));
+            running.export = Some(export);
+        }
+        tracing::info!(
+            volume,
+            endpoint = running.endpoint,
+            maintenance = start.maintenance,
+            "engine started"
+        );
         let instance = engine_instance(volume, &running);
         engines.insert(volume.to_string(), running);
         Ok(instance)
     }
 
-    /// Stops the volume's frontend (clients are disconnected after their in-flight requests)
-    /// and its engine (every replica flushed). Stopping one that does not run is not an error.
-    pub async fn stop_engine(&self, volume: &str) {
-        let Some(running) = self.engines.lock().await.remove(volume) else {
-            return;
+    /// The paths for the blockdev frontend, or why this node cannot serve it.
+    fn blockdev_paths(&self) -> Result<BlockdevPaths, AgentError> {
+        match &self.blockdev {
+            Some(BlockdevSupport {
+                paths,
+                backend: Some(_),
+                ..
+            }) => Ok(paths.clone()),
+            Some(_) => Err(AgentError::Refused(format!(
+                "node {} offers no block device backend (it needs /dev/fuse and loop devices): run `ironhorn check` there, or attach with frontend nbd",
+                self.name
+            ))),
+            None => Err(AgentError::Refused(format!(
+                "node {} runs without the blockdev frontend: attach with frontend nbd",
+                self.name
+            ))),
+        }
+    }
+
+    /// Stops the volume's frontend (clients are disconnected after their in-flight requests;
+    /// a block device is flushed and removed) and its engine (every replica flushed).
+    /// Without `force`, a block device that is mounted is refused, and everything keeps
+    /// running. Stopping one that does not run is not an error.
+    pub async fn stop_engine(&self, volume: &str, force: bool) -> Result<(), AgentError> {
+        let mut engines = self.engines.lock().await;
+        let Some(running) = engines.get_mut(volume) else {
+            return Ok(());
         };
+        if running.stopping {
+            return Ok(());
+        }
+        if let (false, Some(device)) = (force, &running.blockdev) {
+            if let Some(why) = on_blockdev(device, |d| d.as_ref().and_then(FuseLoop::busy)).await? {
+                return Err(AgentError::Refused(why));
+            }
+        }
+        // The engine stays listed while it stops: until its last write is flushed, its
+        // replicas must keep running, and the manager must see it does.
+        running.stopping = true;
         running.stop.cancel();
-        if let Some(task) = running.frontend {
+        let frontend = running.frontend.take();
+        let blockdev = running.blockdev.clone();
+        let engine = running.engine.clone();
+        drop(engines);
+        if let Some(task) = frontend {
             let _ = task.await;
         }
-        running.engine.shutdown().await;
+        if let Some(device) = blockdev {
+            let problems = on_blockdev(&device, |d| d.take().map(FuseLoop::teardown))
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            for problem in problems {
+                tracing::warn!(volume, "detaching the block device: {problem}");
+            }
+        }
+        engine.shutdown().await;
+        self.engines.lock().await.remove(volume);
         tracing::info!(volume, "engine stopped");
+        Ok(())
+    }
+
+    /// Grows the volume; a block device takes the new size at once.
+    pub async fn expand(&self, volume: &str, size: u64) -> Result<(), AgentError> {
+        let (engine, device) = {
+            let engines = self.engines.lock().await;
+            let running = engines
+                .get(volume)
+                .ok_or_else(|| self.not_attached(volume))?;
+            (running.engine.clone(), running.blockdev.clone())
+        };
+        engine.expand(size).await?;
+        if let Some(device) = device {
+            on_blockdev(&device, move |d| d.as_ref().map(|d| d.refresh_size(size)))
+                .await?
+                .transpose()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `fstrim` on the filesystem mounted from the volume's block device.
+    pub async fn trim(&self, volume: &str) -> Result<TrimResult, AgentError> {
+        let device = {
+            let engines = self.engines.lock().await;
+            let running = engines
+                .get(volume)
+                .ok_or_else(|| self.not_attached(volume))?;
+            running.blockdev.clone().ok_or_else(|| {
+                AgentError::Refused(format!(
+                    "volume {volume} has no block device here (frontend {:?}): trim runs on a filesystem mounted from /dev/ironhorn/{volume}",
+                    running.frontend_name
+                ))
+            })?
+        };
+        let volume = volume.to_string();
+        on_blockdev(&device, move |d| {
+            let points = d.as_ref().map(FuseLoop::mount_points).unwrap_or_default();
+            let Some(point) = points.first() else {
+                return Err(AgentError::Refused(format!(
+                    "volume {volume} is not mounted: mount /dev/ironhorn/{volume} first (trim works on a mounted filesystem)"
+                )));
+            };
+            let output = std::process::Command::new("fstrim")
+                .arg("-v")
+                .arg(point)
+                .output()
+                .map_err(|e| {
+                    AgentError::Failed(format!("running fstrim: {e} (install util-linux)"))
+                })?;
+            let text = String::from_utf8_lossy(&output.stdout);
+            if !output.status.success() {
+                return Err(AgentError::Failed(format!(
+                    "fstrim {}: {}",
+                    point.display(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+            Ok(TrimResult {
+                mount_point: point.display().to_string(),
+                trimmed_bytes: parse_fstrim(&text).unwrap_or(0),
+            })
+        })
+        .await?
+    }
+
+    fn not_attached(&self, volume: &str) -> AgentError {
+        AgentError::NotFound(format!(
+            "volume {volume} has no engine on node {}: attach it first",
+            self.name
+        ))
+    }
+
+    /// The volume's engine as it runs now, with its block device's current mount points.
+    pub async fn engine_report(&self, volume: &str) -> Result<EngineInstance, AgentError> {
+        let engines = self.engines.lock().await;
+        let running = engines
+            .get(volume)
+            .ok_or_else(|| self.not_attached(volume))?;
+        Ok(engine_instance(volume, running))
     }
 
     /// The running engine of `volume`, for snapshot, rebuild and expand requests.
     pub async fn engine(&self, volume: &str) -> Result<(Arc<Engine>, usize), AgentError> {
         let engines = self.engines.lock().await;
-        let running = engines.get(volume).ok_or_else(|| {
-            AgentError::NotFound(format!(
-                "volume {volume} has no engine on node {}: attach it first",
-                self.name
-            ))
-        })?;
+        let running = engines
+            .get(volume)
+            .ok_or_else(|| self.not_attached(volume))?;
         let clients = running
             .export
             .as_ref()
@@ -422,7 +653,10 @@ impl Agent {
     pub async fn shutdown(&self) {
         let volumes: Vec<String> = self.engines.lock().await.keys().cloned().collect();
         for volume in volumes {
-            self.stop_engine(&volume).await;
+            // The process is going: a mounted block device could not be served anyway.
+            if let Err(e) = self.stop_engine(&volume, true).await {
+                tracing::warn!(volume, error = %e, "stopping an engine at shutdown");
+            }
         }
         let names: Vec<String> = self.replicas.lock().await.keys().cloned().collect();
         for name in names {
@@ -439,7 +673,7 @@ fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
         volume: volume.to_string(),
         size: ironhorn_engine::BlockDevice::size(running.engine.as_ref()),
         endpoint: running.endpoint.clone(),
-        maintenance: running.export.is_none(),
+        maintenance: running.frontend_name.is_empty(),
         rebuilding: running.engine.rebuild_running(),
         rebuild_copied,
         rebuild_total,
@@ -457,12 +691,44 @@ fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
                 reason: s.reason,
             })
             .collect(),
+        frontend: running.frontend_name.clone(),
+        blockdev: running.blockdev.as_ref().and_then(|device| {
+            // try_lock: a teardown in progress holds it, and a report must not wait.
+            let guard = device.try_lock().ok()?;
+            let attached = guard.as_ref()?;
+            Some(BlockdevInstance {
+                backend: "fuse-loop".to_string(),
+                device: attached.link().display().to_string(),
+                kernel_device: attached.kernel_device().display().to_string(),
+                mount_points: attached
+                    .mount_points()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            })
+        }),
     }
+}
+
+/// The byte count in `fstrim -v`'s line (`/mnt: 1 GiB (1073741824 bytes) trimmed`).
+pub fn parse_fstrim(output: &str) -> Option<u64> {
+    let (_, after) = output.rsplit_once('(')?;
+    after.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fstrims_byte_count_is_read() {
+        assert_eq!(
+            parse_fstrim("/mnt/x: 1 GiB (1073741824 bytes) trimmed\n"),
+            Some(1_073_741_824)
+        );
+        assert_eq!(parse_fstrim("/mnt/a (b): 0 B (0 bytes) trimmed"), Some(0));
+        assert_eq!(parse_fstrim("fstrim: nothing"), None);
+    }
 
     #[test]
     fn only_replica_directories_may_be_deleted() {

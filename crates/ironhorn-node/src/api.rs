@@ -16,7 +16,7 @@ use crate::agent::{probe_disk, Agent, AgentError};
 use crate::wire::{
     AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, ErrorBody, Expand,
     NodeReport, ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance,
-    SnapshotInfo, StartEngine, StartReplica,
+    SnapshotInfo, StartEngine, StartReplica, StopEngine, TrimResult,
 };
 
 impl IntoResponse for AgentError {
@@ -45,7 +45,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/node/v1/replicas/{name}", put(start_replica))
         .route("/node/v1/replicas/{name}/stop", post(stop_replica))
         .route("/node/v1/replicas/{name}/delete", post(delete_replica))
-        .route("/node/v1/engines/{volume}", put(start_engine))
+        .route(
+            "/node/v1/engines/{volume}",
+            put(start_engine).get(engine_report),
+        )
+        .route("/node/v1/engines/{volume}/trim", post(trim))
         .route("/node/v1/engines/{volume}/stop", post(stop_engine))
         .route("/node/v1/engines/{volume}/replicas", post(add_replica))
         .route(
@@ -119,9 +123,33 @@ async fn start_engine(
     Ok(Json(agent.start_engine(&volume, req).await?))
 }
 
-async fn stop_engine(State(agent): State<Arc<Agent>>, Path(volume): Path<String>) -> StatusCode {
-    agent.stop_engine(&volume).await;
-    StatusCode::NO_CONTENT
+async fn stop_engine(
+    State(agent): State<Arc<Agent>>,
+    Path(volume): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode> {
+    // The body is optional: none stops without force.
+    let req: StopEngine = if body.iter().all(u8::is_ascii_whitespace) {
+        StopEngine::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| AgentError::Invalid(e.to_string()))?
+    };
+    agent.stop_engine(&volume, req.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn engine_report(
+    State(agent): State<Arc<Agent>>,
+    Path(volume): Path<String>,
+) -> Result<Json<EngineInstance>> {
+    Ok(Json(agent.engine_report(&volume).await?))
+}
+
+async fn trim(
+    State(agent): State<Arc<Agent>>,
+    Path(volume): Path<String>,
+) -> Result<Json<TrimResult>> {
+    Ok(Json(agent.trim(&volume).await?))
 }
 
 async fn add_replica(
@@ -233,7 +261,6 @@ async fn expand(
     Path(volume): Path<String>,
     Json(req): Json<Expand>,
 ) -> Result<StatusCode> {
-    let (engine, _) = agent.engine(&volume).await?;
-    engine.expand(req.size).await?;
+    agent.expand(&volume, req.size).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -128,6 +128,44 @@ pub struct EngineInstance {
     /// NBD clients connected now.
     pub connections: usize,
     pub replicas: Vec<EngineReplica>,
+    /// `nbd` or `blockdev` (empty from agents that predate blockdev: nbd).
+    #[serde(default)]
+    pub frontend: String,
+    /// The block device, with the blockdev frontend.
+    #[serde(default)]
+    pub blockdev: Option<BlockdevInstance>,
+}
+
+/// A volume's block device on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockdevInstance {
+    /// `fuse-loop`, `nbd` or `ublk`.
+    pub backend: String,
+    /// `/dev/ironhorn/<volume>`.
+    pub device: String,
+    /// What the link points to (`/dev/loop3`).
+    pub kernel_device: String,
+    /// Where it is mounted now.
+    pub mount_points: Vec<String>,
+}
+
+/// `POST /node/v1/engines/{volume}/stop`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopEngine {
+    /// Tear the block device down even while it is mounted (its filesystems are unmounted).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What `POST /node/v1/engines/{volume}/trim` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrimResult {
+    /// The filesystem that was trimmed.
+    pub mount_point: String,
+    /// Bytes the filesystem reported as trimmed.
+    pub trimmed_bytes: u64,
 }
 
 /// One replica as the engine sees it.

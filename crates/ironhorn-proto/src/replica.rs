@@ -42,6 +42,8 @@ pub enum Kind {
     ReadLayer,
     /// Write into one layer file (rebuild target): payload = u16 LE name length + name + data.
     WriteLayer,
+    /// Make `[offset, offset+len)` read as zeros (no payload), allocating as little as it can.
+    WriteZeroes,
     ResponseOk,
     ResponseErr,
 }
@@ -57,6 +59,7 @@ impl Kind {
             Kind::Ping => 6,
             Kind::ReadLayer => 7,
             Kind::WriteLayer => 8,
+            Kind::WriteZeroes => 9,
             Kind::ResponseOk => 128,
             Kind::ResponseErr => 129,
         }
@@ -72,6 +75,7 @@ impl Kind {
             6 => Kind::Ping,
             7 => Kind::ReadLayer,
             8 => Kind::WriteLayer,
+            9 => Kind::WriteZeroes,
             128 => Kind::ResponseOk,
             129 => Kind::ResponseErr,
             _ => return None,
@@ -341,8 +345,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn header_round_trip(kind in 0usize..10, id: u64, offset: u64, len: u32, flags: u32, payload_len in 0u32..=MAX_PAYLOAD) {
-            let kinds = [Kind::Read, Kind::Write, Kind::Unmap, Kind::Flush, Kind::Control, Kind::Ping, Kind::ResponseOk, Kind::ResponseErr, Kind::ReadLayer, Kind::WriteLayer];
+        fn header_round_trip(kind in 0usize..11, id: u64, offset: u64, len: u32, flags: u32, payload_len in 0u32..=MAX_PAYLOAD) {
+            let kinds = [Kind::Read, Kind::Write, Kind::Unmap, Kind::Flush, Kind::Control, Kind::Ping, Kind::ResponseOk, Kind::ResponseErr, Kind::ReadLayer, Kind::WriteLayer, Kind::WriteZeroes];
             let h = Header { kind: kinds[kind], id, offset, len, flags, payload_len };
             prop_assert_eq!(Header::decode(&h.encode()).unwrap(), h);
         }

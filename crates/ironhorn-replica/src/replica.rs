@@ -459,6 +459,44 @@ impl Replica {
         Ok(punched)
     }
 
+    /// Makes `[offset, offset+len)` read as zeros while allocating as little as it can: whole
+    /// sectors are deallocated as [`Replica::unmap`] does, then zeros are written only where an
+    /// older snapshot still shows through, and in the partial sectors at the edges.
+    pub fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<()> {
+        let end = self.check_range(offset, len)?;
+        let start = offset.div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
+        let stop = end / SECTOR_SIZE * SECTOR_SIZE;
+        if stop <= start {
+            return self.write_zeroed(offset, end);
+        }
+        self.write_zeroed(offset, start)?;
+        self.write_zeroed(stop, end)?;
+        self.unmap(start, stop - start)?;
+        let showing_through: Vec<(u64, u64)> = self
+            .allocation_runs(start, stop - start)
+            .into_iter()
+            .filter(|(_, _, owner)| owner.is_some())
+            .map(|(at, n, _)| (at, at + n))
+            .collect();
+        for (at, until) in showing_through {
+            self.write_zeroed(at, until)?;
+        }
+        Ok(())
+    }
+
+    /// Writes zeros over `[start, end)` in pieces of at most 1 MiB.
+    fn write_zeroed(&mut self, start: u64, end: u64) -> Result<()> {
+        const PIECE: u64 = 1 << 20;
+        let zeros = vec![0u8; end.saturating_sub(start).min(PIECE) as usize];
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(PIECE) as usize;
+            self.write_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
     /// Recomputes the owners of `[start, stop)` from the layers' allocation.
     pub(crate) fn restamp(&mut self, start: u64, stop: u64) -> Result<()> {
         let (first, count) = sectors_covering(start, stop);

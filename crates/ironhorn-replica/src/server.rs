@@ -131,7 +131,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             Header::decode(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if matches!(
             header.kind,
-            Kind::Read | Kind::Write | Kind::Unmap | Kind::Flush
+            Kind::Read | Kind::Write | Kind::Unmap | Kind::WriteZeroes | Kind::Flush
         ) {
             // Volume I/O, not the engine's health pings: those must leave an idle replica idle.
             crate::poll_window::note_activity();
@@ -461,6 +461,10 @@ fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Respons
         }
         Kind::Unmap => match replica.unmap(header.offset, u64::from(header.len)) {
             Ok(_) => ok_response(id, Vec::new()),
+            Err(e) => fail(e),
+        },
+        Kind::WriteZeroes => match replica.write_zeroes(header.offset, u64::from(header.len)) {
+            Ok(()) => ok_response(id, Vec::new()),
             Err(e) => fail(e),
         },
         Kind::Flush => match replica.flush() {

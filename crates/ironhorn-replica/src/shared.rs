@@ -48,6 +48,10 @@ impl SharedReplica {
         self.write().unmap(offset, len)
     }
 
+    pub fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        self.write().write_zeroes(offset, len)
+    }
+
     /// Makes every completed write durable. The lock is held only to find the files, not
     /// during the syncs: writes are not held up by a flush.
     pub fn flush(&self) -> Result<()> {

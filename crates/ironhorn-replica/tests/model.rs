@@ -1,4 +1,4 @@
-//! Model-based property test: random sequences of write, unmap, snapshot, remove, purge,
+//! Model-based property test: random sequences of write, unmap, write-zeroes, snapshot, remove, purge,
 //! revert, expand and reopen against a plain in-memory model of layered sectors. After
 //! every step the head and every non-removed snapshot must read exactly as the model says.
 #![allow(clippy::unwrap_used)]
@@ -16,6 +16,7 @@ use proptest::prelude::*;
 enum Op {
     Write { offset: u64, len: u64, seed: u8 },
     Unmap { offset: u64, len: u64 },
+    WriteZeroes { offset: u64, len: u64 },
     Read { offset: u64, len: u64 },
     Snapshot { user: bool },
     Remove { pick: usize },
@@ -30,6 +31,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         6 => (0u64..40_000, 1u64..12_000, any::<u8>())
             .prop_map(|(offset, len, seed)| Op::Write { offset, len, seed }),
         2 => (0u64..40_000, 0u64..20_000).prop_map(|(offset, len)| Op::Unmap { offset, len }),
+        2 => (0u64..40_000, 0u64..20_000)
+            .prop_map(|(offset, len)| Op::WriteZeroes { offset, len }),
         2 => (0u64..40_000, 1u64..12_000).prop_map(|(offset, len)| Op::Read { offset, len }),
         3 => any::<bool>().prop_map(|user| Op::Snapshot { user }),
         2 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
@@ -99,6 +102,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let len = len.min(model.size - offset);
                 replica.unmap(offset, len).unwrap();
                 model.unmap(offset, len);
+            }
+            Op::WriteZeroes { offset, len } => {
+                let offset = offset % model.size;
+                let len = len.min(model.size - offset);
+                replica.write_zeroes(offset, len).unwrap();
+                model.write(offset, &vec![0u8; len as usize]);
             }
             Op::Read { offset, len } => {
                 let offset = offset % model.size;

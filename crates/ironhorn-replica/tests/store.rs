@@ -351,3 +351,43 @@ fn a_missing_or_qcow2_backing_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+fn head_allocated(replica: &Replica) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let head = replica.chain().last().unwrap().to_string();
+    std::fs::metadata(replica.dir().join(head))
+        .unwrap()
+        .blocks()
+        * 512
+}
+
+#[test]
+fn write_zeroes_deallocates_and_covers_only_what_snapshots_show_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-0badcafe");
+    let mut replica = Replica::create(&dir, 16 * MIB).unwrap();
+    replica.write_at(&vec![7u8; 8 * MIB as usize], 0).unwrap();
+    assert!(head_allocated(&replica) >= 8 * MIB);
+    // Nothing below the head: zeroing only deallocates.
+    replica.write_zeroes(0, 4 * MIB).unwrap();
+    assert!(head_allocated(&replica) <= 4 * MIB + 64 * 1024);
+    let mut buf = vec![1u8; 4 * MIB as usize];
+    replica.read_at(&mut buf, 0).unwrap();
+    assert!(buf.iter().all(|b| *b == 0));
+    // A snapshot holds [4, 8) MiB: zeroing [4, 6) MiB must hide it with zeros in the head,
+    // and an unaligned edge reads as zeros too.
+    replica
+        .snapshot(&SnapshotSpec {
+            name: "s1".into(),
+            ..SnapshotSpec::default()
+        })
+        .unwrap();
+    replica.write_zeroes(4 * MIB + 100, 2 * MIB - 100).unwrap();
+    let mut buf = vec![1u8; 2 * MIB as usize];
+    replica.read_at(&mut buf, 4 * MIB).unwrap();
+    assert!(buf[..100].iter().all(|b| *b == 7));
+    assert!(buf[100..].iter().all(|b| *b == 0));
+    replica.read_at(&mut buf, 6 * MIB).unwrap();
+    assert!(buf.iter().all(|b| *b == 7));
+    assert!(head_allocated(&replica) >= 2 * MIB);
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
-use ironhorn_control::resource::{wire_name, Node, Volume, VolumeState};
+use ironhorn_control::resource::{wire_name, Frontend, Node, Volume, VolumeState};
 use ironhorn_node::wire::path_segment;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -159,25 +159,36 @@ pub enum VolumeCommand {
     Ls,
     /// Show one volume.
     Get { name: String },
-    /// Attach a volume to a node (its NBD endpoint appears in `volume get`).
+    /// Attach a volume to a node (its NBD endpoint, or /dev/ironhorn/NAME with the blockdev
+    /// frontend, appears in `volume get`).
     Attach {
         name: String,
         /// The node (default: the server's own).
         #[arg(long)]
         node: Option<String>,
+        /// nbd or blockdev (kept as the volume's frontend; default: the volume's).
+        #[arg(long)]
+        frontend: Option<String>,
         /// Without a frontend, for snapshot revert and other maintenance.
         #[arg(long)]
         maintenance: bool,
         #[command(flatten)]
         wait: WaitOpts,
     },
-    /// Detach a volume.
+    /// Detach a volume (refused while its block device is mounted, unless --force).
     Detach {
         name: String,
+        /// Detach even while mounted: the filesystems on it are flushed and unmounted.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         wait: WaitOpts,
     },
-    /// Grow an attached volume.
+    /// Trim the filesystem mounted from the volume's block device (fstrim on its node): the
+    /// space its deleted files held is given back in every replica.
+    Trim { name: String },
+    /// Grow an attached volume (a block device grows at once; then grow the filesystem:
+    /// xfs_growfs MOUNTPOINT, or resize2fs /dev/ironhorn/NAME).
     Expand {
         name: String,
         /// New size, e.g. 20Gi.
@@ -480,6 +491,17 @@ fn show_volume(v: &Volume) {
     if !v.status.endpoint.is_empty() {
         outln!("Endpoint:      {}", v.status.endpoint);
     }
+    if let Some(b) = &v.status.blockdev {
+        outln!(
+            "Block device:  {} -> {} ({})",
+            b.device,
+            b.kernel_device,
+            b.backend
+        );
+        if !b.mount_points.is_empty() {
+            outln!("Mounted at:    {}", b.mount_points.join(", "));
+        }
+    }
     outln!(
         "Stale replica timeout: {} min",
         v.spec.stale_replica_timeout
@@ -650,12 +672,16 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
         VolumeCommand::Attach {
             name,
             node,
+            frontend,
             maintenance,
             wait,
         } => {
             let mut body = json!({ "maintenance": maintenance });
             if let Some(node) = node {
                 body["node"] = json!(node);
+            }
+            if let Some(frontend) = frontend {
+                body["frontend"] = json!(frontend);
             }
             let mut volume: Volume =
                 client.call("POST", &format!("{}/attach", path(&name)), Some(body))?;
@@ -681,9 +707,12 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                 }
             })
         }
-        VolumeCommand::Detach { name, wait } => {
-            let mut volume: Volume =
-                client.call("POST", &format!("{}/detach", path(&name)), None)?;
+        VolumeCommand::Detach { name, force, wait } => {
+            let mut volume: Volume = client.call(
+                "POST",
+                &format!("{}/detach", path(&name)),
+                Some(json!({ "force": force })),
+            )?;
             if wait.wait {
                 volume = wait_for(&client, &name, &wait, "detached", |v| {
                     v.status.state == VolumeState::Detached
@@ -701,9 +730,30 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                 Some(json!({ "size": size_arg(&size)? })),
             )?;
             print(opts.output, &as_json(&volume), || {
+                if volume.spec.frontend == Frontend::Blockdev && !volume.status.endpoint.is_empty()
+                {
+                    outln!(
+                        "volume {name} expanded to {}; {} has the new size: grow its filesystem now (xfs_growfs MOUNTPOINT, or resize2fs {})",
+                        human_size(volume.spec.size),
+                        volume.status.endpoint,
+                        volume.status.endpoint
+                    )
+                } else {
+                    outln!(
+                        "volume {name} expanded to {}; NBD clients see the new size when they reconnect",
+                        human_size(volume.spec.size)
+                    )
+                }
+            })
+        }
+        VolumeCommand::Trim { name } => {
+            let result: Value = client.call("POST", &format!("{}/trim", path(&name)), None)?;
+            print(opts.output, &result, || {
                 outln!(
-                    "volume {name} expanded to {}; clients see the new size when they reconnect",
-                    human_size(volume.spec.size)
+                    "trimmed {} on {}: {} given back to the replicas",
+                    result["mountPoint"].as_str().unwrap_or_default(),
+                    name,
+                    human_size(result["trimmedBytes"].as_u64().unwrap_or(0))
                 )
             })
         }

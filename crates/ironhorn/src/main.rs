@@ -59,7 +59,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+                // fuser tries to unmount a FUSE session's mount again when the session ends
+                // after the block device detached it; the failed retry is not a problem.
+                .add_directive(
+                    "fuser::mnt=error"
+                        .parse()
+                        .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::ERROR.into()),
+                ),
         )
         .init();
     let result = match cli.command {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use ironhorn_frontend::blockdev::BlockdevPaths;
 use ironhorn_manager::api::{register, RegisterNode};
 use ironhorn_manager::Manager;
 use ironhorn_node::agent::Agent;
@@ -33,6 +34,10 @@ pub struct ServerArgs {
     /// Address replica servers and NBD exports listen on (default: the --listen host).
     #[arg(long)]
     pub data_address: Option<String>,
+    /// Where block devices of volumes attached with the blockdev frontend appear, one
+    /// symlink per volume.
+    #[arg(long, env = "IRONHORN_DEVICE_DIR", default_value = "/dev/ironhorn")]
+    pub device_dir: PathBuf,
     #[command(flatten)]
     pub poll: PollArgs,
 }
@@ -58,6 +63,10 @@ pub struct NodeArgs {
     /// Address replica servers and NBD exports listen on (default: the --listen host).
     #[arg(long)]
     pub data_address: Option<String>,
+    /// Where block devices of volumes attached with the blockdev frontend appear, one
+    /// symlink per volume.
+    #[arg(long, env = "IRONHORN_DEVICE_DIR", default_value = "/dev/ironhorn")]
+    pub device_dir: PathBuf,
     #[command(flatten)]
     pub poll: PollArgs,
 }
@@ -84,6 +93,16 @@ fn data_host(listen: &str, given: Option<&str>) -> Result<String> {
         bail!("--listen {listen} listens on every address: say which one other nodes reach this node's data on with --data-address");
     }
     Ok(host.to_string())
+}
+
+/// The node agent, serving block devices from `<data dir>/run/fuse` (cleaned of what an
+/// earlier run left) into `device_dir`.
+fn start_agent(name: &str, data_host: &str, data_dir: &Path, device_dir: &Path) -> Result<Agent> {
+    let paths = BlockdevPaths {
+        run_dir: data_dir.join("run").join("fuse"),
+        dev_dir: device_dir.to_path_buf(),
+    };
+    Agent::with_blockdev(name, data_host, paths).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn prepare_dir(dir: &Path) -> Result<PathBuf> {
@@ -150,7 +169,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
                 }
             }
         });
-        let agent = Arc::new(Agent::new(&node_name, &data_host));
+        let agent = Arc::new(start_agent(&node_name, &data_host, &dir, &args.device_dir)?);
         let app = ironhorn_manager::api::router(manager.clone())
             .merge(ironhorn_node::api::router(agent.clone()));
         let controllers = tokio::spawn(ironhorn_manager::controller::run(
@@ -175,7 +194,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
     args.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
-        let agent = Arc::new(Agent::new(&name, &data_host));
+        let agent = Arc::new(start_agent(&name, &data_host, &dir, &args.device_dir)?);
         let registration = RegisterNode {
             name: name.clone(),
             address: address.clone(),

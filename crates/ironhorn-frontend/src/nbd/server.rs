@@ -319,6 +319,23 @@ async fn read_requests<R: AsyncRead + Unpin>(
     }
 }
 
+/// Writes zeros over `[offset, offset+len)` as data, in pieces of at most 1 MiB.
+async fn write_allocated_zeros(
+    device: &dyn BlockDevice,
+    offset: u64,
+    len: u64,
+    fua: bool,
+) -> Result<(), DeviceError> {
+    const PIECE: u64 = 1 << 20;
+    let mut at = offset;
+    while at < offset + len {
+        let n = (offset + len - at).min(PIECE);
+        device.write(vec![0u8; n as usize], at, fua).await?;
+        at += n;
+    }
+    Ok(())
+}
+
 async fn execute(device: &dyn BlockDevice, request: Request, payload: Vec<u8>) -> Reply {
     let cookie = request.cookie;
     let len = u64::from(request.len);
@@ -353,6 +370,10 @@ async fn execute(device: &dyn BlockDevice, request: Request, payload: Vec<u8>) -
         Command::Write | Command::WriteZeroes if !in_range => return fail(proto::ENOSPC),
         Command::Trim if !in_range => return fail(proto::EINVAL),
         Command::Write => device.write(payload, request.offset, fua).await,
+        // NO_HOLE asks for the range to stay allocated: zeros are written, not punched.
+        Command::WriteZeroes if request.flags & proto::CMD_FLAG_NO_HOLE != 0 => {
+            write_allocated_zeros(device, request.offset, len, fua).await
+        }
         Command::WriteZeroes => match device.write_zeroes(request.offset, len).await {
             Ok(()) if fua => device.flush().await,
             other => other,

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ironhorn_control::resource::{
-    DataLocality, DiskSpec, DiskStatus, Node, NodeSpec, NodeStatus, Replica, Robustness, Volume,
-    VolumeSpec, VolumeState, VolumeStatus,
+    DataLocality, DiskSpec, DiskStatus, Frontend, Node, NodeSpec, NodeStatus, Replica, Robustness,
+    Volume, VolumeSpec, VolumeState, VolumeStatus,
 };
 use ironhorn_control::settings::{self, Settings};
 use ironhorn_node::wire::{EngineInstance, EngineReplica, NodeReport, ReplicaInstance};
@@ -163,6 +163,8 @@ impl Fixture {
                         reason: String::new(),
                     })
                     .collect(),
+                frontend: String::new(),
+                blockdev: None,
             });
     }
 
@@ -569,6 +571,42 @@ fn an_engine_on_another_node_is_stopped_before_attaching_here() {
     );
     let plan = f.plan(&volume("n2"), &replicas);
     assert_eq!(plan.actions, [Action::StopEngine { node: "n1".into() }]);
+}
+
+#[test]
+fn an_engine_serving_another_frontend_is_restarted_and_a_block_device_shows_in_the_status() {
+    let mut f = Fixture::new();
+    let replicas = attached_three(&mut f);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")],
+    );
+    let mut wanted = volume("n1");
+    wanted.spec.frontend = Frontend::Blockdev;
+    // An agent that predates blockdev reports no frontend: it runs NBD.
+    let plan = f.plan(&wanted, &replicas);
+    assert_eq!(plan.actions, [Action::StopEngine { node: "n1".into() }]);
+    assert_eq!(plan.status.state, VolumeState::Detaching);
+
+    let engine = &mut f.reports.get_mut("n1").unwrap().engines[0];
+    engine.frontend = "blockdev".into();
+    engine.endpoint = "/dev/ironhorn/vol".into();
+    engine.blockdev = Some(ironhorn_node::wire::BlockdevInstance {
+        backend: "fuse-loop".into(),
+        device: "/dev/ironhorn/vol".into(),
+        kernel_device: "/dev/loop3".into(),
+        mount_points: vec!["/mnt".into()],
+    });
+    let plan = f.plan(&wanted, &replicas);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.status.endpoint, "/dev/ironhorn/vol");
+    let device = plan.status.blockdev.as_ref().unwrap();
+    assert_eq!(device.kernel_device, "/dev/loop3");
+    assert_eq!(device.mount_points, ["/mnt"]);
+    // The same engine is wrong for a volume that wants NBD.
+    let plan = f.plan(&volume("n1"), &replicas);
+    assert_eq!(plan.actions, [Action::StopEngine { node: "n1".into() }]);
+    assert_eq!(plan.status.blockdev, None);
 }
 
 #[test]

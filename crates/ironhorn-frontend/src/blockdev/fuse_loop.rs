@@ -1,0 +1,359 @@
+//! The fuse-loop backend: attach (FUSE file, loop device, symlink), size refresh after an
+//! expansion, detach (flush, unmount what is still mounted, unbind, end the FUSE session),
+//! and the cleanup at start of whatever a killed process left behind.
+//!
+//! Every call here blocks (it runs `losetup`, mounts and waits for the kernel): call it from a
+//! blocking thread.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
+use ironhorn_engine::BlockDevice;
+use rustix::mount::{unmount, UnmountFlags};
+
+use super::fuse_file::{VolumeFile, FILE_NAME};
+use super::{links, loop_device, mounts, BlockdevError, BlockdevPaths};
+
+/// How long a detach waits for the kernel to let go of the file before it aborts the FUSE
+/// connection (which fails whatever I/O is still queued).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// A volume attached as `/dev/ironhorn/<volume>` through FUSE and a loop device.
+#[derive(Debug)]
+pub struct FuseLoop {
+    volume: String,
+    mount_point: PathBuf,
+    loop_device: PathBuf,
+    loop_number: (u32, u32),
+    link: PathBuf,
+    connection: String,
+    session: Option<BackgroundSession>,
+}
+
+/// `/sys/fs/fuse/connections/<id>` of the FUSE filesystem on device `major:minor`.
+fn connection_dir(device: (u32, u32)) -> PathBuf {
+    let id = (u64::from(device.0) << 20) | u64::from(device.1);
+    PathBuf::from(format!("/sys/fs/fuse/connections/{id}"))
+}
+
+/// Ends a FUSE connection: queued and future requests fail at once.
+fn abort_connection(dir: &Path) {
+    let _ = std::fs::write(dir.join("abort"), "1");
+}
+
+/// Writes out everything the filesystem mounted at `path` holds in memory.
+fn sync_filesystem(path: &Path) -> Result<(), String> {
+    File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|dir| rustix::fs::syncfs(&dir).map_err(|e| e.to_string()))
+        .map_err(|e| format!("syncing the filesystem at {}: {e}", path.display()))
+}
+
+/// Unmounts `path`; when it is busy, detaches it (it goes once its last user leaves).
+fn unmount_path(path: &Path) -> Result<(), String> {
+    match unmount(path, UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(_) => unmount(path, UnmountFlags::DETACH)
+            .map_err(|e| format!("unmounting {}: {e}", path.display())),
+    }
+}
+
+/// Waits until `done` holds or `limit` passes; whether it held. Polls the kernel's view.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+impl FuseLoop {
+    /// Serves `device` as `<paths.dev_dir>/<volume>`.
+    pub fn attach(
+        paths: &BlockdevPaths,
+        volume: &str,
+        device: Arc<dyn BlockDevice>,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<FuseLoop, BlockdevError> {
+        links::check_volume_name(volume)?;
+        let mount_point = paths.run_dir.join(volume);
+        if mounts::current()
+            .iter()
+            .any(|m| m.mount_point == mount_point)
+        {
+            // Left by a run of this node that was killed; the cleanup at start missed it.
+            let _ = unmount(&mount_point, UnmountFlags::DETACH);
+        }
+        std::fs::create_dir_all(&mount_point).map_err(|e| {
+            BlockdevError::Failed(format!("creating {}: {e}", mount_point.display()))
+        })?;
+        let mut config = Config::default();
+        config.mount_options = vec![
+            MountOption::FSName("ironhorn".into()),
+            MountOption::Subtype("ironhorn".into()),
+            MountOption::NoAtime,
+        ];
+        config.acl = SessionACL::Owner;
+        config.n_threads = Some(2);
+        config.clone_fd = true;
+        let session = Session::new(
+            VolumeFile::new(volume, device, runtime),
+            &mount_point,
+            &config,
+        )
+        .map_err(|e| {
+            BlockdevError::Unavailable(format!(
+                "mounting the FUSE file for volume {volume} at {}: {e} (needs /dev/fuse and root; see `ironhorn check`)",
+                mount_point.display()
+            ))
+        })?
+        .spawn()
+        .map_err(|e| BlockdevError::Failed(format!("starting the FUSE session: {e}")))?;
+        let fs_device = rustix::fs::stat(&mount_point)
+            .map(|st| (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
+            .unwrap_or((0, 0));
+        let mut attached = FuseLoop {
+            volume: volume.to_string(),
+            mount_point: mount_point.clone(),
+            loop_device: PathBuf::new(),
+            loop_number: (0, 0),
+            link: paths.dev_dir.join(volume),
+            connection: connection_dir(fs_device).display().to_string(),
+            session: Some(session),
+        };
+        let bound = loop_device::bind(&mount_point.join(FILE_NAME)).and_then(|dev| {
+            attached.loop_device = dev.clone();
+            attached.loop_number = loop_device::device_number(&dev).ok_or_else(|| {
+                BlockdevError::Failed(format!("{} has no device number", dev.display()))
+            })?;
+            links::publish(&paths.dev_dir, volume, &dev)
+        });
+        if let Err(e) = bound {
+            attached.teardown();
+            return Err(e);
+        }
+        tracing::info!(volume, device = %attached.loop_device.display(), link = %attached.link.display(), "block device attached (fuse-loop)");
+        Ok(attached)
+    }
+
+    /// `/dev/ironhorn/<volume>`.
+    pub fn link(&self) -> &Path {
+        &self.link
+    }
+
+    /// The kernel device (`/dev/loopN`).
+    pub fn kernel_device(&self) -> &Path {
+        &self.loop_device
+    }
+
+    /// Where the device is mounted now.
+    pub fn mount_points(&self) -> Vec<PathBuf> {
+        mounts::mount_points_of(&mounts::current(), self.loop_number)
+    }
+
+    /// Why a detach without force must wait, if it must: the device is mounted.
+    pub fn busy(&self) -> Option<String> {
+        let points = self.mount_points();
+        (!points.is_empty()).then(|| {
+            let list: Vec<String> = points.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "volume {} is mounted at {} ({}): unmount it first (`umount {}`), or detach with --force",
+                self.volume,
+                list.join(", "),
+                self.link.display(),
+                list[0]
+            )
+        })
+    }
+
+    /// Makes the block device take the volume's new size (after the engine grew).
+    pub fn refresh_size(&self, size: u64) -> Result<(), BlockdevError> {
+        // A stat makes FUSE fetch the file's attributes, so the kernel learns the new size
+        // before the loop device asks for it.
+        let seen = std::fs::metadata(self.mount_point.join(FILE_NAME))
+            .map(|m| m.len())
+            .map_err(|e| BlockdevError::Failed(format!("reading the FUSE file's size: {e}")))?;
+        if seen != size {
+            return Err(BlockdevError::Failed(format!(
+                "the FUSE file shows {seen} bytes, not {size}"
+            )));
+        }
+        loop_device::refresh_size(&self.loop_device)?;
+        match loop_device::size_bytes(&self.loop_device) {
+            Some(now) if now == size => Ok(()),
+            other => Err(BlockdevError::Failed(format!(
+                "{} shows {other:?} bytes after the resize, not {size}",
+                self.loop_device.display()
+            ))),
+        }
+    }
+
+    /// Writes what the kernel holds for the block device (writes through its page cache by
+    /// programs that did not sync) and flushes the volume.
+    pub fn flush(&self) -> Result<(), BlockdevError> {
+        File::open(&self.loop_device)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| {
+                BlockdevError::Failed(format!("flushing {}: {e}", self.loop_device.display()))
+            })
+    }
+
+    /// Detaches: flushes, unmounts what is still mounted (a forced detach), removes the
+    /// link, unbinds the loop device and ends the FUSE session. Best effort past the flush:
+    /// what could not be done is returned, one line each.
+    pub fn teardown(mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.loop_number != (0, 0) {
+            for point in self.mount_points().into_iter().rev() {
+                tracing::warn!(volume = self.volume, mount = %point.display(), "unmounting a filesystem on a volume detached with force");
+                // What the filesystem holds in memory goes to the volume first; a busy
+                // filesystem is then only detached, and writes made after this are lost.
+                if let Err(e) = sync_filesystem(&point) {
+                    problems.push(e);
+                }
+                if let Err(e) = unmount_path(&point) {
+                    problems.push(e);
+                }
+            }
+            if let Err(e) = self.flush() {
+                problems.push(e.to_string());
+            }
+            if let Err(e) = links::withdraw(&self.link, &self.loop_device) {
+                problems.push(e.to_string());
+            }
+            if let Err(e) = loop_device::unbind(&self.loop_device) {
+                problems.push(e.to_string());
+            }
+        }
+        let released = wait_for(RELEASE_WAIT, || {
+            loop_device::backing_file(&self.loop_device).is_none()
+        });
+        if !released {
+            problems.push(format!(
+                "{} is still in use: its FUSE connection is aborted, so it fails I/O until its last user closes it",
+                self.loop_device.display()
+            ));
+            abort_connection(Path::new(&self.connection));
+        }
+        if let Err(e) = unmount(&self.mount_point, UnmountFlags::DETACH) {
+            problems.push(format!("unmounting {}: {e}", self.mount_point.display()));
+        }
+        if let Some(session) = self.session.take() {
+            if !wait_for(RELEASE_WAIT, || session.guard.is_finished()) {
+                abort_connection(Path::new(&self.connection));
+            }
+            // Dropping the session would try to unmount again; the thread has ended.
+            let BackgroundSession { guard, .. } = session;
+            let _ = guard.join();
+        }
+        let _ = std::fs::remove_dir(&self.mount_point);
+        tracing::info!(volume = self.volume, "block device detached");
+        problems
+    }
+}
+
+/// Holds the node's run directory for this process: a second process on the same data
+/// directory would tear down this one's devices at its start.
+pub fn lock_run_dir(paths: &BlockdevPaths) -> Result<OwnedFd, BlockdevError> {
+    std::fs::create_dir_all(&paths.run_dir)
+        .map_err(|e| BlockdevError::Failed(format!("creating {}: {e}", paths.run_dir.display())))?;
+    let lock = paths.run_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| BlockdevError::Failed(format!("opening {}: {e}", lock.display())))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            BlockdevError::Busy(format!(
+                "another ironhorn process serves block devices from {}: one node per data directory",
+                paths.run_dir.display()
+            ))
+        },
+    )?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Removes what an earlier run of this node left (it was killed, or the machine rebooted):
+/// loop devices bound to files under the run directory (and filesystems still mounted on
+/// them, which fail every I/O now), their links, and the FUSE mounts. Returns what it did.
+pub fn cleanup_stale(paths: &BlockdevPaths) -> Vec<String> {
+    let mut done = Vec::new();
+    let entries = mounts::current();
+    for (device, file) in loop_device::bound() {
+        if !file.starts_with(&paths.run_dir) {
+            continue;
+        }
+        if let Some(number) = loop_device::device_number(&device) {
+            for point in mounts::mount_points_of(&entries, number) {
+                let _ = unmount(&point, UnmountFlags::DETACH);
+                done.push(format!(
+                    "unmounted {} (its device {} was left by an earlier run and fails all I/O)",
+                    point.display(),
+                    device.display()
+                ));
+            }
+        }
+        for (link, target) in links::all(&paths.dev_dir) {
+            if target == device {
+                let _ = std::fs::remove_file(&link);
+                done.push(format!("removed the link {}", link.display()));
+            }
+        }
+        match loop_device::unbind(&device) {
+            Ok(()) => done.push(format!("unbound {}", device.display())),
+            Err(e) => done.push(format!("could not unbind {}: {e}", device.display())),
+        }
+    }
+    for mount in mounts::mounts_under(&entries, &paths.run_dir) {
+        if mount.fs_type == "fuse" || mount.fs_type.starts_with("fuse.") {
+            abort_connection(&connection_dir(mount.device));
+        }
+        let _ = unmount(&mount.mount_point, UnmountFlags::DETACH);
+        done.push(format!("unmounted {}", mount.mount_point.display()));
+    }
+    // Links to loop devices that serve nothing (left before a reboot).
+    for (link, target) in links::all(&paths.dev_dir) {
+        let is_loop = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(loop_device::is_loop_name);
+        if is_loop && loop_device::backing_file(&target).is_none() {
+            let _ = std::fs::remove_file(&link);
+            done.push(format!("removed the dangling link {}", link.display()));
+        }
+    }
+    if let Ok(dirs) = std::fs::read_dir(&paths.run_dir) {
+        for dir in dirs.filter_map(|d| d.ok()) {
+            if dir.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir(dir.path());
+            }
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_ids_follow_the_kernels_device_numbers() {
+        assert_eq!(
+            connection_dir((0, 51)),
+            PathBuf::from("/sys/fs/fuse/connections/51")
+        );
+        assert_eq!(
+            connection_dir((1, 2)),
+            PathBuf::from("/sys/fs/fuse/connections/1048578")
+        );
+    }
+}
