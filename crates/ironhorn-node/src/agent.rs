@@ -30,6 +30,9 @@ use crate::wire::{
 /// volume is idle is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(2);
 
+/// A trim is over once no discard has arrived for this long after fstrim returned.
+const TRIM_QUIET: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Error)]
 pub enum AgentError {
     #[error("{0}")]
@@ -597,6 +600,14 @@ impl Agent {
                     "volume {volume} is not mounted: mount /dev/ironhorn/{volume} first (trim works on a mounted filesystem)"
                 )));
             };
+            let zeroed_before = d.as_ref().map_or(0, FuseLoop::zeroed_bytes);
+            // Blocks freed by recent deletes stay busy (not trimmable) in xfs until its log
+            // is written: sync first, so a trim right after a delete gives the space back.
+            if let Err(e) = std::fs::File::open(point).and_then(|dir| {
+                rustix::fs::syncfs(&dir).map_err(std::io::Error::from)
+            }) {
+                tracing::warn!(volume, mount = %point.display(), error = %e, "syncing before trim");
+            }
             let output = std::process::Command::new("fstrim")
                 .arg("-v")
                 .arg(point)
@@ -604,6 +615,17 @@ impl Agent {
                 .map_err(|e| {
                     AgentError::Failed(format!("running fstrim: {e} (install util-linux)"))
                 })?;
+            // The filesystem may answer before its discards have reached the volume (xfs
+            // sends them on after FITRIM returns): wait until they stop arriving.
+            let settled = d.as_ref().is_some_and(|device| {
+                device.wait_discards_settled(TRIM_QUIET, Duration::from_secs(300))
+            });
+            if !settled {
+                tracing::warn!(volume, "discards were still arriving 300 s after fstrim");
+            }
+            let discarded = d
+                .as_ref()
+                .map_or(0, |device| device.zeroed_bytes() - zeroed_before);
             let text = String::from_utf8_lossy(&output.stdout);
             if !output.status.success() {
                 return Err(AgentError::Failed(format!(
@@ -615,6 +637,7 @@ impl Agent {
             Ok(TrimResult {
                 mount_point: point.display().to_string(),
                 trimmed_bytes: parse_fstrim(&text).unwrap_or(0),
+                discarded_bytes: discarded,
             })
         })
         .await?

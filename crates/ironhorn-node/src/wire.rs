@@ -164,8 +164,11 @@ pub struct StopEngine {
 pub struct TrimResult {
     /// The filesystem that was trimmed.
     pub mount_point: String,
-    /// Bytes the filesystem reported as trimmed.
+    /// Bytes of free space the filesystem reported trimming (fstrim's figure: every free
+    /// range it went over, sent to the volume or not).
     pub trimmed_bytes: u64,
+    /// Bytes of discards that reached the volume: deallocated in every replica.
+    pub discarded_bytes: u64,
 }
 
 /// One replica as the engine sees it.

@@ -750,10 +750,10 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
             let result: Value = client.call("POST", &format!("{}/trim", path(&name)), None)?;
             print(opts.output, &result, || {
                 outln!(
-                    "trimmed {} on {}: {} given back to the replicas",
+                    "trimmed {} on {}: {} discarded, deallocated in every replica",
                     result["mountPoint"].as_str().unwrap_or_default(),
                     name,
-                    human_size(result["trimmedBytes"].as_u64().unwrap_or(0))
+                    human_size(result["discardedBytes"].as_u64().unwrap_or(0))
                 )
             })
         }

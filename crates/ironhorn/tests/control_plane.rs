@@ -6,111 +6,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 const VOLUME_SIZE: u64 = 64 * MIB;
 
-use ironhorn_testkit::{free_port, Proc};
+mod common;
 
-fn spawn(args: &[&str]) -> Proc {
-    Proc::spawn(env!("CARGO_BIN_EXE_ironhorn"), args)
-}
-
-struct Cluster {
-    url: String,
-    root: tempfile::TempDir,
-    server: Option<Proc>,
-}
-
-impl Cluster {
-    fn start_server(&mut self) {
-        let dir = self.root.path().join("server");
-        let listen = self.url.trim_start_matches("http://").to_string();
-        self.server = Some(spawn(&[
-            "server",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            &listen,
-            "--node-name",
-            "node-1",
-            "--poll-window",
-            "0",
-        ]));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.log().contains("API at") {
-            assert!(
-                Instant::now() < deadline,
-                "the server did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn start_node(&self, name: &str) -> Proc {
-        let dir = self.root.path().join(name);
-        spawn(&[
-            "node",
-            "--manager",
-            &self.url,
-            "--name",
-            name,
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--poll-window",
-            "0",
-        ])
-    }
-
-    /// Runs a client command; returns (exit code, stdout, stderr).
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
-            .args(args)
-            .env("IRONHORN_URL", &self.url)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let (code, out, err) = self.cli(&all);
-        assert_eq!(code, 0, "{args:?}: {err}\nserver log:\n{}", self.log());
-        serde_json::from_str(&out).unwrap()
-    }
-
-    fn volume(&self, name: &str) -> Value {
-        self.json(&["volume", "get", name])
-    }
-
-    fn log(&self) -> String {
-        self.server.as_ref().map(Proc::text).unwrap_or_default()
-    }
-
-    /// Polls until `check` holds (the controllers work in rounds of about two seconds).
-    fn until(&self, what: &str, check: impl Fn(&Cluster) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting until {what}; server log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
+use common::Cluster;
 
 fn qemu_io(endpoint: &str, commands: &[String]) {
     let mut cmd = Command::new("qemu-io");
@@ -153,30 +55,8 @@ fn replica_dirs(root: &Path, node: &str) -> Vec<String> {
 
 #[test]
 fn a_volume_survives_a_node_agent_kill_and_server_restarts() {
-    let mut cluster = Cluster {
-        url: format!("http://127.0.0.1:{}", free_port()),
-        root: tempfile::tempdir().unwrap(),
-        server: None,
-    };
-    cluster.start_server();
-    let mut node2 = cluster.start_node("node-2");
-    let _node3 = cluster.start_node("node-3");
-    cluster.until("three nodes are ready", |c| {
-        let (code, out, _) = c.cli(&["node", "ls", "-o", "json"]);
-        code == 0
-            && serde_json::from_str::<Value>(&out).is_ok_and(|v| {
-                let nodes = v["data"].as_array().cloned().unwrap_or_default();
-                nodes.len() == 3 && nodes.iter().all(|n| n["status"]["ready"] == true)
-            })
-    });
-
-    // The machine's filesystem may be fuller than the default 25% free allows for.
-    cluster.json(&[
-        "setting",
-        "set",
-        "storage-minimal-available-percentage",
-        "0",
-    ]);
+    let (mut cluster, agents) = Cluster::three_nodes();
+    let [mut node2, _node3]: [_; 2] = agents.try_into().ok().unwrap();
 
     // Create: three replicas, one per node.
     let created = cluster.json(&[

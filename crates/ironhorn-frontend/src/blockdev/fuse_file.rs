@@ -9,6 +9,7 @@
 //! range in every replica (writing zeros only where an older snapshot would show through).
 
 use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -62,11 +63,44 @@ fn errno(e: &DeviceError) -> Errno {
     }
 }
 
+/// The discards and zeroing the kernel has sent: how many run now, the bytes done, and a
+/// count of starts and ends, so a trim can wait until the filesystem's discards (which some
+/// filesystems send after FITRIM has returned) have all been carried out.
+#[derive(Debug, Default)]
+pub struct ZeroingActivity {
+    running: AtomicU64,
+    bytes: AtomicU64,
+    events: AtomicU64,
+}
+
+impl ZeroingActivity {
+    /// (running now, bytes zeroed so far, starts and ends so far).
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.running.load(Ordering::SeqCst),
+            self.bytes.load(Ordering::SeqCst),
+            self.events.load(Ordering::SeqCst),
+        )
+    }
+
+    fn start(&self) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        self.events.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::SeqCst);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.events.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// The filesystem: `/device` backed by a block device.
 pub struct VolumeFile {
     device: Arc<dyn BlockDevice>,
     runtime: tokio::runtime::Handle,
     volume: String,
+    zeroing: Arc<ZeroingActivity>,
 }
 
 impl std::fmt::Debug for VolumeFile {
@@ -82,11 +116,13 @@ impl VolumeFile {
         volume: &str,
         device: Arc<dyn BlockDevice>,
         runtime: tokio::runtime::Handle,
+        zeroing: Arc<ZeroingActivity>,
     ) -> Self {
         VolumeFile {
             device,
             runtime,
             volume: volume.to_string(),
+            zeroing,
         }
     }
 
@@ -296,16 +332,27 @@ impl Filesystem for VolumeFile {
         let in_range = offset
             .checked_add(length)
             .is_some_and(|end| end <= self.device.size());
+        tracing::debug!(volume = self.volume, offset, length, mode, "fallocate");
         match classify_fallocate(mode) {
             Fallocate::Unsupported => reply.error(Errno::EOPNOTSUPP),
             _ if !in_range => reply.error(Errno::EINVAL),
             Fallocate::Allocate => reply.ok(),
-            Fallocate::Zero => self.spawn(|device| async move {
-                match device.write_zeroes(offset, length).await {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno(&e)),
-                }
-            }),
+            Fallocate::Zero => {
+                self.zeroing.start();
+                let zeroing = self.zeroing.clone();
+                self.spawn(|device| async move {
+                    match device.write_zeroes(offset, length).await {
+                        Ok(()) => {
+                            zeroing.end(length);
+                            reply.ok();
+                        }
+                        Err(e) => {
+                            zeroing.end(0);
+                            reply.error(errno(&e));
+                        }
+                    }
+                })
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
 use ironhorn_engine::BlockDevice;
 use rustix::mount::{unmount, UnmountFlags};
 
-use super::fuse_file::{VolumeFile, FILE_NAME};
+use super::fuse_file::{VolumeFile, ZeroingActivity, FILE_NAME};
 use super::{links, loop_device, mounts, BlockdevError, BlockdevPaths};
 
 /// How long a detach waits for the kernel to let go of the file before it aborts the FUSE
@@ -32,6 +32,7 @@ pub struct FuseLoop {
     link: PathBuf,
     connection: String,
     session: Option<BackgroundSession>,
+    zeroing: Arc<ZeroingActivity>,
 }
 
 /// `/sys/fs/fuse/connections/<id>` of the FUSE filesystem on device `major:minor`.
@@ -103,8 +104,9 @@ impl FuseLoop {
         config.acl = SessionACL::Owner;
         config.n_threads = Some(2);
         config.clone_fd = true;
+        let zeroing = Arc::new(ZeroingActivity::default());
         let session = Session::new(
-            VolumeFile::new(volume, device, runtime),
+            VolumeFile::new(volume, device, runtime, zeroing.clone()),
             &mount_point,
             &config,
         )
@@ -127,6 +129,7 @@ impl FuseLoop {
             link: paths.dev_dir.join(volume),
             connection: connection_dir(fs_device).display().to_string(),
             session: Some(session),
+            zeroing,
         };
         let bound = loop_device::bind(&mount_point.join(FILE_NAME)).and_then(|dev| {
             attached.loop_device = dev.clone();
@@ -192,6 +195,30 @@ impl FuseLoop {
                 "{} shows {other:?} bytes after the resize, not {size}",
                 self.loop_device.display()
             ))),
+        }
+    }
+
+    /// Bytes zeroed (discarded) through the device since it was attached.
+    pub fn zeroed_bytes(&self) -> u64 {
+        self.zeroing.snapshot().1
+    }
+
+    /// Waits (up to `limit`) until discards stop arriving: none running, none in the block
+    /// layer, and none started or ended for `quiet`. A filesystem may return from FITRIM
+    /// while its discards are still being sent. Whether it settled.
+    pub fn wait_discards_settled(&self, quiet: Duration, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            let (_, _, before) = self.zeroing.snapshot();
+            std::thread::sleep(quiet);
+            let (running, _, after) = self.zeroing.snapshot();
+            let queued = loop_device::in_flight(&self.loop_device).unwrap_or(0);
+            if running == 0 && queued == 0 && before == after {
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
         }
     }
 

@@ -1,0 +1,425 @@
+//! `/dev/ironhorn/<volume>` end to end with real kernel objects (FUSE, loop devices, xfs and
+//! ext4, fstrim) on a three-replica volume served by real `ironhorn` processes: filesystems
+//! made, filled, trimmed and checked across detach and attach; a replica killed during a
+//! large copy; online expansion with xfs_growfs and resize2fs; detach refused while mounted;
+//! nothing left behind after detach or after a kill -9 of the server.
+//! Needs root, /dev/fuse and loop devices; without them each test says it skipped.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Cluster;
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn can_run() -> bool {
+    let ok = rustix::process::geteuid().is_root()
+        && Path::new("/dev/fuse").exists()
+        && Path::new("/dev/loop-control").exists();
+    if !ok {
+        eprintln!("SKIPPED: the fuse-loop backend needs root, /dev/fuse and /dev/loop-control");
+    }
+    ok
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256(path: &Path) -> String {
+    run("sha256sum", &[path.to_str().unwrap()])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `count` MiB of random bytes in a new file.
+fn random_file(path: &Path, count: u64) {
+    run(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", path.display()),
+            "bs=1M",
+            &format!("count={count}"),
+            "status=none",
+        ],
+    );
+}
+
+/// The data directory of a node in the cluster.
+fn node_dir(cluster: &Cluster, node: &str) -> PathBuf {
+    let dir = if node == "node-1" { "server" } else { node };
+    cluster.root.path().join(dir)
+}
+
+/// Bytes the volume's head files occupy, per node.
+fn head_bytes(cluster: &Cluster, volume: &str) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|node| {
+            let replicas = node_dir(cluster, node).join("replicas");
+            let mut bytes = 0;
+            for dir in std::fs::read_dir(&replicas).unwrap().filter_map(|e| e.ok()) {
+                let name = dir.file_name().into_string().unwrap();
+                if !name.starts_with(&format!("{volume}-")) {
+                    continue;
+                }
+                for file in std::fs::read_dir(dir.path())
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                {
+                    let file_name = file.file_name().into_string().unwrap();
+                    if file_name.starts_with("volume-head-") && file_name.ends_with(".img") {
+                        bytes += file.metadata().unwrap().blocks() * 512;
+                    }
+                }
+            }
+            (node.to_string(), bytes)
+        })
+        .collect()
+}
+
+/// Loop devices bound to files under `dir`, and mounts at or below it.
+fn kernel_objects_under(dir: &Path) -> (Vec<String>, Vec<String>) {
+    let mut loops = Vec::new();
+    for entry in std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| e.ok())
+    {
+        let backing = entry.path().join("loop/backing_file");
+        if let Ok(file) = std::fs::read_to_string(&backing) {
+            if file.starts_with(dir.to_str().unwrap()) {
+                loops.push(format!(
+                    "{}: {}",
+                    entry.file_name().to_string_lossy(),
+                    file.trim()
+                ));
+            }
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(dir.to_str().unwrap()))
+        .map(str::to_string)
+        .collect();
+    (loops, mounts)
+}
+
+/// What `volume` leaves on the machine while detached: nothing.
+fn assert_nothing_left(cluster: &Cluster, volume: &str) {
+    let (loops, mounts) = kernel_objects_under(&node_dir(cluster, "node-1").join("run"));
+    assert!(loops.is_empty(), "loop devices left: {loops:?}");
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let link = Path::new("/dev/ironhorn").join(volume);
+    assert!(
+        link.symlink_metadata().is_err(),
+        "{} is left",
+        link.display()
+    );
+}
+
+/// Removes, when a test ends (and above all when it fails), the mounts and loop devices
+/// under its directory, so a failure does not leave kernel objects behind.
+struct Leftovers(PathBuf);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let (loops, mounts) = kernel_objects_under(&self.0);
+        for line in mounts.iter().rev() {
+            if let Some(point) = line.split(' ').nth(4) {
+                let _ = Command::new("umount").args(["-l", point]).status();
+            }
+        }
+        for device in loops {
+            if let Some((name, _)) = device.split_once(':') {
+                let _ = Command::new("losetup")
+                    .args(["-d", &format!("/dev/{name}")])
+                    .status();
+            }
+        }
+    }
+}
+
+fn attach_blockdev(cluster: &Cluster, volume: &str) -> String {
+    let attached = cluster.json(&[
+        "volume",
+        "attach",
+        volume,
+        "--frontend",
+        "blockdev",
+        "--wait",
+    ]);
+    assert_eq!(attached["status"]["state"], "attached");
+    let device = attached["status"]["endpoint"].as_str().unwrap().to_string();
+    assert_eq!(device, format!("/dev/ironhorn/{volume}"));
+    let status = &attached["status"]["blockdev"];
+    assert_eq!(status["backend"], "fuse-loop");
+    let target = std::fs::read_link(&device).unwrap();
+    assert_eq!(target.to_str(), status["kernelDevice"].as_str());
+    assert!(target.to_str().unwrap().starts_with("/dev/loop"));
+    device
+}
+
+fn detach(cluster: &Cluster, volume: &str) {
+    let detached = cluster.json(&["volume", "detach", volume, "--wait"]);
+    assert_eq!(detached["status"]["state"], "detached");
+    assert_nothing_left(cluster, volume);
+}
+
+fn mount(device: &str, at: &Path) {
+    std::fs::create_dir_all(at).unwrap();
+    run("mount", &[device, at.to_str().unwrap()]);
+}
+
+fn umount(at: &Path) {
+    run("umount", &[at.to_str().unwrap()]);
+}
+
+/// Whether this process has capability number `bit` in its effective set.
+fn has_capability(bit: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    effective >> bit & 1 == 1
+}
+
+/// A new three-replica volume attached as a block device, formatted with `mkfs` and mounted;
+/// its device path and mount point.
+fn formatted_volume(
+    cluster: &Cluster,
+    volume: &str,
+    size: &str,
+    mkfs: &[&str],
+) -> (String, PathBuf) {
+    cluster.json(&[
+        "volume",
+        "create",
+        volume,
+        "--size",
+        size,
+        "--replicas",
+        "3",
+        "--wait",
+    ]);
+    let device = attach_blockdev(cluster, volume);
+    let mnt = cluster.root.path().join("mnt");
+    let mut args = mkfs[1..].to_vec();
+    args.push(&device);
+    run(mkfs[0], &args);
+    mount(&device, &mnt);
+    (device, mnt)
+}
+
+/// `count` files of `mib` MiB of random bytes in `dir`, with their checksums.
+fn checksummed_files(dir: &Path, count: usize, mib: u64) -> Vec<(PathBuf, String)> {
+    (0..count)
+        .map(|i| {
+            let file = dir.join(format!("file-{i}"));
+            random_file(&file, mib);
+            let sum = sha256(&file);
+            (file, sum)
+        })
+        .collect()
+}
+
+fn fs_size(at: &Path) -> u64 {
+    let st = rustix::fs::statvfs(at).unwrap();
+    st.f_blocks * st.f_frsize
+}
+
+#[test]
+fn xfs_on_a_three_replica_volume_survives_a_replica_kill_trims_grows_and_cleans_up() {
+    if !can_run() {
+        return;
+    }
+    let (mut cluster, agents) = Cluster::three_nodes();
+    let _leftovers = Leftovers(cluster.root.path().to_path_buf());
+    let [mut node2, _node3]: [_; 2] = agents.try_into().ok().unwrap();
+    let volume = "bd-xfs";
+    let (_, mnt) = formatted_volume(&cluster, volume, "2Gi", &["mkfs.xfs", "-q", "-f"]);
+
+    // Small files with checksums, then a large copy during which a replica's node is killed.
+    let mut sums = checksummed_files(&mnt, 3, 4);
+    let source = cluster.root.path().join("big.src");
+    random_file(&source, 1024);
+    let big = mnt.join("big");
+    let mut copy = Command::new("cp").arg(&source).arg(&big).spawn().unwrap();
+    cluster.until("the copy is under way", |_| {
+        std::fs::metadata(&big).is_ok_and(|m| m.len() >= 64 * MIB)
+    });
+    assert!(
+        copy.try_wait().unwrap().is_none(),
+        "the copy finished before a replica could be killed during it"
+    );
+    node2.kill9();
+    assert!(copy.wait().unwrap().success(), "the copy failed");
+    run("sync", &[]);
+    assert_eq!(sha256(&big), sha256(&source), "the copied file differs");
+    sums.push((big.clone(), sha256(&source)));
+    std::fs::remove_file(&source).unwrap();
+    let degraded = cluster.volume(volume);
+    assert_eq!(degraded["status"]["state"], "attached");
+
+    // The killed node comes back: its replica is caught up and the volume is healthy.
+    let _node2 = cluster.start_node("node-2");
+    cluster.until("the volume is healthy again", |c| {
+        let v = c.volume(volume);
+        v["status"]["robustness"] == "healthy"
+            && v["status"]["replicas"]
+                .as_array()
+                .is_some_and(|r| r.len() == 3 && r.iter().all(|r| r["mode"] == "RW"))
+    });
+
+    // Trim: deleting the 1 GiB file and trimming gives its space back in every replica.
+    let before = head_bytes(&cluster, volume);
+    std::fs::remove_file(&big).unwrap();
+    sums.pop();
+    let trimmed = cluster.json(&["volume", "trim", volume]);
+    assert_eq!(trimmed["mountPoint"], mnt.to_str().unwrap());
+    assert!(trimmed["trimmedBytes"].as_u64().unwrap() >= GIB);
+    let discarded = trimmed["discardedBytes"].as_u64().unwrap();
+    assert!(discarded * 10 >= GIB * 9, "{discarded} bytes discarded");
+    let after = head_bytes(&cluster, volume);
+    for ((node, was), (_, now)) in before.iter().zip(&after) {
+        let freed = was.saturating_sub(*now);
+        assert!(
+            freed * 10 >= GIB * 9,
+            "{node}: the head files went from {was} to {now} bytes, {freed} freed of the 1 GiB deleted"
+        );
+    }
+
+    // Detach is refused while mounted, with what to do.
+    let (code, _, err) = cluster.cli(&["volume", "detach", volume]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("is mounted at") && err.contains("--force"),
+        "{err}"
+    );
+
+    // Online expansion while mounted, then xfs_growfs.
+    let size_before = fs_size(&mnt);
+    let expanded = cluster.json(&["volume", "expand", volume, "--size", "3Gi"]);
+    assert_eq!(expanded["spec"]["size"], 3 * GIB);
+    run("xfs_growfs", &[mnt.to_str().unwrap()]);
+    let size_after = fs_size(&mnt);
+    assert!(
+        size_after >= size_before + GIB - 64 * MIB,
+        "the filesystem grew from {size_before} to {size_after} bytes"
+    );
+
+    // Unmount, detach, attach again: the files are there, byte for byte.
+    umount(&mnt);
+    detach(&cluster, volume);
+    let device = attach_blockdev(&cluster, volume);
+    mount(&device, &mnt);
+    for (file, sum) in &sums {
+        assert_eq!(&sha256(file), sum, "{} changed", file.display());
+    }
+    assert!(fs_size(&mnt) >= size_after);
+
+    // kill -9 of the server while the filesystem is mounted: the restarted server cleans
+    // up what was left (the dead mount included) and attaches the volume again.
+    cluster.server.as_mut().unwrap().kill9();
+    cluster.start_server();
+    cluster.until("the volume is attached again after the restart", |c| {
+        let v = c.volume(volume);
+        v["status"]["state"] == "attached" && v["status"]["robustness"] == "healthy"
+    });
+    assert!(
+        cluster.log().contains("cleanup at start"),
+        "{}",
+        cluster.log()
+    );
+    let (loops, mounts) = kernel_objects_under(&node_dir(&cluster, "node-1").join("run"));
+    assert_eq!(loops.len(), 1, "one loop device, the new one: {loops:?}");
+    assert!(
+        !mounts.iter().any(|m| m.contains(mnt.to_str().unwrap())),
+        "the dead mount is gone: {mounts:?}"
+    );
+    mount(&device, &mnt);
+    for (file, sum) in &sums {
+        assert_eq!(&sha256(file), sum, "{} changed", file.display());
+    }
+    umount(&mnt);
+    detach(&cluster, volume);
+    cluster.json(&["volume", "delete", volume, "--wait"]);
+}
+
+#[test]
+fn ext4_is_made_filled_trimmed_grown_and_read_back_after_a_forced_detach() {
+    if !can_run() {
+        return;
+    }
+    let (cluster, _agents) = Cluster::three_nodes();
+    let _leftovers = Leftovers(cluster.root.path().to_path_buf());
+    let volume = "bd-ext4";
+    let (device, mnt) = formatted_volume(&cluster, volume, "512Mi", &["mkfs.ext4", "-q", "-F"]);
+    let sums = checksummed_files(&mnt, 4, 16);
+    run("sync", &[]);
+    let trimmed = cluster.json(&["volume", "trim", volume]);
+    assert!(trimmed["trimmedBytes"].as_u64().unwrap() > 0);
+
+    // Online expansion, then resize2fs on the mounted filesystem. ext4 grows online only
+    // with CAP_SYS_RESOURCE (some containers drop it): without it, it grows unmounted.
+    let size_before = fs_size(&mnt);
+    cluster.json(&["volume", "expand", volume, "--size", "1Gi"]);
+    if has_capability(24) {
+        run("resize2fs", &[&device]);
+    } else {
+        eprintln!("no CAP_SYS_RESOURCE here: resize2fs runs with the filesystem unmounted");
+        umount(&mnt);
+        run("e2fsck", &["-f", "-y", &device]);
+        run("resize2fs", &[&device]);
+        mount(&device, &mnt);
+    }
+    assert!(fs_size(&mnt) >= size_before + 400 * MIB);
+
+    // A forced detach while mounted: written data is synced before the device goes, and
+    // nothing is left behind.
+    let last = mnt.join("written-last");
+    std::fs::write(&last, b"synced by the forced detach").unwrap();
+    let detached = cluster.json(&["volume", "detach", volume, "--force", "--wait"]);
+    assert_eq!(detached["status"]["state"], "detached");
+    assert_nothing_left(&cluster, volume);
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(mnt.to_str().unwrap()),
+        "the filesystem was unmounted"
+    );
+
+    let device = attach_blockdev(&cluster, volume);
+    mount(&device, &mnt);
+    for (file, sum) in &sums {
+        assert_eq!(&sha256(file), sum, "{} changed", file.display());
+    }
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        b"synced by the forced detach"
+    );
+    cluster.until("the volume's status shows where it is mounted", |c| {
+        let listed: Value = c.volume(volume);
+        listed["status"]["blockdev"]["mountPoints"][0] == mnt.to_str().unwrap()
+    });
+    umount(&mnt);
+    detach(&cluster, volume);
+}

@@ -1,0 +1,136 @@
+//! What the end-to-end tests share: a cluster of real `ironhorn` processes (a server and node
+//! agents) in a temporary directory, driven through the CLI.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ironhorn_testkit::{free_port, Proc};
+use serde_json::Value;
+
+pub fn spawn(args: &[&str]) -> Proc {
+    Proc::spawn(env!("CARGO_BIN_EXE_ironhorn"), args)
+}
+
+/// A server (node-1) and node agents started in a temporary directory, driven by the CLI.
+pub struct Cluster {
+    pub url: String,
+    pub root: tempfile::TempDir,
+    pub server: Option<Proc>,
+}
+
+impl Cluster {
+    pub fn start_server(&mut self) {
+        let dir = self.root.path().join("server");
+        let listen = self.url.trim_start_matches("http://").to_string();
+        self.server = Some(spawn(&[
+            "server",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--node-name",
+            "node-1",
+            "--poll-window",
+            "0",
+        ]));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains("API at") {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn start_node(&self, name: &str) -> Proc {
+        let dir = self.root.path().join(name);
+        spawn(&[
+            "node",
+            "--manager",
+            &self.url,
+            "--name",
+            name,
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-window",
+            "0",
+        ])
+    }
+
+    /// Runs a client command; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
+            .args(args)
+            .env("IRONHORN_URL", &self.url)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let (code, out, err) = self.cli(&all);
+        assert_eq!(code, 0, "{args:?}: {err}\nserver log:\n{}", self.log());
+        serde_json::from_str(&out).unwrap()
+    }
+
+    pub fn volume(&self, name: &str) -> Value {
+        self.json(&["volume", "get", name])
+    }
+
+    pub fn log(&self) -> String {
+        self.server.as_ref().map(Proc::text).unwrap_or_default()
+    }
+
+    /// Polls until `check` holds (the controllers work in rounds of about two seconds).
+    pub fn until(&self, what: &str, check: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}; server log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Cluster {
+    /// A server on a free port, with `nodes` more node agents, all ready; replicas may use
+    /// any free space (the machine's disk may be fuller than the default allows).
+    pub fn three_nodes() -> (Cluster, Vec<Proc>) {
+        let mut cluster = Cluster {
+            url: format!("http://127.0.0.1:{}", free_port()),
+            root: tempfile::tempdir().unwrap(),
+            server: None,
+        };
+        cluster.start_server();
+        let agents = vec![cluster.start_node("node-2"), cluster.start_node("node-3")];
+        cluster.until("three nodes are ready", |c| {
+            let (code, out, _) = c.cli(&["node", "ls", "-o", "json"]);
+            code == 0
+                && serde_json::from_str::<Value>(&out).is_ok_and(|v| {
+                    let nodes = v["data"].as_array().cloned().unwrap_or_default();
+                    nodes.len() == 3 && nodes.iter().all(|n| n["status"]["ready"] == true)
+                })
+        });
+        cluster.json(&[
+            "setting",
+            "set",
+            "storage-minimal-available-percentage",
+            "0",
+        ]);
+        (cluster, agents)
+    }
+}
