@@ -4,13 +4,15 @@
 //! this process serves ([`fuse_file`]), bound to a loop device with direct I/O
 //! ([`loop_device`]); it needs only `/dev/fuse` and loop, which every kernel has. The stable
 //! name is a symlink ([`links`]). [`mounts`] tells where a device is mounted, so a detach
-//! can refuse while a filesystem is in use.
+//! can refuse while a filesystem is in use. [`nbd_netlink`] speaks the kernel NBD driver's
+//! netlink interface, for the nbd backend.
 
 pub mod fuse_file;
 pub mod fuse_loop;
 pub mod links;
 pub mod loop_device;
 pub mod mounts;
+pub mod nbd_netlink;
 
 use std::path::PathBuf;
 

@@ -43,7 +43,10 @@ pub enum Answer {
     /// An acknowledgement: 0 is success, otherwise a (positive) errno.
     Ack(i32),
     /// A message with attributes (`type`, attributes after the genetlink header).
-    Message { kind: u16, attributes: Vec<(u16, Vec<u8>)> },
+    Message {
+        kind: u16,
+        attributes: Vec<(u16, Vec<u8>)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,18 +103,42 @@ fn message(family: u16, seq: u32, cmd: u8, version: u8, attributes: &[u8]) -> Ve
 /// Asks the controller for the id of the `nbd` family.
 pub fn get_family(seq: u32) -> Vec<u8> {
     let mut attrs = Vec::new();
-    attribute(&mut attrs, CTRL_ATTR_FAMILY_NAME, format!("{FAMILY_NAME}\0").as_bytes());
+    attribute(
+        &mut attrs,
+        CTRL_ATTR_FAMILY_NAME,
+        format!("{FAMILY_NAME}\0").as_bytes(),
+    );
     message(GENL_ID_CTRL, seq, CTRL_CMD_GETFAMILY, 1, &attrs)
 }
 
 /// Connects a new device (the kernel picks its index) to the given sockets.
 pub fn connect(family: u16, seq: u32, request: &Connect) -> Vec<u8> {
     let mut attrs = Vec::new();
-    attribute(&mut attrs, NBD_ATTR_SIZE_BYTES, &request.size_bytes.to_ne_bytes());
-    attribute(&mut attrs, NBD_ATTR_BLOCK_SIZE_BYTES, &request.block_size.to_ne_bytes());
-    attribute(&mut attrs, NBD_ATTR_SERVER_FLAGS, &request.server_flags.to_ne_bytes());
-    attribute(&mut attrs, NBD_ATTR_CLIENT_FLAGS, &request.client_flags.to_ne_bytes());
-    attribute(&mut attrs, NBD_ATTR_TIMEOUT, &request.timeout_secs.to_ne_bytes());
+    attribute(
+        &mut attrs,
+        NBD_ATTR_SIZE_BYTES,
+        &request.size_bytes.to_ne_bytes(),
+    );
+    attribute(
+        &mut attrs,
+        NBD_ATTR_BLOCK_SIZE_BYTES,
+        &request.block_size.to_ne_bytes(),
+    );
+    attribute(
+        &mut attrs,
+        NBD_ATTR_SERVER_FLAGS,
+        &request.server_flags.to_ne_bytes(),
+    );
+    attribute(
+        &mut attrs,
+        NBD_ATTR_CLIENT_FLAGS,
+        &request.client_flags.to_ne_bytes(),
+    );
+    attribute(
+        &mut attrs,
+        NBD_ATTR_TIMEOUT,
+        &request.timeout_secs.to_ne_bytes(),
+    );
     attribute(
         &mut attrs,
         NBD_ATTR_DEAD_CONN_TIMEOUT,
@@ -176,7 +203,9 @@ pub fn decode(mut b: &[u8]) -> Result<Vec<Answer>, DecodeError> {
             let errno = u32_at(body, 0).ok_or(DecodeError("error message"))? as i32;
             out.push(Answer::Ack(errno.saturating_neg()));
         } else {
-            let attrs = body.get(GENL_HDRLEN..).ok_or(DecodeError("genetlink header"))?;
+            let attrs = body
+                .get(GENL_HDRLEN..)
+                .ok_or(DecodeError("genetlink header"))?;
             out.push(Answer::Message {
                 kind,
                 attributes: attributes(attrs)?,
@@ -188,7 +217,10 @@ pub fn decode(mut b: &[u8]) -> Result<Vec<Answer>, DecodeError> {
 }
 
 fn find(attrs: &[(u16, Vec<u8>)], kind: u16) -> Option<&[u8]> {
-    attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.as_slice())
+    attrs
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, v)| v.as_slice())
 }
 
 /// The family id in the controller's answer.
@@ -242,9 +274,18 @@ mod tests {
         assert_eq!(u16_at(&bytes, 6), Some(NLM_F_REQUEST | NLM_F_ACK));
         assert_eq!(bytes[16], NBD_CMD_CONNECT);
         let attrs = attributes(&bytes[20..]).unwrap();
-        assert_eq!(find(&attrs, NBD_ATTR_SIZE_BYTES), Some(&(1u64 << 30).to_ne_bytes()[..]));
-        assert_eq!(find(&attrs, NBD_ATTR_SERVER_FLAGS), Some(&0x16du64.to_ne_bytes()[..]));
-        assert_eq!(find(&attrs, NBD_ATTR_BACKEND_IDENTIFIER), Some(&b"ironhorn:vol-a\0"[..]));
+        assert_eq!(
+            find(&attrs, NBD_ATTR_SIZE_BYTES),
+            Some(&(1u64 << 30).to_ne_bytes()[..])
+        );
+        assert_eq!(
+            find(&attrs, NBD_ATTR_SERVER_FLAGS),
+            Some(&0x16du64.to_ne_bytes()[..])
+        );
+        assert_eq!(
+            find(&attrs, NBD_ATTR_BACKEND_IDENTIFIER),
+            Some(&b"ironhorn:vol-a\0"[..])
+        );
         let sockets = attributes(find(&attrs, NBD_ATTR_SOCKETS).unwrap()).unwrap();
         let fds: Vec<u32> = sockets
             .iter()

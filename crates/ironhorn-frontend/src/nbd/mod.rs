@@ -3,4 +3,4 @@
 
 pub mod server;
 
-pub use server::{nbd_uri, serve, Export};
+pub use server::{nbd_uri, serve, serve_connected, Export};

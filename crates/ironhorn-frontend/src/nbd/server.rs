@@ -60,7 +60,9 @@ impl Export {
         name.is_empty() || name == self.name
     }
 
-    fn transmission_flags(&self) -> u16 {
+    /// The NBD transmission flags this export offers (also what the kernel NBD driver is
+    /// given when it connects without a handshake).
+    pub fn transmission_flags(&self) -> u16 {
         let mut flags = proto::TFLAG_HAS_FLAGS
             | proto::TFLAG_SEND_FLUSH
             | proto::TFLAG_SEND_FUA
@@ -105,6 +107,22 @@ where
         Ok(false) => {}
         Err(e) => tracing::debug!(error = %e, "NBD handshake ended"),
     }
+}
+
+/// Serves one connection whose handshake happened elsewhere: the kernel NBD driver, given the
+/// size and flags through netlink, starts with the transmission phase.
+pub async fn serve_connected<S>(stream: S, export: Arc<Export>, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
+    let writer = BufWriter::with_capacity(256 * 1024, writer);
+    export.connections.fetch_add(1, Ordering::SeqCst);
+    if let Err(e) = transmission(reader, writer, export.clone(), shutdown).await {
+        tracing::debug!(error = %e, "NBD connection dropped");
+    }
+    export.connections.fetch_sub(1, Ordering::SeqCst);
 }
 
 fn protocol_error(e: proto::ProtoError) -> io::Error {
