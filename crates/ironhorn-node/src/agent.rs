@@ -215,9 +215,17 @@ impl Agent {
             tracing::warn!(node = name, "cleanup at start: {done}");
         }
         let facts = preflight::gather(&paths.run_dir, None);
-        // ublk and the kernel NBD driver are preferred where the kernel has them; this
-        // build serves fuse-loop, which every kernel with FUSE and loop offers.
-        let backend = (facts.dev_fuse && facts.loop_control).then_some(Backend::FuseLoop);
+        let backend = preflight::backend(&facts);
+        if let (Some(best), Some(used)) = (preflight::kernel_best(&facts), backend) {
+            if best != used {
+                tracing::info!(
+                    node = name,
+                    ?best,
+                    ?used,
+                    "block devices use the best backend this build serves"
+                );
+            }
+        }
         let mut agent = Agent::new(name, data_host);
         agent.blockdev = Some(BlockdevSupport {
             paths,

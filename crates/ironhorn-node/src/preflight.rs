@@ -91,17 +91,35 @@ fn item(name: &str, status: Status, required: bool, detail: String, fix: &str) -
     }
 }
 
-/// The backend this node will use: ublk, then kernel NBD, then FUSE behind a loop device.
+/// The backends this build serves (ublk and the kernel NBD driver are not built yet).
+pub const BUILT: &[Backend] = &[Backend::FuseLoop];
+
+/// The best backend the kernel offers: ublk, then kernel NBD, then FUSE behind a loop device.
+pub fn kernel_best(facts: &Facts) -> Option<Backend> {
+    offered(facts).into_iter().next()
+}
+
+fn offered(facts: &Facts) -> Vec<Backend> {
+    [
+        (facts.ublk_control, Backend::Ublk),
+        (facts.nbd_module, Backend::Nbd),
+        (facts.dev_fuse && facts.loop_control, Backend::FuseLoop),
+    ]
+    .into_iter()
+    .filter_map(|(there, b)| there.then_some(b))
+    .collect()
+}
+
+/// The backend this node will use: the best one the kernel offers among those built.
 pub fn backend(facts: &Facts) -> Option<Backend> {
-    if facts.ublk_control {
-        Some(Backend::Ublk)
-    } else if facts.nbd_module {
-        Some(Backend::Nbd)
-    } else if facts.dev_fuse && facts.loop_control {
-        Some(Backend::FuseLoop)
-    } else {
-        None
-    }
+    offered(facts).into_iter().find(|b| BUILT.contains(b))
+}
+
+fn backend_name(b: Backend) -> String {
+    serde_json::to_value(b)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Sizes in GiB with one decimal.
@@ -152,26 +170,37 @@ pub fn evaluate(facts: &Facts) -> Report {
         });
     }
     let chosen = backend(facts);
-    items.push(match chosen {
-        Some(b) => item(
+    items.push(match (chosen, kernel_best(facts)) {
+        (Some(b), best) => item(
             "blockdev backend",
             Fine,
             true,
-            format!(
-                "/dev/ironhorn/<volume> will use {}",
-                serde_json::to_value(b)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            ),
+            match best {
+                Some(best) if best != b => format!(
+                    "/dev/ironhorn/<volume> will use {} (the kernel also offers {}, which this build does not serve yet)",
+                    backend_name(b),
+                    backend_name(best)
+                ),
+                _ => format!("/dev/ironhorn/<volume> will use {}", backend_name(b)),
+            },
             "",
         ),
-        None => item(
+        (None, Some(best)) => item(
+            "blockdev backend",
+            Missing,
+            true,
+            format!(
+                "the kernel offers {} only, which this build does not serve yet",
+                backend_name(best)
+            ),
+            "modprobe fuse loop",
+        ),
+        (None, None) => item(
             "blockdev backend",
             Missing,
             true,
             "no backend: the kernel offers none of ublk, nbd, or fuse with loop".into(),
-            "modprobe ublk_drv (Linux 6.0+), or modprobe nbd, or modprobe fuse loop",
+            "modprobe fuse loop (or ublk_drv on Linux 6.0+, or nbd)",
         ),
     });
     items.push(item(
@@ -331,12 +360,28 @@ mod tests {
     #[test]
     fn the_best_backend_the_kernel_offers_is_chosen() {
         let mut f = everything();
-        assert_eq!(backend(&f), Some(Backend::Ublk));
+        assert_eq!(kernel_best(&f), Some(Backend::Ublk));
+        assert_eq!(backend(&f), Some(Backend::FuseLoop), "the best one built");
+        let report = evaluate(&f);
+        let said = &find(&report, "blockdev backend").detail;
+        assert!(
+            said.contains("fuse-loop") && said.contains("also offers ublk"),
+            "{said}"
+        );
         f.ublk_control = false;
-        assert_eq!(backend(&f), Some(Backend::Nbd));
+        assert_eq!(kernel_best(&f), Some(Backend::Nbd));
         f.nbd_module = false;
+        assert_eq!(kernel_best(&f), Some(Backend::FuseLoop));
         assert_eq!(backend(&f), Some(Backend::FuseLoop));
+        f.nbd_module = true;
         f.loop_control = false;
+        assert_eq!(kernel_best(&f), Some(Backend::Nbd));
+        assert_eq!(backend(&f), None, "nbd is not built yet");
+        assert_eq!(
+            find(&evaluate(&f), "blockdev backend").status,
+            Status::Missing
+        );
+        f.nbd_module = false;
         assert_eq!(backend(&f), None);
         let report = evaluate(&f);
         assert!(!report.ready);
@@ -354,7 +399,7 @@ mod tests {
             report.items.iter().all(|i| i.status == Status::Ok),
             "{report:?}"
         );
-        assert_eq!(report.blockdev_backend, Some(Backend::Ublk));
+        assert_eq!(report.blockdev_backend, Some(Backend::FuseLoop));
     }
 
     #[test]

@@ -166,7 +166,7 @@ pub const INTEROP_SCENARIO_HASHES: [(&str, &str); 4] = [
 ];
 
 /// A child process whose stderr is collected as it runs (servers print their addresses
-/// there); killed when dropped.
+/// there); stopped when dropped.
 #[derive(Debug)]
 pub struct Proc {
     child: std::process::Child,
@@ -232,7 +232,19 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM first, so a server tears down what it made in the kernel (FUSE mounts, loop
+    /// devices); SIGKILL if it has not ended within 10 s.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         self.kill9();
     }
 }

@@ -20,6 +20,11 @@ struct Server {
 fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("127.0.0.1:{}", free_port());
+    // Block devices cannot get their links here (a file is in the way): attaching with the
+    // blockdev frontend fails on the node, which is what one test needs.
+    let in_the_way = dir.path().join("not-a-directory");
+    std::fs::write(&in_the_way, b"").unwrap();
+    let device_dir = in_the_way.join("ironhorn");
     let proc = Proc::spawn(
         env!("CARGO_BIN_EXE_ironhorn"),
         &[
@@ -32,6 +37,8 @@ fn start_server() -> Server {
             "st-node",
             "--poll-window",
             "0",
+            "--device-dir",
+            device_dir.to_str().unwrap(),
         ],
     );
     proc.wait_for("API at");
@@ -267,8 +274,8 @@ fn invalid_requests_get_the_one_error_shape_with_a_clear_message() {
     assert_eq!(status, 200, "{expanded}");
     assert_eq!(expanded["spec"]["size"], 8 << 20);
 
-    // What a node refuses shows in the volume's conditions: here, a frontend this node
-    // cannot give yet.
+    // What a node refuses or fails shows in the volume's conditions: here, a block device
+    // whose link cannot be made (see `start_server`).
     let (status, _) = request(
         &server,
         "POST",
@@ -296,7 +303,7 @@ fn invalid_requests_get_the_one_error_shape_with_a_clear_message() {
         .find(|c| c["type"] == "Reconciled")
         .unwrap()["message"]
         .to_string();
-    assert!(message.contains("frontend"), "{message}");
+    assert!(message.contains("not-a-directory"), "{message}");
     assert_eq!(refused_attach["status"]["state"], "attaching");
 
     // Disks: a path that does not exist, a system directory, one that holds replicas.
