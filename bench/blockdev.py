@@ -5,9 +5,10 @@ plain file on the same disk (direct I/O too), in the same run, jobs interleaved.
 
 Reports 4k random read and write at QD1 and QD32 and 1M sequential read and write, as IOPS,
 MiB/s and mean latency for each, and the ratio ironhorn / plain loop (targets: at least 0.5x
-for 4k random, 0.8x for 1M sequential).
+for 4k random, 0.8x for 1M sequential). Each job runs --rounds times on each side, the sides
+alternating; the medians are compared (single runs vary by 2x on a shared VM's disk).
 
-Usage: bench/blockdev.py [--seconds 20] [--size-gib 4] [--dir /var/tmp] [--bin PATH] [--json]
+Usage: bench/blockdev.py [--seconds 10] [--rounds 3] [--size-gib 4] [--dir /var/tmp] [--bin PATH] [--json]
 Needs root, fio, xfsprogs, util-linux, and a release build (cargo build --release).
 """
 
@@ -58,9 +59,15 @@ def fio(directory, rw, bs, qd, seconds):
     }
 
 
+def median(runs):
+    """The run with the median IOPS."""
+    return sorted(runs, key=lambda r: r["iops"])[len(runs) // 2]
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size-gib", type=int, default=4)
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "ironhorn"))
@@ -101,10 +108,14 @@ def main():
 
         results = []
         for name, rw, bs, qd, target in JOBS:
-            ours = fio(ih_mnt, rw, bs, qd, args.seconds)
-            peer = fio(loop_mnt, rw, bs, qd, args.seconds)
+            runs = {"ours": [], "peer": []}
+            for _ in range(args.rounds):
+                runs["ours"].append(fio(ih_mnt, rw, bs, qd, args.seconds))
+                runs["peer"].append(fio(loop_mnt, rw, bs, qd, args.seconds))
+            ours, peer = median(runs["ours"]), median(runs["peer"])
             ratio = ours["iops"] / peer["iops"] if peer["iops"] else 0.0
-            results.append({"job": name, "ironhorn": ours, "loop": peer, "ratio": ratio, "target": target})
+            results.append({"job": name, "ironhorn": ours, "loop": peer, "ratio": ratio, "target": target,
+                            "runs": runs})
             if not args.json:
                 print(
                     f"{name:18} ironhorn {ours['iops']:9.0f} IOPS {ours['mib_s']:7.1f} MiB/s {ours['lat_us']:8.0f} us | "

@@ -72,7 +72,7 @@ fn data_written_through_the_block_device_reaches_the_volume() {
     let s = setup(64 * MIB);
     let attached = attach(&s, "vol-data");
     let link = s.paths.dev_dir.join("vol-data");
-    assert_eq!(std::fs::read_link(&link).unwrap(), attached.kernel_device());
+    assert_eq!(std::fs::read_link(&link).unwrap(), attached.device().path);
     let dev = link.display().to_string();
     let src = s._tmp.path().join("pattern");
     let pattern: Vec<u8> = (0..4 * MIB).map(|i| (i * 7 % 251) as u8).collect();
@@ -118,13 +118,13 @@ fn a_mounted_device_is_busy_and_a_forced_teardown_unmounts_it() {
     }
     let s = setup(300 * MIB);
     let attached = attach(&s, "vol-fs");
-    let dev = attached.link().display().to_string();
+    let dev = attached.device().link.display().to_string();
     run("mkfs.xfs", &["-q", "-f", &dev]);
     let mnt = s._tmp.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     run("mount", &[&dev, &mnt.display().to_string()]);
     std::fs::write(mnt.join("file"), b"kept").unwrap();
-    let why = attached.busy().expect("busy while mounted");
+    let why = attached.device().busy().expect("busy while mounted");
     assert!(why.contains(&mnt.display().to_string()), "{why}");
     assert!(why.contains("--force"), "{why}");
     let problems = attached.teardown();
@@ -135,10 +135,10 @@ fn a_mounted_device_is_busy_and_a_forced_teardown_unmounts_it() {
     assert!(loop_devices_backed_under(&s.paths.run_dir).is_empty());
     // The file written before the forced detach is on the volume: attach again and look.
     let attached = attach(&s, "vol-fs");
-    let dev = attached.link().display().to_string();
+    let dev = attached.device().link.display().to_string();
     run("mount", &[&dev, &mnt.display().to_string()]);
     assert_eq!(std::fs::read(mnt.join("file")).unwrap(), b"kept");
     run("umount", &[&mnt.display().to_string()]);
-    assert!(attached.busy().is_none());
+    assert!(attached.device().busy().is_none());
     assert!(attached.teardown().is_empty());
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ironhorn_engine::{BlockDevice, Engine, EngineError, ReplicaSpec};
-use ironhorn_frontend::blockdev::{self, BlockdevError, BlockdevPaths, FuseLoop};
+use ironhorn_frontend::blockdev::{
+    self, Attached, BlockdevError, BlockdevPaths, FuseLoop, KernelNbd,
+};
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
 use ironhorn_replica::net::{Addr, Listener};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
@@ -86,12 +88,12 @@ struct RunningEngine {
 }
 
 /// A volume's block device; `None` once torn down.
-type SharedBlockdev = Arc<std::sync::Mutex<Option<FuseLoop>>>;
+type SharedBlockdev = Arc<std::sync::Mutex<Option<Attached>>>;
 
 /// Runs `work` on the block device from a blocking thread (its calls wait for the kernel).
 async fn on_blockdev<T: Send + 'static>(
     device: &SharedBlockdev,
-    work: impl FnOnce(&mut Option<FuseLoop>) -> T + Send + 'static,
+    work: impl FnOnce(&mut Option<Attached>) -> T + Send + 'static,
 ) -> Result<T, AgentError> {
     let device = device.clone();
     tokio::task::spawn_blocking(move || work(&mut device.lock().unwrap_or_else(|e| e.into_inner())))
@@ -209,13 +211,34 @@ impl Agent {
         name: &str,
         data_host: &str,
         paths: BlockdevPaths,
+        forced: Option<Backend>,
     ) -> Result<Agent, AgentError> {
         let lock = blockdev::fuse_loop::lock_run_dir(&paths)?;
         for done in blockdev::cleanup_stale(&paths) {
             tracing::warn!(node = name, "cleanup at start: {done}");
         }
         let facts = preflight::gather(&paths.run_dir, None);
-        let backend = preflight::backend(&facts);
+        let backend = match forced {
+            None => preflight::backend(&facts),
+            Some(Backend::FuseLoop) if facts.dev_fuse && facts.loop_control => {
+                Some(Backend::FuseLoop)
+            }
+            Some(Backend::FuseLoop) => {
+                return Err(AgentError::Invalid(
+                    "the fuse-loop backend needs /dev/fuse and /dev/loop-control".into(),
+                ))
+            }
+            Some(Backend::Nbd) => {
+                blockdev::kernel_nbd::available()?;
+                tracing::warn!(node = name, "block devices use the nbd backend, as asked: it has not been verified against a kernel NBD driver yet");
+                Some(Backend::Nbd)
+            }
+            Some(Backend::Ublk) => {
+                return Err(AgentError::Invalid(
+                    "the ublk backend is not built yet: use auto, fuse-loop or nbd".into(),
+                ))
+            }
+        };
         if let (Some(best), Some(used)) = (preflight::kernel_best(&facts), backend) {
             if best != used {
                 tracing::info!(
@@ -457,19 +480,29 @@ impl Agent {
             frontend: None,
             stopping: false,
         };
-        if let Some(paths) = blockdev_paths {
+        if let Some((paths, backend)) = blockdev_paths {
             let device: Arc<dyn BlockDevice> = engine.clone();
             let runtime = tokio::runtime::Handle::current();
             let name = volume.to_string();
-            let attached = tokio::task::spawn_blocking(move || {
-                FuseLoop::attach(&paths, &name, device, runtime)
+            let size = start.size;
+            let attached = tokio::task::spawn_blocking(move || match backend {
+                Backend::FuseLoop => {
+                    FuseLoop::attach(&paths, &name, device, runtime).map(Attached::FuseLoop)
+                }
+                Backend::Nbd => {
+                    let export = Arc::new(Export::new(&name, &format!("volume {name}"), device));
+                    KernelNbd::attach(&paths, &name, export, size, runtime).map(Attached::Nbd)
+                }
+                Backend::Ublk => Err(BlockdevError::Unavailable(
+                    "the ublk backend is not built yet".into(),
+                )),
             })
             .await
             .map_err(|e| AgentError::Failed(e.to_string()))
             .and_then(|r| r.map_err(AgentError::from));
             match attached {
                 Ok(attached) => {
-                    running.endpoint = attached.link().display().to_string();
+                    running.endpoint = attached.device().link.display().to_string();
                     running.blockdev = Some(Arc::new(std::sync::Mutex::new(Some(attached))));
                 }
                 Err(e) => {
@@ -506,13 +539,13 @@ impl Agent {
     }
 
     /// The paths for the blockdev frontend, or why this node cannot serve it.
-    fn blockdev_paths(&self) -> Result<BlockdevPaths, AgentError> {
+    fn blockdev_paths(&self) -> Result<(BlockdevPaths, Backend), AgentError> {
         match &self.blockdev {
             Some(BlockdevSupport {
                 paths,
-                backend: Some(_),
+                backend: Some(backend),
                 ..
-            }) => Ok(paths.clone()),
+            }) => Ok((paths.clone(), *backend)),
             Some(_) => Err(AgentError::Refused(format!(
                 "node {} offers no block device backend (it needs /dev/fuse and loop devices): run `ironhorn check` there, or attach with frontend nbd",
                 self.name
@@ -537,7 +570,9 @@ impl Agent {
             return Ok(());
         }
         if let (false, Some(device)) = (force, &running.blockdev) {
-            if let Some(why) = on_blockdev(device, |d| d.as_ref().and_then(FuseLoop::busy)).await? {
+            if let Some(why) =
+                on_blockdev(device, |d| d.as_ref().and_then(|d| d.device().busy())).await?
+            {
                 return Err(AgentError::Refused(why));
             }
         }
@@ -553,7 +588,7 @@ impl Agent {
             let _ = task.await;
         }
         if let Some(device) = blockdev {
-            let problems = on_blockdev(&device, |d| d.take().map(FuseLoop::teardown))
+            let problems = on_blockdev(&device, |d| d.take().map(Attached::teardown))
                 .await
                 .ok()
                 .flatten()
@@ -602,13 +637,16 @@ impl Agent {
         };
         let volume = volume.to_string();
         on_blockdev(&device, move |d| {
-            let points = d.as_ref().map(FuseLoop::mount_points).unwrap_or_default();
+            let points = d
+                .as_ref()
+                .map(|d| d.device().mount_points())
+                .unwrap_or_default();
             let Some(point) = points.first() else {
                 return Err(AgentError::Refused(format!(
                     "volume {volume} is not mounted: mount /dev/ironhorn/{volume} first (trim works on a mounted filesystem)"
                 )));
             };
-            let zeroed_before = d.as_ref().map_or(0, FuseLoop::zeroed_bytes);
+            let zeroed_before = d.as_ref().and_then(Attached::zeroed_bytes).unwrap_or(0);
             // Blocks freed by recent deletes stay busy (not trimmable) in xfs until its log
             // is written: sync first, so a trim right after a delete gives the space back.
             if let Err(e) = std::fs::File::open(point).and_then(|dir| {
@@ -633,7 +671,8 @@ impl Agent {
             }
             let discarded = d
                 .as_ref()
-                .map_or(0, |device| device.zeroed_bytes() - zeroed_before);
+                .and_then(Attached::zeroed_bytes)
+                .map_or(0, |now| now - zeroed_before);
             let text = String::from_utf8_lossy(&output.stdout);
             if !output.status.success() {
                 return Err(AgentError::Failed(format!(
@@ -728,10 +767,11 @@ fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
             let guard = device.try_lock().ok()?;
             let attached = guard.as_ref()?;
             Some(BlockdevInstance {
-                backend: "fuse-loop".to_string(),
-                device: attached.link().display().to_string(),
-                kernel_device: attached.kernel_device().display().to_string(),
+                backend: attached.backend().to_string(),
+                device: attached.device().link.display().to_string(),
+                kernel_device: attached.device().path.display().to_string(),
                 mount_points: attached
+                    .device()
                     .mount_points()
                     .iter()
                     .map(|p| p.display().to_string())

@@ -15,7 +15,7 @@
 //! This is the guest kernel's halt polling (`cpuidle-haltpoll`) done in user space and scoped
 //! to the time the process has I/O to serve; a window of zero turns it off.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -123,11 +123,36 @@ pub fn install(window: Duration, threads: usize) {
     }
 }
 
-/// Notes a request on the process-wide poll window, if one is installed.
+/// How many [`Suppressed`] guards are alive: while any is, requests do not open the window.
+static SUPPRESSED: AtomicUsize = AtomicUsize::new(0);
+
+/// Notes a request on the process-wide poll window, if one is installed and not suppressed.
 #[inline]
 pub fn note_activity() {
+    if SUPPRESSED.load(Ordering::Relaxed) > 0 {
+        return;
+    }
     if let Some(poll) = INSTALLED.get() {
         poll.note_activity();
+    }
+}
+
+/// Keeps the poll window shut while it lives. A process that serves a kernel block device
+/// through FUSE keeps its CPUs busy with the loop driver's and the FUSE threads' work: there
+/// the spinning threads take CPU time those need (measured, 2 vCPUs: 4k random writes at
+/// QD32 went from 14.6k to 25.9k IOPS, QD1 reads from 3.1k to 3.6k, with the window shut).
+#[derive(Debug)]
+pub struct Suppressed(());
+
+/// Shuts the poll window until the guard is dropped (guards nest).
+pub fn suppress() -> Suppressed {
+    SUPPRESSED.fetch_add(1, Ordering::SeqCst);
+    Suppressed(())
+}
+
+impl Drop for Suppressed {
+    fn drop(&mut self) {
+        SUPPRESSED.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

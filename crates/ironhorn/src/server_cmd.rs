@@ -11,6 +11,7 @@ use ironhorn_frontend::blockdev::BlockdevPaths;
 use ironhorn_manager::api::{register, RegisterNode};
 use ironhorn_manager::Manager;
 use ironhorn_node::agent::Agent;
+use ironhorn_node::preflight::Backend;
 use ironhorn_store::RedbStore;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,10 @@ pub struct ServerArgs {
     /// symlink per volume.
     #[arg(long, env = "IRONHORN_DEVICE_DIR", default_value = "/dev/ironhorn")]
     pub device_dir: PathBuf,
+    /// How block devices are made: auto (the best this build serves that the kernel
+    /// offers), fuse-loop, or nbd (not verified against a kernel NBD driver yet).
+    #[arg(long, env = "IRONHORN_BLOCKDEV_BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub blockdev_backend: BackendChoice,
     #[command(flatten)]
     pub poll: PollArgs,
 }
@@ -67,6 +72,10 @@ pub struct NodeArgs {
     /// symlink per volume.
     #[arg(long, env = "IRONHORN_DEVICE_DIR", default_value = "/dev/ironhorn")]
     pub device_dir: PathBuf,
+    /// How block devices are made: auto (the best this build serves that the kernel
+    /// offers), fuse-loop, or nbd (not verified against a kernel NBD driver yet).
+    #[arg(long, env = "IRONHORN_BLOCKDEV_BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub blockdev_backend: BackendChoice,
     #[command(flatten)]
     pub poll: PollArgs,
 }
@@ -95,14 +104,34 @@ fn data_host(listen: &str, given: Option<&str>) -> Result<String> {
     Ok(host.to_string())
 }
 
+/// `--blockdev-backend`: `auto` or a backend by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendChoice(Option<Backend>);
+
+fn parse_backend(text: &str) -> Result<BackendChoice, String> {
+    match text {
+        "auto" => Ok(BackendChoice(None)),
+        "fuse-loop" => Ok(BackendChoice(Some(Backend::FuseLoop))),
+        "nbd" => Ok(BackendChoice(Some(Backend::Nbd))),
+        "ublk" => Ok(BackendChoice(Some(Backend::Ublk))),
+        other => Err(format!("{other:?}: auto, fuse-loop, nbd or ublk")),
+    }
+}
+
 /// The node agent, serving block devices from `<data dir>/run/fuse` (cleaned of what an
 /// earlier run left) into `device_dir`.
-fn start_agent(name: &str, data_host: &str, data_dir: &Path, device_dir: &Path) -> Result<Agent> {
+fn start_agent(
+    name: &str,
+    data_host: &str,
+    data_dir: &Path,
+    device_dir: &Path,
+    backend: BackendChoice,
+) -> Result<Agent> {
     let paths = BlockdevPaths {
         run_dir: data_dir.join("run").join("fuse"),
         dev_dir: device_dir.to_path_buf(),
     };
-    Agent::with_blockdev(name, data_host, paths).map_err(|e| anyhow::anyhow!("{e}"))
+    Agent::with_blockdev(name, data_host, paths, backend.0).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn prepare_dir(dir: &Path) -> Result<PathBuf> {
@@ -169,7 +198,13 @@ pub fn server(args: ServerArgs) -> Result<()> {
                 }
             }
         });
-        let agent = Arc::new(start_agent(&node_name, &data_host, &dir, &args.device_dir)?);
+        let agent = Arc::new(start_agent(
+            &node_name,
+            &data_host,
+            &dir,
+            &args.device_dir,
+            args.blockdev_backend,
+        )?);
         let app = ironhorn_manager::api::router(manager.clone())
             .merge(ironhorn_node::api::router(agent.clone()));
         let controllers = tokio::spawn(ironhorn_manager::controller::run(
@@ -194,7 +229,13 @@ pub fn node(args: NodeArgs) -> Result<()> {
     args.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
-        let agent = Arc::new(start_agent(&name, &data_host, &dir, &args.device_dir)?);
+        let agent = Arc::new(start_agent(
+            &name,
+            &data_host,
+            &dir,
+            &args.device_dir,
+            args.blockdev_backend,
+        )?);
         let registration = RegisterNode {
             name: name.clone(),
             address: address.clone(),

@@ -5,7 +5,6 @@
 //! Every call here blocks (it runs `losetup`, mounts and waits for the kernel): call it from a
 //! blocking thread.
 
-use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use ironhorn_engine::BlockDevice;
 use rustix::mount::{unmount, UnmountFlags};
 
 use super::fuse_file::{VolumeFile, ZeroingActivity, FILE_NAME};
+use super::kernel_device::{wait_for, KernelDevice};
 use super::{links, loop_device, mounts, BlockdevError, BlockdevPaths};
 
 /// How long a detach waits for the kernel to let go of the file before it aborts the FUSE
@@ -25,14 +25,14 @@ const RELEASE_WAIT: Duration = Duration::from_secs(10);
 /// A volume attached as `/dev/ironhorn/<volume>` through FUSE and a loop device.
 #[derive(Debug)]
 pub struct FuseLoop {
-    volume: String,
+    device: KernelDevice,
     mount_point: PathBuf,
-    loop_device: PathBuf,
-    loop_number: (u32, u32),
-    link: PathBuf,
     connection: String,
     session: Option<BackgroundSession>,
     zeroing: Arc<ZeroingActivity>,
+    /// The poll window stays shut while a block device is served here (see
+    /// `ironhorn_replica::poll_window::suppress`).
+    _no_poll_window: ironhorn_replica::poll_window::Suppressed,
 }
 
 /// `/sys/fs/fuse/connections/<id>` of the FUSE filesystem on device `major:minor`.
@@ -44,35 +44,6 @@ fn connection_dir(device: (u32, u32)) -> PathBuf {
 /// Ends a FUSE connection: queued and future requests fail at once.
 fn abort_connection(dir: &Path) {
     let _ = std::fs::write(dir.join("abort"), "1");
-}
-
-/// Writes out everything the filesystem mounted at `path` holds in memory.
-fn sync_filesystem(path: &Path) -> Result<(), String> {
-    File::open(path)
-        .map_err(|e| e.to_string())
-        .and_then(|dir| rustix::fs::syncfs(&dir).map_err(|e| e.to_string()))
-        .map_err(|e| format!("syncing the filesystem at {}: {e}", path.display()))
-}
-
-/// Unmounts `path`; when it is busy, detaches it (it goes once its last user leaves).
-fn unmount_path(path: &Path) -> Result<(), String> {
-    match unmount(path, UnmountFlags::empty()) {
-        Ok(()) => Ok(()),
-        Err(_) => unmount(path, UnmountFlags::DETACH)
-            .map_err(|e| format!("unmounting {}: {e}", path.display())),
-    }
-}
-
-/// Waits until `done` holds or `limit` passes; whether it held. Polls the kernel's view.
-fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while !done() {
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
 }
 
 impl FuseLoop {
@@ -122,18 +93,21 @@ impl FuseLoop {
             .map(|st| (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
             .unwrap_or((0, 0));
         let mut attached = FuseLoop {
-            volume: volume.to_string(),
+            device: KernelDevice {
+                volume: volume.to_string(),
+                path: PathBuf::new(),
+                number: (0, 0),
+                link: paths.dev_dir.join(volume),
+            },
             mount_point: mount_point.clone(),
-            loop_device: PathBuf::new(),
-            loop_number: (0, 0),
-            link: paths.dev_dir.join(volume),
             connection: connection_dir(fs_device).display().to_string(),
             session: Some(session),
             zeroing,
+            _no_poll_window: ironhorn_replica::poll_window::suppress(),
         };
         let bound = loop_device::bind(&mount_point.join(FILE_NAME)).and_then(|dev| {
-            attached.loop_device = dev.clone();
-            attached.loop_number = loop_device::device_number(&dev).ok_or_else(|| {
+            attached.device.path = dev.clone();
+            attached.device.number = loop_device::device_number(&dev).ok_or_else(|| {
                 BlockdevError::Failed(format!("{} has no device number", dev.display()))
             })?;
             links::publish(&paths.dev_dir, volume, &dev)
@@ -142,38 +116,13 @@ impl FuseLoop {
             attached.teardown();
             return Err(e);
         }
-        tracing::info!(volume, device = %attached.loop_device.display(), link = %attached.link.display(), "block device attached (fuse-loop)");
+        tracing::info!(volume, device = %attached.device.path.display(), link = %attached.device.link.display(), "block device attached (fuse-loop)");
         Ok(attached)
     }
 
-    /// `/dev/ironhorn/<volume>`.
-    pub fn link(&self) -> &Path {
-        &self.link
-    }
-
-    /// The kernel device (`/dev/loopN`).
-    pub fn kernel_device(&self) -> &Path {
-        &self.loop_device
-    }
-
-    /// Where the device is mounted now.
-    pub fn mount_points(&self) -> Vec<PathBuf> {
-        mounts::mount_points_of(&mounts::current(), self.loop_number)
-    }
-
-    /// Why a detach without force must wait, if it must: the device is mounted.
-    pub fn busy(&self) -> Option<String> {
-        let points = self.mount_points();
-        (!points.is_empty()).then(|| {
-            let list: Vec<String> = points.iter().map(|p| p.display().to_string()).collect();
-            format!(
-                "volume {} is mounted at {} ({}): unmount it first (`umount {}`), or detach with --force",
-                self.volume,
-                list.join(", "),
-                self.link.display(),
-                list[0]
-            )
-        })
+    /// The kernel device and its link.
+    pub fn device(&self) -> &KernelDevice {
+        &self.device
     }
 
     /// Makes the block device take the volume's new size (after the engine grew).
@@ -188,12 +137,12 @@ impl FuseLoop {
                 "the FUSE file shows {seen} bytes, not {size}"
             )));
         }
-        loop_device::refresh_size(&self.loop_device)?;
-        match loop_device::size_bytes(&self.loop_device) {
+        loop_device::refresh_size(&self.device.path)?;
+        match loop_device::size_bytes(&self.device.path) {
             Some(now) if now == size => Ok(()),
             other => Err(BlockdevError::Failed(format!(
                 "{} shows {other:?} bytes after the resize, not {size}",
-                self.loop_device.display()
+                self.device.path.display()
             ))),
         }
     }
@@ -212,7 +161,7 @@ impl FuseLoop {
             let (_, _, before) = self.zeroing.snapshot();
             std::thread::sleep(quiet);
             let (running, _, after) = self.zeroing.snapshot();
-            let queued = loop_device::in_flight(&self.loop_device).unwrap_or(0);
+            let queued = self.device.in_flight();
             if running == 0 && queued == 0 && before == after {
                 return true;
             }
@@ -222,50 +171,24 @@ impl FuseLoop {
         }
     }
 
-    /// Writes what the kernel holds for the block device (writes through its page cache by
-    /// programs that did not sync) and flushes the volume.
-    pub fn flush(&self) -> Result<(), BlockdevError> {
-        File::open(&self.loop_device)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| {
-                BlockdevError::Failed(format!("flushing {}: {e}", self.loop_device.display()))
-            })
-    }
-
     /// Detaches: flushes, unmounts what is still mounted (a forced detach), removes the
     /// link, unbinds the loop device and ends the FUSE session. Best effort past the flush:
     /// what could not be done is returned, one line each.
     pub fn teardown(mut self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.loop_number != (0, 0) {
-            for point in self.mount_points().into_iter().rev() {
-                tracing::warn!(volume = self.volume, mount = %point.display(), "unmounting a filesystem on a volume detached with force");
-                // What the filesystem holds in memory goes to the volume first; a busy
-                // filesystem is then only detached, and writes made after this are lost.
-                if let Err(e) = sync_filesystem(&point) {
-                    problems.push(e);
-                }
-                if let Err(e) = unmount_path(&point) {
-                    problems.push(e);
-                }
-            }
-            if let Err(e) = self.flush() {
-                problems.push(e.to_string());
-            }
-            if let Err(e) = links::withdraw(&self.link, &self.loop_device) {
-                problems.push(e.to_string());
-            }
-            if let Err(e) = loop_device::unbind(&self.loop_device) {
+        if self.device.number != (0, 0) {
+            problems.extend(self.device.release());
+            if let Err(e) = loop_device::unbind(&self.device.path) {
                 problems.push(e.to_string());
             }
         }
         let released = wait_for(RELEASE_WAIT, || {
-            loop_device::backing_file(&self.loop_device).is_none()
+            loop_device::backing_file(&self.device.path).is_none()
         });
         if !released {
             problems.push(format!(
                 "{} is still in use: its FUSE connection is aborted, so it fails I/O until its last user closes it",
-                self.loop_device.display()
+                self.device.path.display()
             ));
             abort_connection(Path::new(&self.connection));
         }
@@ -281,7 +204,7 @@ impl FuseLoop {
             let _ = guard.join();
         }
         let _ = std::fs::remove_dir(&self.mount_point);
-        tracing::info!(volume = self.volume, "block device detached");
+        tracing::info!(volume = self.device.volume, "block device detached");
         problems
     }
 }
@@ -309,6 +232,25 @@ pub fn lock_run_dir(paths: &BlockdevPaths) -> Result<OwnedFd, BlockdevError> {
     Ok(OwnedFd::from(file))
 }
 
+/// Detaches the filesystems mounted from `device`, which an earlier run served: they fail
+/// every I/O now. Says what it did.
+fn detach_dead_mounts(entries: &[mounts::MountEntry], device: &Path) -> Vec<String> {
+    let Some(number) = loop_device::device_number(device) else {
+        return Vec::new();
+    };
+    mounts::mount_points_of(entries, number)
+        .into_iter()
+        .map(|point| {
+            let _ = unmount(&point, UnmountFlags::DETACH);
+            format!(
+                "unmounted {} (its device {} was left by an earlier run and fails all I/O)",
+                point.display(),
+                device.display()
+            )
+        })
+        .collect()
+}
+
 /// Removes what an earlier run of this node left (it was killed, or the machine rebooted):
 /// loop devices bound to files under the run directory (and filesystems still mounted on
 /// them, which fail every I/O now), their links, and the FUSE mounts. Returns what it did.
@@ -319,16 +261,7 @@ pub fn cleanup_stale(paths: &BlockdevPaths) -> Vec<String> {
         if !file.starts_with(&paths.run_dir) {
             continue;
         }
-        if let Some(number) = loop_device::device_number(&device) {
-            for point in mounts::mount_points_of(&entries, number) {
-                let _ = unmount(&point, UnmountFlags::DETACH);
-                done.push(format!(
-                    "unmounted {} (its device {} was left by an earlier run and fails all I/O)",
-                    point.display(),
-                    device.display()
-                ));
-            }
-        }
+        done.extend(detach_dead_mounts(&entries, &device));
         for (link, target) in links::all(&paths.dev_dir) {
             if target == device {
                 let _ = std::fs::remove_file(&link);
@@ -346,6 +279,20 @@ pub fn cleanup_stale(paths: &BlockdevPaths) -> Vec<String> {
         }
         let _ = unmount(&mount.mount_point, UnmountFlags::DETACH);
         done.push(format!("unmounted {}", mount.mount_point.display()));
+    }
+    // NBD devices this node made (found by their backend identifier): the process that
+    // served them is gone.
+    for (index, volume) in super::kernel_nbd::stale_devices(paths) {
+        let device = PathBuf::from(format!("/dev/nbd{index}"));
+        done.extend(detach_dead_mounts(&entries, &device));
+        let _ = links::withdraw(&paths.dev_dir.join(&volume), &device);
+        match super::kernel_nbd::disconnect(index) {
+            Ok(()) => done.push(format!(
+                "disconnected {} (volume {volume})",
+                device.display()
+            )),
+            Err(e) => done.push(format!("could not disconnect {}: {e}", device.display())),
+        }
     }
     // Links to loop devices that serve nothing (left before a reboot).
     for (link, target) in links::all(&paths.dev_dir) {

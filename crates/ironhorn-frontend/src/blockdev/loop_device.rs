@@ -84,16 +84,6 @@ pub fn size_bytes(device: &Path) -> Option<u64> {
     sectors.checked_mul(512)
 }
 
-/// Requests the block layer has handed to the device and not seen completed (reads and
-/// writes, discards counted as writes).
-pub fn in_flight(device: &Path) -> Option<u64> {
-    let name = kernel_name(device)?;
-    let text = std::fs::read_to_string(format!("/sys/block/{name}/inflight")).ok()?;
-    text.split_whitespace()
-        .map(|n| n.parse::<u64>().ok())
-        .sum::<Option<u64>>()
-}
-
 /// `major:minor` of a block device node.
 pub fn device_number(device: &Path) -> Option<(u32, u32)> {
     let st = rustix::fs::stat(device).ok()?;
