@@ -409,12 +409,15 @@ pub struct DetachRequest {
     pub force: bool,
 }
 
-/// A request body that may be left out (then every option takes its default).
+/// A request body that may be left out (then every option takes its default); when given,
+/// one JSON object of the shape `T`.
 fn optional_body<T: Default + DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("{what}: {e}")))
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("{what}: {e}")))?;
+    parse_body(value)
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{name}/attach", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body(content = Option<AttachRequest>, description = "Where to attach; no body attaches to the server's own node"), responses((status = 202, description = "Attaching", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]

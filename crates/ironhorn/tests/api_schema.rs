@@ -231,6 +231,34 @@ fn invalid_requests_get_the_one_error_shape_with_a_clear_message() {
         "invalid",
         "no node",
     );
+    // An optional body, when given, is one JSON object all the same.
+    refused(
+        &server,
+        "POST",
+        "/v1/volumes/v1/attach",
+        Some(json!([null])),
+        400,
+        "invalid",
+        "must be a JSON object",
+    );
+    refused(
+        &server,
+        "POST",
+        "/v1/volumes/v1/detach",
+        Some(json!({"force": "yes"})),
+        400,
+        "invalid",
+        "force",
+    );
+    refused(
+        &server,
+        "POST",
+        "/v1/volumes/v1/attach",
+        Some(json!({"frontend": "iscsi"})),
+        400,
+        "invalid",
+        "frontend",
+    );
     let (status, _) = request(&server, "POST", "/v1/volumes/v1/attach", None);
     assert_eq!(status, 202);
     wait_until(
