@@ -141,6 +141,7 @@ impl Slot {
                 .call(kind, offset, len, flags, payload, timeout)
                 .await
                 .map_err(|e| e.to_string()),
+            Backend::Local(replica) if replica.is_retired() => Err(RETIRED.into()),
             Backend::Local(replica) => {
                 // Page-cache I/O takes microseconds: done on this task it saves two thread
                 // hops. What may wait for the disk (an uncached read, FUA, flush, unmap,
@@ -196,6 +197,7 @@ impl Slot {
                     .map(drop)
                     .map_err(|e| e.to_string())
             }
+            Backend::Local(replica) if replica.is_retired() => Err(RETIRED.into()),
             Backend::Local(replica) => {
                 let (replica, file) = (replica.clone(), file.to_string());
                 tokio::task::spawn_blocking(move || {
@@ -226,6 +228,9 @@ impl Slot {
                         other => CallError::Failed(other.to_string()),
                     })?;
                 wire::decode_control_reply(&reply).map_err(|e| CallError::Failed(e.to_string()))
+            }
+            Backend::Local(replica) if replica.is_retired() => {
+                Err(CallError::Failed(RETIRED.into()))
             }
             Backend::Local(replica) => {
                 let replica = replica.clone();
@@ -262,6 +267,9 @@ impl Slot {
         }
     }
 }
+
+/// Why an in-process replica whose server stopped is failed.
+const RETIRED: &str = "its replica server in this process stopped";
 
 /// Writes up to this size to an in-process replica are done on the calling task.
 const INLINE_WRITE_MAX: u32 = 1 << 20;
@@ -376,11 +384,14 @@ async fn open_slot(spec: &ReplicaSpec, size: u64, timeout: Duration) -> Result<S
             .map_err(|e| e.to_string())?;
             Backend::Local(Arc::new(SharedReplica::new(replica)))
         }
-        ReplicaSpec::Remote(addr) => Backend::Remote(
-            RemoteReplica::connect(addr, timeout)
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
+        ReplicaSpec::Remote(addr) => match crate::local::lookup(&addr.to_string()) {
+            Some(replica) => Backend::Local(replica),
+            None => Backend::Remote(
+                RemoteReplica::connect(addr, timeout)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+        },
     };
     Ok(Slot {
         spec: spec.clone(),

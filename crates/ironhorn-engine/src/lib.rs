@@ -1,11 +1,13 @@
 //! The block device a volume exposes to its frontends. [`BlockDevice`] is the one interface
 //! every frontend (NBD, blockdev) uses; [`ReplicaDevice`] serves one replica store opened in
 //! this process (`ironhorn recover serve`); [`Engine`] serves a volume from N replicas,
-//! in-process (`file:DIR`) or behind replica servers.
+//! in-process (`file:DIR`, or a replica server's replica in this process: [`local`]) or
+//! behind replica servers.
 
 pub mod device;
 pub mod engine;
 mod layer_send;
+pub mod local;
 pub mod remote;
 pub mod window;
 

@@ -369,6 +369,8 @@ impl Agent {
             shared.clone(),
             stop.clone(),
         ));
+        // An engine of this process reaches it directly.
+        ironhorn_engine::local::register(&address, shared.clone());
         tracing::info!(replica = name, dir = %dir.display(), %address, "replica server started");
         replicas.insert(
             name.to_string(),
@@ -394,6 +396,9 @@ impl Agent {
         let Some(running) = self.replicas.lock().await.remove(name) else {
             return Ok(());
         };
+        // An engine of this process that uses it directly fails it from now on, as one
+        // connected over the network sees its connection close.
+        ironhorn_engine::local::unregister(&running.address);
         running.stop.cancel();
         let _ = running.task.await;
         let shared = running.shared;

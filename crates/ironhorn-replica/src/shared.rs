@@ -1,6 +1,7 @@
 //! A replica shared by many concurrent callers: reads run in parallel, writes and metadata
 //! operations take the replica exclusively.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::Result;
@@ -10,13 +11,25 @@ use crate::replica::Replica;
 #[derive(Debug)]
 pub struct SharedReplica {
     inner: RwLock<Replica>,
+    /// Its server stopped: users in the same process must stop using it too.
+    retired: AtomicBool,
 }
 
 impl SharedReplica {
     pub fn new(replica: Replica) -> Self {
         SharedReplica {
             inner: RwLock::new(replica),
+            retired: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the replica as no longer served (its server stopped).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Replica> {

@@ -1,0 +1,86 @@
+//! Replicas served by this process, by the address their server listens on. An engine in the
+//! same process (the node agent runs both) reaches such a replica directly: no TCP round
+//! trip, no copies through a socket, no thread hops for page-cache I/O. A replica whose server
+//! was stopped is retired: its slot fails at the next call, as a remote one would.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ironhorn_replica::SharedReplica;
+
+fn registry() -> &'static Mutex<HashMap<String, Arc<SharedReplica>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<SharedReplica>>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// `replica` is served at `address` (as engines are given it) by this process.
+pub fn register(address: &str, replica: Arc<SharedReplica>) {
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(address.to_string(), replica);
+}
+
+/// The server at `address` stopped: engines opening it from now on connect over the network,
+/// and the ones that use it directly fail it (see [`SharedReplica::retire`]).
+pub fn unregister(address: &str) {
+    if let Some(replica) = registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(address)
+    {
+        replica.retire();
+    }
+}
+
+/// The in-process replica served at `address`, if any.
+pub(crate) fn lookup(address: &str) -> Option<Arc<SharedReplica>> {
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(address)
+        .filter(|r| !r.is_retired())
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use ironhorn_replica::Replica;
+
+    use super::*;
+    use crate::{BlockDevice, Engine, Mode, ReplicaSpec};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_engine_uses_a_replica_of_its_process_directly_until_its_server_stops() {
+        let tmp = tempfile::tempdir().unwrap();
+        let replica = Replica::create(&tmp.path().join("vol-0a0b0c0d"), 1 << 20).unwrap();
+        let shared = Arc::new(SharedReplica::new(replica));
+        // Nothing listens at this address: the engine can only have reached it directly.
+        let address = "127.0.0.1:1";
+        register(address, shared.clone());
+        let spec: ReplicaSpec = address.parse().unwrap();
+        let engine = Engine::start("vol", 1 << 20, &[spec], Duration::from_secs(5))
+            .await
+            .unwrap();
+        engine.write(vec![7u8; 8192], 4096, false).await.unwrap();
+        engine.flush().await.unwrap();
+        let mut back = vec![0u8; 8192];
+        shared.read_at(&mut back, 4096).unwrap();
+        assert!(
+            back.iter().all(|b| *b == 7),
+            "the write reached the replica"
+        );
+
+        // Its server stops: the engine's next call fails the replica, as a closed
+        // connection would, and a new engine cannot find it any more.
+        unregister(address);
+        assert!(shared.is_retired());
+        assert!(engine.write(vec![1u8; 4096], 0, false).await.is_err());
+        assert_eq!(engine.status()[0].mode, Mode::ERR);
+        assert!(lookup(address).is_none());
+        engine.shutdown().await;
+    }
+}
