@@ -8,7 +8,7 @@ MiB/s and mean latency for each, and the ratio ironhorn / plain loop (targets: a
 for 4k random, 0.8x for 1M sequential). Each job runs --rounds times on each side, the sides
 alternating; the medians are compared (single runs vary by 2x on a shared VM's disk).
 
-Usage: bench/blockdev.py [--seconds 10] [--rounds 3] [--size-gib 4] [--dir /var/tmp] [--bin PATH] [--json]
+Usage: bench/blockdev.py [--seconds 10] [--rounds 3] [--size-gib 4] [--replicas 1] [--dir /var/tmp] [--bin PATH] [--json]
 Needs root, fio, xfsprogs, util-linux, and a release build (cargo build --release).
 """
 
@@ -69,6 +69,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size-gib", type=int, default=4)
+    ap.add_argument("--replicas", type=int, default=1,
+                    help="replicas of the volume: one on the server's node, the others on node agents started on this machine")
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "ironhorn"))
     ap.add_argument("--json", action="store_true")
@@ -84,6 +86,7 @@ def main():
         stdout=subprocess.DEVNULL, stderr=open(f"{work}/server.log", "w"),
     )
     ih_mnt, loop_mnt, loop_dev = f"{work}/mnt-ironhorn", f"{work}/mnt-loop", None
+    agents = []
     try:
         for _ in range(300):
             try:
@@ -91,8 +94,16 @@ def main():
                 break
             except subprocess.CalledProcessError:
                 time.sleep(0.1)
+        for n in range(2, args.replicas + 1):
+            agents.append(subprocess.Popen(
+                [args.bin, "node", "--manager", url, "--name", f"bench-{n}", "--data-dir",
+                 f"{work}/node-{n}", "--listen", "127.0.0.1:0"],
+                stdout=subprocess.DEVNULL, stderr=open(f"{work}/node-{n}.log", "w"),
+            ))
+        while len(json.loads(cli("node", "ls", "-o", "json"))["data"]) < args.replicas:
+            time.sleep(0.2)
         cli("setting", "set", "storage-minimal-available-percentage", "0")
-        cli("volume", "create", "bench", "--size", f"{args.size_gib}Gi", "--replicas", "1", "--wait")
+        cli("volume", "create", "bench", "--size", f"{args.size_gib}Gi", "--replicas", str(args.replicas), "--wait")
         cli("volume", "attach", "bench", "--frontend", "blockdev", "--wait")
         os.makedirs(ih_mnt)
         run("mkfs.xfs", "-q", "-f", "/dev/ironhorn/bench")
@@ -132,6 +143,9 @@ def main():
         if loop_dev:
             subprocess.run(["losetup", "-d", loop_dev], capture_output=True)
         subprocess.run([args.bin, "volume", "detach", "bench", "--wait"], env=env, capture_output=True)
+        for agent in agents:
+            agent.terminate()
+            agent.wait(timeout=60)
         server.terminate()
         server.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
