@@ -13,16 +13,6 @@ use ironhorn_replica::Replica;
 
 const MIB: u64 = 1 << 20;
 
-fn can_run() -> bool {
-    let ok = rustix::process::geteuid().is_root()
-        && Path::new("/dev/fuse").exists()
-        && Path::new("/dev/loop-control").exists();
-    if !ok {
-        eprintln!("SKIPPED: needs root, /dev/fuse and /dev/loop-control");
-    }
-    ok
-}
-
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap();
     assert!(
@@ -66,7 +56,7 @@ fn attach(s: &Setup, volume: &str) -> FuseLoop {
 
 #[test]
 fn data_written_through_the_block_device_reaches_the_volume() {
-    if !can_run() {
+    if !ironhorn_testkit::fuse_loop_available() {
         return;
     }
     let s = setup(64 * MIB);
@@ -113,7 +103,7 @@ fn loop_devices_backed_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_mounted_device_is_busy_and_a_forced_teardown_unmounts_it() {
-    if !can_run() {
+    if !ironhorn_testkit::fuse_loop_available() {
         return;
     }
     let s = setup(300 * MIB);

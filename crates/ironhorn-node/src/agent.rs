@@ -654,10 +654,8 @@ impl Agent {
             let zeroed_before = d.as_ref().and_then(Attached::zeroed_bytes).unwrap_or(0);
             // Blocks freed by recent deletes stay busy (not trimmable) in xfs until its log
             // is written: sync first, so a trim right after a delete gives the space back.
-            if let Err(e) = std::fs::File::open(point).and_then(|dir| {
-                rustix::fs::syncfs(&dir).map_err(std::io::Error::from)
-            }) {
-                tracing::warn!(volume, mount = %point.display(), error = %e, "syncing before trim");
+            if let Err(e) = blockdev::kernel_device::sync_filesystem(point) {
+                tracing::warn!(volume, "before trim: {e}");
             }
             let output = std::process::Command::new("fstrim")
                 .arg("-v")

@@ -258,3 +258,23 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Whether the fuse-loop block device backend can run here (root, `/dev/fuse`, loop devices);
+/// says so on stderr when it cannot, for the tests that then skip.
+pub fn fuse_loop_available() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false);
+    let ok = root
+        && std::path::Path::new("/dev/fuse").exists()
+        && std::path::Path::new("/dev/loop-control").exists();
+    if !ok {
+        eprintln!("SKIPPED: the fuse-loop backend needs root, /dev/fuse and /dev/loop-control");
+    }
+    ok
+}

@@ -17,16 +17,6 @@ use serde_json::Value;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-fn can_run() -> bool {
-    let ok = rustix::process::geteuid().is_root()
-        && Path::new("/dev/fuse").exists()
-        && Path::new("/dev/loop-control").exists();
-    if !ok {
-        eprintln!("SKIPPED: the fuse-loop backend needs root, /dev/fuse and /dev/loop-control");
-    }
-    ok
-}
-
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap();
     assert!(
@@ -248,7 +238,7 @@ fn fs_size(at: &Path) -> u64 {
 
 #[test]
 fn xfs_on_a_three_replica_volume_survives_a_replica_kill_trims_grows_and_cleans_up() {
-    if !can_run() {
+    if !ironhorn_testkit::fuse_loop_available() {
         return;
     }
     let (mut cluster, agents) = Cluster::three_nodes();
@@ -366,7 +356,7 @@ fn xfs_on_a_three_replica_volume_survives_a_replica_kill_trims_grows_and_cleans_
 
 #[test]
 fn ext4_is_made_filled_trimmed_grown_and_read_back_after_a_forced_detach() {
-    if !can_run() {
+    if !ironhorn_testkit::fuse_loop_available() {
         return;
     }
     let (cluster, _agents) = Cluster::three_nodes();

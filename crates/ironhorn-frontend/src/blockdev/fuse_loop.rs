@@ -15,7 +15,7 @@ use ironhorn_engine::BlockDevice;
 use rustix::mount::{unmount, UnmountFlags};
 
 use super::fuse_file::{VolumeFile, ZeroingActivity, FILE_NAME};
-use super::kernel_device::{wait_for, KernelDevice};
+use super::kernel_device::{self, wait_for, KernelDevice};
 use super::{links, loop_device, mounts, BlockdevError, BlockdevPaths};
 
 /// How long a detach waits for the kernel to let go of the file before it aborts the FUSE
@@ -107,7 +107,7 @@ impl FuseLoop {
         };
         let bound = loop_device::bind(&mount_point.join(FILE_NAME)).and_then(|dev| {
             attached.device.path = dev.clone();
-            attached.device.number = loop_device::device_number(&dev).ok_or_else(|| {
+            attached.device.number = kernel_device::device_number(&dev).ok_or_else(|| {
                 BlockdevError::Failed(format!("{} has no device number", dev.display()))
             })?;
             links::publish(&paths.dev_dir, volume, &dev)
@@ -235,7 +235,7 @@ pub fn lock_run_dir(paths: &BlockdevPaths) -> Result<OwnedFd, BlockdevError> {
 /// Detaches the filesystems mounted from `device`, which an earlier run served: they fail
 /// every I/O now. Says what it did.
 fn detach_dead_mounts(entries: &[mounts::MountEntry], device: &Path) -> Vec<String> {
-    let Some(number) = loop_device::device_number(device) else {
+    let Some(number) = kernel_device::device_number(device) else {
         return Vec::new();
     };
     mounts::mount_points_of(entries, number)

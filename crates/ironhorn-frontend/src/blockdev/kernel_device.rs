@@ -105,6 +105,12 @@ impl KernelDevice {
     }
 }
 
+/// `major:minor` of a block device node.
+pub fn device_number(device: &Path) -> Option<(u32, u32)> {
+    let st = rustix::fs::stat(device).ok()?;
+    Some((rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)))
+}
+
 /// Writes out everything the filesystem mounted at `path` holds in memory.
 pub fn sync_filesystem(path: &Path) -> Result<(), String> {
     File::open(path)

@@ -15,9 +15,9 @@ use rustix::net::netlink::{SocketAddrNetlink, GENERIC};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
 use tokio_util::sync::CancellationToken;
 
-use super::kernel_device::{wait_for, KernelDevice};
+use super::kernel_device::{self, wait_for, KernelDevice};
 use super::nbd_netlink::{self as msg, Answer, Connect};
-use super::{links, loop_device, BlockdevError, BlockdevPaths};
+use super::{links, BlockdevError, BlockdevPaths};
 use crate::nbd::{serve_connected, Export};
 
 /// Sockets per device: the driver sends requests on all of them (the export allows it).
@@ -167,7 +167,7 @@ impl KernelNbd {
         };
         let path = PathBuf::from(format!("/dev/nbd{index}"));
         let attached = wait_for(Duration::from_secs(10), || path.exists())
-            .then(|| loop_device::device_number(&path))
+            .then(|| kernel_device::device_number(&path))
             .flatten()
             .ok_or_else(|| BlockdevError::Failed(format!("{} did not appear", path.display())))
             .and_then(|number| {
@@ -199,19 +199,7 @@ impl KernelNbd {
     /// the sockets' service. What could not be done is returned, one line each.
     pub fn teardown(self) -> Vec<String> {
         let mut problems = self.device.release();
-        let disconnected = Netlink::open().and_then(|mut netlink| {
-            let family = netlink.nbd_family()?;
-            let answers = netlink.transact(|seq| msg::disconnect(family, seq, self.index))?;
-            match msg::error(&answers) {
-                Some(errno) => Err(BlockdevError::Failed(format!(
-                    "disconnecting {}: {}",
-                    self.device.path.display(),
-                    std::io::Error::from_raw_os_error(errno)
-                ))),
-                None => Ok(()),
-            }
-        });
-        if let Err(e) = disconnected {
+        if let Err(e) = disconnect(self.index) {
             problems.push(e.to_string());
         }
         self.stop.cancel();

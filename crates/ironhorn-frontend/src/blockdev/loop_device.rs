@@ -84,12 +84,6 @@ pub fn size_bytes(device: &Path) -> Option<u64> {
     sectors.checked_mul(512)
 }
 
-/// `major:minor` of a block device node.
-pub fn device_number(device: &Path) -> Option<(u32, u32)> {
-    let st = rustix::fs::stat(device).ok()?;
-    Some((rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)))
-}
-
 /// Every bound loop device with its backing file.
 pub fn bound() -> Vec<(PathBuf, PathBuf)> {
     let Ok(entries) = std::fs::read_dir("/sys/block") else {

@@ -223,24 +223,22 @@ fn find(attrs: &[(u16, Vec<u8>)], kind: u16) -> Option<&[u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-/// The family id in the controller's answer.
-pub fn family_id(answers: &[Answer]) -> Option<u16> {
+/// Attribute `kind` of the first message among `answers` that has it.
+fn first_attribute(answers: &[Answer], kind: u16) -> Option<&[u8]> {
     answers.iter().find_map(|a| match a {
-        Answer::Message { attributes, .. } => {
-            find(attributes, CTRL_ATTR_FAMILY_ID).and_then(|v| u16_at(v, 0))
-        }
+        Answer::Message { attributes, .. } => find(attributes, kind),
         Answer::Ack(_) => None,
     })
 }
 
+/// The family id in the controller's answer.
+pub fn family_id(answers: &[Answer]) -> Option<u16> {
+    first_attribute(answers, CTRL_ATTR_FAMILY_ID).and_then(|v| u16_at(v, 0))
+}
+
 /// The device index in a CONNECT answer.
 pub fn connected_index(answers: &[Answer]) -> Option<u32> {
-    answers.iter().find_map(|a| match a {
-        Answer::Message { attributes, .. } => {
-            find(attributes, NBD_ATTR_INDEX).and_then(|v| u32_at(v, 0))
-        }
-        Answer::Ack(_) => None,
-    })
+    first_attribute(answers, NBD_ATTR_INDEX).and_then(|v| u32_at(v, 0))
 }
 
 /// The first error the kernel reported, if any (a positive errno).
