@@ -661,15 +661,16 @@ impl Engine {
                             break 'copy;
                         }
                     };
+                    // Zeros go as write-zeroes, which keeps the targets' holes (a trimmed range
+                    // is mostly zeros).
+                    let zeros = data.iter().all(|b| *b == 0);
                     let writes = targets.iter().filter(|t| t.mode() == Mode::RW).map(|t| {
-                        t.call(
-                            Kind::Write,
-                            pos,
-                            n as u32,
-                            0,
-                            Some(data.clone()),
-                            self.timeout,
-                        )
+                        let (kind, payload) = if zeros {
+                            (Kind::WriteZeroes, None)
+                        } else {
+                            (Kind::Write, Some(data.clone()))
+                        };
+                        t.call(kind, pos, n as u32, 0, payload, self.timeout)
                     });
                     let live: Vec<&Arc<Slot>> =
                         targets.iter().filter(|t| t.mode() == Mode::RW).collect();
@@ -1487,7 +1488,19 @@ impl Engine {
 
     /// Flushes and cleanly closes in-process replicas (remote ones close on their own).
     pub async fn shutdown(&self) {
-        let _ = self.fan_out(Kind::Flush, 0, 0, 0, None).await;
+        // After a flush every RW replica acknowledged, they hold the same data: none needs
+        // the ranges of its last writes reconciled at the next start (a copy that, after a
+        // large discard, would take long and write zeros over the holes).
+        if self.fan_out(Kind::Flush, 0, 0, 0, None).await.is_ok() {
+            for slot in self.slots().into_iter().filter(|s| s.mode() == Mode::RW) {
+                if let Err(e) = slot
+                    .control(Control::ForgetRecentWrites, self.timeout)
+                    .await
+                {
+                    tracing::warn!(replica = %slot.spec, error = %e, "clearing the recent-writes ring at a clean stop");
+                }
+            }
+        }
         let slots: Vec<Arc<Slot>> =
             std::mem::take(&mut *self.slots.lock().unwrap_or_else(|e| e.into_inner()));
         for slot in slots {

@@ -201,6 +201,8 @@ pub enum Control {
     },
     /// The recent-writes ring: the ranges of the replica's last writes and unmaps.
     RecentWrites,
+    /// The engine stopped cleanly: clear the recent-writes ring (see `RecentWrites`).
+    ForgetRecentWrites,
 }
 
 /// One layer of a replica's tree, as rebuild transfers it.

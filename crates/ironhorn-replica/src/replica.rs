@@ -605,14 +605,7 @@ impl Replica {
         // they go first (a crash in between leaves the replica looking older, never newer).
         let ring_newest = self.recent_writes()?.iter().map(|w| w.revision).max();
         if ring_newest.is_some_and(|newest| newest > revision) {
-            if let Some(ring) = &self.recent_file {
-                ring.write_all_at(&vec![0u8; RING_LEN as usize], 0)
-                    .and_then(|()| ring.sync_data())
-                    .map_err(ReplicaError::io(
-                        "clearing",
-                        self.dir.join(names::RECENT_WRITES),
-                    ))?;
-            }
+            self.clear_recent_writes()?;
         }
         self.revision = revision;
         self.write_counter(revision)?;
@@ -623,6 +616,28 @@ impl Replica {
             ))?;
         }
         Ok(())
+    }
+
+    fn clear_recent_writes(&self) -> Result<()> {
+        if let Some(ring) = &self.recent_file {
+            ring.write_all_at(&vec![0u8; RING_LEN as usize], 0)
+                .and_then(|()| ring.sync_data())
+                .map_err(ReplicaError::io(
+                    "clearing",
+                    self.dir.join(names::RECENT_WRITES),
+                ))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets where the last writes went, for an engine that stopped cleanly (every
+    /// acknowledged write flushed on every replica it kept): the next start then has nothing
+    /// to reconcile. The revision is made durable in the counter file first, as the ring no
+    /// longer holds it.
+    pub fn forget_recent_writes(&mut self) -> Result<()> {
+        self.head_layer()?;
+        self.set_revision(self.revision)?;
+        self.clear_recent_writes()
     }
 
     /// Sets or clears the `Rebuilding` flag.

@@ -402,6 +402,7 @@ pub fn run_control(
         Control::Expand { size } => replica.write().expand(size)?,
         Control::SetRevision { revision } => replica.write().set_revision(revision)?,
         Control::SetRebuilding { rebuilding } => replica.write().set_rebuilding(rebuilding)?,
+        Control::ForgetRecentWrites => replica.write().forget_recent_writes()?,
         Control::ListLayers => {
             return Ok(ControlReply::Layers {
                 layers: replica.read().layer_infos(),

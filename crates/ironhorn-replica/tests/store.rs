@@ -110,6 +110,25 @@ fn the_revision_survives_a_kill_between_flushes() {
     assert_eq!(again.revision(), 2);
 }
 
+/// A clean stop forgets the recent writes (nothing to reconcile at the next start) without
+/// losing the revision, which the counter file then holds, even after a kill.
+#[test]
+fn forgetting_the_recent_writes_keeps_the_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol-0000000a");
+    let mut replica = Replica::create(&dir, MIB).unwrap();
+    replica.write_at(&[1; 4096], 0).unwrap();
+    replica.unmap(8192, 4096).unwrap();
+    assert_eq!(replica.recent_writes().unwrap().len(), 2);
+    replica.forget_recent_writes().unwrap();
+    assert!(replica.recent_writes().unwrap().is_empty());
+    assert_eq!(replica.revision(), 2);
+    drop(replica); // no close: as if the process was killed
+    let reopened = Replica::open(&dir, &ReplicaOptions::default()).unwrap();
+    assert_eq!(reopened.revision(), 2);
+    assert!(reopened.recent_writes().unwrap().is_empty());
+}
+
 #[test]
 fn an_unaligned_write_lands_as_whole_sectors_in_the_head() {
     let tmp = tempfile::tempdir().unwrap();
