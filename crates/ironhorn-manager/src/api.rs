@@ -552,7 +552,20 @@ async fn expand(
         return Ok(Json(volume));
     }
     let address = engine_address(&m, &volume)?;
-    m.client.expand(&address, &name, size).await?;
+    if let Err(failed) = m.client.expand(&address, &name, size).await {
+        // The replicas may have grown before a later step failed (a block device that could
+        // not take the new size): the volume is then that size, and must be recorded so,
+        // or its replicas no longer match it at the next start.
+        if let Ok(engine) = m.client.engine(&address, &name).await {
+            if engine.size > volume.spec.size {
+                update_volume(&m, &name, |v| {
+                    v.spec.size = engine.size;
+                    Ok(())
+                })?;
+            }
+        }
+        return Err(failed.into());
+    }
     let volume = update_volume(&m, &name, |v| {
         v.spec.size = size;
         Ok(())

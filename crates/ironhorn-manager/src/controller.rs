@@ -309,11 +309,15 @@ impl Manager {
             let address_of = |node: &str| nodes.get(node).map(|n| n.spec.address.clone());
             let mut failures = Vec::new();
             let acted = !plan.actions.is_empty();
+            // A failed action does not make the round busy: it is retried at the idle pace
+            // (or when something changes), not in a tight loop against a node that refuses.
             for action in std::mem::take(&mut plan.actions) {
-                busy = true;
-                if let Err(e) = self.act(&volume.name, action, &address_of).await {
-                    tracing::warn!(volume = volume.name, error = %e, "controller action failed; retrying next round");
-                    failures.push(e);
+                match self.act(&volume.name, action, &address_of).await {
+                    Ok(()) => busy = true,
+                    Err(e) => {
+                        tracing::warn!(volume = volume.name, error = %e, "controller action failed; retrying next round");
+                        failures.push(e);
+                    }
                 }
             }
             // What went wrong last, where `volume get` shows it (cleared once a round's
