@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Block device benchmark (issue #5): fio on xfs on /dev/ironhorn/<volume> (a 1-replica volume,
-fuse-loop backend, loop with direct I/O) against the same fio on xfs on a loop device over a
+"""Block device benchmark (issue #5): fio on xfs on /dev/ironhorn/<volume> (a 1-replica volume;
+the backend --backend says, auto by default: fuse-loop, loop with direct I/O, where the kernel
+has neither ublk nor nbd) against the same fio on xfs on a loop device over a
 plain file on the same disk (direct I/O too), in the same run, jobs interleaved.
 
 Reports 4k random read and write at QD1 and QD32 and 1M sequential read and write, as IOPS,
@@ -8,7 +9,7 @@ MiB/s and mean latency for each, and the ratio ironhorn / plain loop (targets: a
 for 4k random, 0.8x for 1M sequential). Each job runs --rounds times on each side, the sides
 alternating; the medians are compared (single runs vary by 2x on a shared VM's disk).
 
-Usage: bench/blockdev.py [--seconds 10] [--rounds 3] [--size-gib 4] [--replicas 1] [--dir /var/tmp] [--bin PATH] [--json]
+Usage: bench/blockdev.py [--seconds 10] [--rounds 3] [--size-gib 4] [--replicas 1] [--backend auto] [--dir /var/tmp] [--bin PATH] [--json]
 Needs root, fio, xfsprogs, util-linux, and a release build (cargo build --release).
 """
 
@@ -71,6 +72,8 @@ def main():
     ap.add_argument("--size-gib", type=int, default=4)
     ap.add_argument("--replicas", type=int, default=1,
                     help="replicas of the volume: one on the server's node, the others on node agents started on this machine")
+    ap.add_argument("--backend", default="auto",
+                    help="the server's --blockdev-backend: auto, ublk, nbd or fuse-loop")
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "ironhorn"))
     ap.add_argument("--json", action="store_true")
@@ -82,7 +85,8 @@ def main():
     env = dict(os.environ, IRONHORN_URL=url)
     cli = lambda *a: run(args.bin, *a, env=env)  # noqa: E731
     server = subprocess.Popen(
-        [args.bin, "server", "--data-dir", f"{work}/data", "--listen", f"127.0.0.1:{port}"],
+        [args.bin, "server", "--data-dir", f"{work}/data", "--listen", f"127.0.0.1:{port}",
+         "--blockdev-backend", args.backend],
         stdout=subprocess.DEVNULL, stderr=open(f"{work}/server.log", "w"),
     )
     ih_mnt, loop_mnt, loop_dev = f"{work}/mnt-ironhorn", f"{work}/mnt-loop", None

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ironhorn_engine::{BlockDevice, Engine, EngineError, ReplicaSpec};
 use ironhorn_frontend::blockdev::{
-    self, Attached, BlockdevError, BlockdevPaths, FuseLoop, KernelNbd,
+    self, Attached, BlockdevError, BlockdevPaths, FuseLoop, KernelNbd, KernelUblk,
 };
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
 use ironhorn_replica::net::{Addr, Listener};
@@ -230,24 +230,18 @@ impl Agent {
             }
             Some(Backend::Nbd) => {
                 blockdev::kernel_nbd::available()?;
-                tracing::warn!(node = name, "block devices use the nbd backend, as asked: it has not been verified against a kernel NBD driver yet");
                 Some(Backend::Nbd)
             }
             Some(Backend::Ublk) => {
-                return Err(AgentError::Invalid(
-                    "the ublk backend is not built yet: use auto, fuse-loop or nbd".into(),
-                ))
+                let features = blockdev::kernel_ublk::available()?;
+                if !blockdev::kernel_ublk::can_resize(features) {
+                    tracing::warn!(node = name, "block devices use the ublk backend, as asked; this kernel's ublk driver cannot resize a live device, so `volume expand` of an attached volume needs a detach and attach");
+                }
+                Some(Backend::Ublk)
             }
         };
-        if let (Some(best), Some(used)) = (preflight::kernel_best(&facts), backend) {
-            if best != used {
-                tracing::info!(
-                    node = name,
-                    ?best,
-                    ?used,
-                    "block devices use the best backend this build serves"
-                );
-            }
+        if let Some(backend) = backend {
+            tracing::info!(node = name, ?backend, "block devices use this backend");
         }
         let mut agent = Agent::new(name, data_host);
         agent.blockdev = Some(BlockdevSupport {
@@ -498,9 +492,8 @@ impl Agent {
                     let export = Arc::new(Export::new(&name, &format!("volume {name}"), device));
                     KernelNbd::attach(&paths, &name, export, size, runtime).map(Attached::Nbd)
                 }
-                Backend::Ublk => Err(BlockdevError::Unavailable(
-                    "the ublk backend is not built yet".into(),
-                )),
+                Backend::Ublk => KernelUblk::attach(&paths, &name, device, size, runtime)
+                    .map(|d| Attached::Ublk(Box::new(d))),
             })
             .await
             .map_err(|e| AgentError::Failed(e.to_string()))
@@ -651,7 +644,7 @@ impl Agent {
                     "volume {volume} is not mounted: mount /dev/ironhorn/{volume} first (trim works on a mounted filesystem)"
                 )));
             };
-            let zeroed_before = d.as_ref().and_then(Attached::zeroed_bytes).unwrap_or(0);
+            let zeroed_before = d.as_ref().map_or(0, Attached::zeroed_bytes);
             // Blocks freed by recent deletes stay busy (not trimmable) in xfs until its log
             // is written: sync first, so a trim right after a delete gives the space back.
             if let Err(e) = blockdev::kernel_device::sync_filesystem(point) {
@@ -674,8 +667,7 @@ impl Agent {
             }
             let discarded = d
                 .as_ref()
-                .and_then(Attached::zeroed_bytes)
-                .map_or(0, |now| now - zeroed_before);
+                .map_or(0, |d| d.zeroed_bytes().saturating_sub(zeroed_before));
             let text = String::from_utf8_lossy(&output.stdout);
             if !output.status.success() {
                 return Err(AgentError::Failed(format!(

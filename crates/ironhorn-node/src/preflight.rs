@@ -14,6 +14,8 @@ pub struct Facts {
     pub is_root: bool,
     /// `/dev/ublk-control` (the ublk driver is loaded).
     pub ublk_control: bool,
+    /// The ublk driver can resize a live device (`UBLK_F_UPDATE_SIZE`).
+    pub ublk_resizes: bool,
     /// The kernel NBD driver is loaded (`/sys/module/nbd`).
     pub nbd_module: bool,
     pub dev_fuse: bool,
@@ -91,28 +93,16 @@ fn item(name: &str, status: Status, required: bool, detail: String, fix: &str) -
     }
 }
 
-/// The backends this build serves (ublk and the kernel NBD driver are not built yet).
-pub const BUILT: &[Backend] = &[Backend::FuseLoop];
-
-/// The best backend the kernel offers: ublk, then kernel NBD, then FUSE behind a loop device.
-pub fn kernel_best(facts: &Facts) -> Option<Backend> {
-    offered(facts).into_iter().next()
-}
-
-fn offered(facts: &Facts) -> Vec<Backend> {
+/// The backend this node uses: ublk where its driver can resize a live device (online
+/// expansion needs that), then the kernel NBD driver, then FUSE behind a loop device.
+pub fn backend(facts: &Facts) -> Option<Backend> {
     [
-        (facts.ublk_control, Backend::Ublk),
+        (facts.ublk_control && facts.ublk_resizes, Backend::Ublk),
         (facts.nbd_module, Backend::Nbd),
         (facts.dev_fuse && facts.loop_control, Backend::FuseLoop),
     ]
     .into_iter()
-    .filter_map(|(there, b)| there.then_some(b))
-    .collect()
-}
-
-/// The backend this node will use: the best one the kernel offers among those built.
-pub fn backend(facts: &Facts) -> Option<Backend> {
-    offered(facts).into_iter().find(|b| BUILT.contains(b))
+    .find_map(|(there, b)| there.then_some(b))
 }
 
 fn backend_name(b: Backend) -> String {
@@ -169,38 +159,28 @@ pub fn evaluate(facts: &Facts) -> Report {
             item(name, Warning, false, absent.into(), fix)
         });
     }
+    if facts.ublk_control && !facts.ublk_resizes {
+        if let Some(ublk) = items.iter_mut().find(|i| i.name == "kernel: ublk") {
+            ublk.detail.push_str(
+                ", but its driver cannot resize a live device (UBLK_F_UPDATE_SIZE): not chosen, as volumes could not grow while attached",
+            );
+        }
+    }
     let chosen = backend(facts);
-    items.push(match (chosen, kernel_best(facts)) {
-        (Some(b), best) => item(
+    items.push(match chosen {
+        Some(b) => item(
             "blockdev backend",
             Fine,
             true,
-            match best {
-                Some(best) if best != b => format!(
-                    "/dev/ironhorn/<volume> will use {} (the kernel also offers {}, which this build does not serve yet)",
-                    backend_name(b),
-                    backend_name(best)
-                ),
-                _ => format!("/dev/ironhorn/<volume> will use {}", backend_name(b)),
-            },
+            format!("/dev/ironhorn/<volume> will use {}", backend_name(b)),
             "",
         ),
-        (None, Some(best)) => item(
-            "blockdev backend",
-            Missing,
-            true,
-            format!(
-                "the kernel offers {} only, which this build does not serve yet",
-                backend_name(best)
-            ),
-            "modprobe fuse loop",
-        ),
-        (None, None) => item(
+        None => item(
             "blockdev backend",
             Missing,
             true,
             "no backend: the kernel offers none of ublk, nbd, or fuse with loop".into(),
-            "modprobe fuse loop (or ublk_drv on Linux 6.0+, or nbd)",
+            "modprobe fuse loop (or nbd, or ublk_drv on Linux 6.0+)",
         ),
     });
     items.push(item(
@@ -320,6 +300,9 @@ pub fn gather(data_dir: &Path, search_path: Option<&std::ffi::OsStr>) -> Facts {
             .unwrap_or_default(),
         is_root: rustix::process::geteuid().is_root(),
         ublk_control: exists("/dev/ublk-control"),
+        ublk_resizes: exists("/dev/ublk-control")
+            && ironhorn_frontend::blockdev::kernel_ublk::available()
+                .is_ok_and(ironhorn_frontend::blockdev::kernel_ublk::can_resize),
         nbd_module: exists("/sys/module/nbd"),
         dev_fuse: exists("/dev/fuse"),
         loop_control: exists("/dev/loop-control"),
@@ -341,6 +324,7 @@ mod tests {
             kernel: "6.8.0".into(),
             is_root: true,
             ublk_control: true,
+            ublk_resizes: true,
             nbd_module: true,
             dev_fuse: true,
             loop_control: true,
@@ -360,27 +344,26 @@ mod tests {
     #[test]
     fn the_best_backend_the_kernel_offers_is_chosen() {
         let mut f = everything();
-        assert_eq!(kernel_best(&f), Some(Backend::Ublk));
-        assert_eq!(backend(&f), Some(Backend::FuseLoop), "the best one built");
+        assert_eq!(backend(&f), Some(Backend::Ublk));
         let report = evaluate(&f);
         let said = &find(&report, "blockdev backend").detail;
-        assert!(
-            said.contains("fuse-loop") && said.contains("also offers ublk"),
-            "{said}"
+        assert!(said.contains("will use ublk"), "{said}");
+        f.ublk_resizes = false;
+        assert_eq!(
+            backend(&f),
+            Some(Backend::Nbd),
+            "ublk cannot grow a live device"
         );
+        let report = evaluate(&f);
+        let ublk = find(&report, "kernel: ublk");
+        assert!(ublk.detail.contains("cannot resize"), "{}", ublk.detail);
         f.ublk_control = false;
-        assert_eq!(kernel_best(&f), Some(Backend::Nbd));
+        assert_eq!(backend(&f), Some(Backend::Nbd));
         f.nbd_module = false;
-        assert_eq!(kernel_best(&f), Some(Backend::FuseLoop));
         assert_eq!(backend(&f), Some(Backend::FuseLoop));
         f.nbd_module = true;
         f.loop_control = false;
-        assert_eq!(kernel_best(&f), Some(Backend::Nbd));
-        assert_eq!(backend(&f), None, "nbd is not built yet");
-        assert_eq!(
-            find(&evaluate(&f), "blockdev backend").status,
-            Status::Missing
-        );
+        assert_eq!(backend(&f), Some(Backend::Nbd));
         f.nbd_module = false;
         assert_eq!(backend(&f), None);
         let report = evaluate(&f);
@@ -399,7 +382,7 @@ mod tests {
             report.items.iter().all(|i| i.status == Status::Ok),
             "{report:?}"
         );
-        assert_eq!(report.blockdev_backend, Some(Backend::FuseLoop));
+        assert_eq!(report.blockdev_backend, Some(Backend::Ublk));
     }
 
     #[test]

@@ -39,8 +39,8 @@ pub struct ServerArgs {
     /// symlink per volume.
     #[arg(long, env = "IRONHORN_DEVICE_DIR", default_value = "/dev/ironhorn")]
     pub device_dir: PathBuf,
-    /// How block devices are made: auto (the best this build serves that the kernel
-    /// offers), fuse-loop, or nbd (not verified against a kernel NBD driver yet).
+    /// How block devices are made: auto (ublk where its driver can grow a live device,
+    /// else the kernel NBD driver, else fuse-loop), ublk, nbd, or fuse-loop.
     #[arg(long, env = "IRONHORN_BLOCKDEV_BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub blockdev_backend: BackendChoice,
     #[command(flatten)]
@@ -72,8 +72,8 @@ pub struct NodeArgs {
     /// symlink per volume.
     #[arg(long, env = "IRONHORN_DEVICE_DIR", default_value = "/dev/ironhorn")]
     pub device_dir: PathBuf,
-    /// How block devices are made: auto (the best this build serves that the kernel
-    /// offers), fuse-loop, or nbd (not verified against a kernel NBD driver yet).
+    /// How block devices are made: auto (ublk where its driver can grow a live device,
+    /// else the kernel NBD driver, else fuse-loop), ublk, nbd, or fuse-loop.
     #[arg(long, env = "IRONHORN_BLOCKDEV_BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub blockdev_backend: BackendChoice,
     #[command(flatten)]

@@ -9,7 +9,6 @@
 //! range in every replica (writing zeros only where an older snapshot would show through).
 
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +18,8 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, WriteFlags,
 };
 use ironhorn_engine::{BlockDevice, DeviceError};
+
+use super::zeroing::ZeroingActivity;
 
 /// The one file's name.
 pub const FILE_NAME: &str = "device";
@@ -60,38 +61,6 @@ fn errno(e: &DeviceError) -> Errno {
         DeviceError::ReadOnly => Errno::EROFS,
         DeviceError::NoSpace(_) => Errno::ENOSPC,
         DeviceError::Io(_) => Errno::EIO,
-    }
-}
-
-/// The discards and zeroing the kernel has sent: how many run now, the bytes done, and a
-/// count of starts and ends, so a trim can wait until the filesystem's discards (which some
-/// filesystems send after FITRIM has returned) have all been carried out.
-#[derive(Debug, Default)]
-pub struct ZeroingActivity {
-    running: AtomicU64,
-    bytes: AtomicU64,
-    events: AtomicU64,
-}
-
-impl ZeroingActivity {
-    /// (running now, bytes zeroed so far, starts and ends so far).
-    pub fn snapshot(&self) -> (u64, u64, u64) {
-        (
-            self.running.load(Ordering::SeqCst),
-            self.bytes.load(Ordering::SeqCst),
-            self.events.load(Ordering::SeqCst),
-        )
-    }
-
-    fn start(&self) {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        self.events.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn end(&self, bytes: u64) {
-        self.bytes.fetch_add(bytes, Ordering::SeqCst);
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        self.events.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -8,14 +8,15 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
 use ironhorn_engine::BlockDevice;
 use rustix::mount::{unmount, UnmountFlags};
 
-use super::fuse_file::{VolumeFile, ZeroingActivity, FILE_NAME};
+use super::fuse_file::{VolumeFile, FILE_NAME};
 use super::kernel_device::{self, wait_for, KernelDevice};
+use super::zeroing::ZeroingActivity;
 use super::{links, loop_device, mounts, BlockdevError, BlockdevPaths};
 
 /// How long a detach waits for the kernel to let go of the file before it aborts the FUSE
@@ -147,28 +148,9 @@ impl FuseLoop {
         }
     }
 
-    /// Bytes zeroed (discarded) through the device since it was attached.
-    pub fn zeroed_bytes(&self) -> u64 {
-        self.zeroing.snapshot().1
-    }
-
-    /// Waits (up to `limit`) until discards stop arriving: none running, none in the block
-    /// layer, and none started or ended for `quiet`. A filesystem may return from FITRIM
-    /// while its discards are still being sent. Whether it settled.
-    pub fn wait_discards_settled(&self, quiet: Duration, limit: Duration) -> bool {
-        let start = Instant::now();
-        loop {
-            let (_, _, before) = self.zeroing.snapshot();
-            std::thread::sleep(quiet);
-            let (running, _, after) = self.zeroing.snapshot();
-            let queued = self.device.in_flight();
-            if running == 0 && queued == 0 && before == after {
-                return true;
-            }
-            if start.elapsed() > limit {
-                return false;
-            }
-        }
+    /// The discards and zeroing the kernel has sent through the device.
+    pub fn zeroing(&self) -> &ZeroingActivity {
+        &self.zeroing
     }
 
     /// Detaches: flushes, unmounts what is still mounted (a forced detach), removes the
@@ -294,6 +276,7 @@ pub fn cleanup_stale(paths: &BlockdevPaths) -> Vec<String> {
             Err(e) => done.push(format!("could not disconnect {}: {e}", device.display())),
         }
     }
+    done.extend(super::kernel_ublk::cleanup_stale(paths, &entries));
     // Links to loop devices that serve nothing (left before a reboot).
     for (link, target) in links::all(&paths.dev_dir) {
         let is_loop = target

@@ -1,22 +1,25 @@
 //! `/dev/ironhorn/<volume>`: a volume as a kernel block device on the node it is attached to.
 //!
-//! The backend here is fuse-loop ([`fuse_loop`]): the volume is one file in a FUSE filesystem
-//! this process serves ([`fuse_file`]), bound to a loop device with direct I/O
-//! ([`loop_device`]); it needs only `/dev/fuse` and loop, which every kernel has. The stable
-//! name is a symlink ([`links`]). [`mounts`] tells where a device is mounted, so a detach
-//! can refuse while a filesystem is in use; [`kernel_device`] holds what every backend's
-//! device shares. The nbd backend ([`kernel_nbd`], messages in [`nbd_netlink`]) connects the
-//! kernel NBD driver to this process's NBD server; it is chosen only on request until it has
-//! been verified against a kernel with the driver.
+//! Three backends, best first: ublk ([`kernel_ublk`], messages in [`ironhorn_proto::ublk`]): the kernel's
+//! ublk driver, served through io_uring; nbd ([`kernel_nbd`], messages in
+//! [`ironhorn_proto::nbd_netlink`]):
+//! the kernel NBD driver connected over netlink to this process's NBD server; fuse-loop
+//! ([`fuse_loop`]): the volume is one file in a FUSE filesystem this process serves
+//! ([`fuse_file`]), bound to a loop device with direct I/O ([`loop_device`]), which needs only
+//! `/dev/fuse` and loop. The stable name is a symlink ([`links`]). [`mounts`] tells where a
+//! device is mounted, so a detach can refuse while a filesystem is in use; [`kernel_device`]
+//! holds what every backend's device shares; [`zeroing`] counts the discards that reach the
+//! volume.
 
 pub mod fuse_file;
 pub mod fuse_loop;
 pub mod kernel_device;
 pub mod kernel_nbd;
+pub mod kernel_ublk;
 pub mod links;
 pub mod loop_device;
 pub mod mounts;
-pub mod nbd_netlink;
+pub mod zeroing;
 
 use std::path::PathBuf;
 
@@ -25,6 +28,8 @@ use thiserror::Error;
 pub use fuse_loop::{cleanup_stale, FuseLoop};
 pub use kernel_device::KernelDevice;
 pub use kernel_nbd::KernelNbd;
+pub use kernel_ublk::KernelUblk;
+pub use zeroing::ZeroingActivity;
 
 use std::time::Duration;
 
@@ -55,6 +60,7 @@ pub enum BlockdevError {
 pub enum Attached {
     FuseLoop(FuseLoop),
     Nbd(KernelNbd),
+    Ublk(Box<KernelUblk>),
 }
 
 impl Attached {
@@ -63,6 +69,7 @@ impl Attached {
         match self {
             Attached::FuseLoop(_) => "fuse-loop",
             Attached::Nbd(_) => "nbd",
+            Attached::Ublk(_) => "ublk",
         }
     }
 
@@ -70,6 +77,7 @@ impl Attached {
         match self {
             Attached::FuseLoop(d) => d.device(),
             Attached::Nbd(d) => d.device(),
+            Attached::Ublk(d) => d.device(),
         }
     }
 
@@ -77,27 +85,31 @@ impl Attached {
     pub fn refresh_size(&self, size: u64) -> Result<(), BlockdevError> {
         match self {
             Attached::FuseLoop(d) => d.refresh_size(size),
-            Attached::Nbd(_) => Err(BlockdevError::Unavailable(format!(
-                "the volume grew to {size} bytes, but the nbd backend cannot resize {} while attached yet: detach and attach again",
-                self.device().link.display()
-            ))),
+            Attached::Nbd(d) => d.refresh_size(size),
+            Attached::Ublk(d) => d.refresh_size(size),
         }
     }
 
-    /// Bytes discarded (zeroed) through the device since it was attached, where counted.
-    pub fn zeroed_bytes(&self) -> Option<u64> {
+    /// The discards and zeroing the kernel has sent through the device.
+    pub fn zeroing(&self) -> &ZeroingActivity {
         match self {
-            Attached::FuseLoop(d) => Some(d.zeroed_bytes()),
-            Attached::Nbd(_) => None,
+            Attached::FuseLoop(d) => d.zeroing(),
+            Attached::Nbd(d) => d.zeroing(),
+            Attached::Ublk(d) => d.zeroing(),
         }
     }
 
-    /// Waits until discards stop arriving (see [`FuseLoop::wait_discards_settled`]).
+    /// Bytes discarded or zeroed through the device since it was attached.
+    pub fn zeroed_bytes(&self) -> u64 {
+        self.zeroing().snapshot().1
+    }
+
+    /// Waits (up to `limit`) until discards stop arriving: none running, none in the block
+    /// layer, and none started or ended for `quiet`. A filesystem may return from FITRIM
+    /// while its discards are still being sent. Whether it settled.
     pub fn wait_discards_settled(&self, quiet: Duration, limit: Duration) -> bool {
-        match self {
-            Attached::FuseLoop(d) => d.wait_discards_settled(quiet, limit),
-            Attached::Nbd(d) => d.device().wait_idle(quiet, limit),
-        }
+        self.zeroing()
+            .wait_settled(|| self.device().in_flight(), quiet, limit)
     }
 
     /// Detaches (see each backend's `teardown`).
@@ -105,6 +117,7 @@ impl Attached {
         match self {
             Attached::FuseLoop(d) => d.teardown(),
             Attached::Nbd(d) => d.teardown(),
+            Attached::Ublk(d) => d.teardown(),
         }
     }
 }

@@ -12,11 +12,22 @@ pub fn spawn(args: &[&str]) -> Proc {
     Proc::spawn(env!("CARGO_BIN_EXE_ironhorn"), args)
 }
 
+/// How many times slower than a normal machine this one is taken to be.
+pub fn time_scale() -> u32 {
+    std::env::var("IRONHORN_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// A server (node-1) and node agents started in a temporary directory, driven by the CLI.
 pub struct Cluster {
     pub url: String,
     pub root: tempfile::TempDir,
     pub server: Option<Proc>,
+    /// The server's `--blockdev-backend`.
+    pub backend: &'static str,
 }
 
 impl Cluster {
@@ -33,6 +44,8 @@ impl Cluster {
             "node-1",
             "--poll-window",
             "0",
+            "--blockdev-backend",
+            self.backend,
         ]));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.log().contains("API at") {
@@ -92,9 +105,11 @@ impl Cluster {
         self.server.as_ref().map(Proc::text).unwrap_or_default()
     }
 
-    /// Polls until `check` holds (the controllers work in rounds of about two seconds).
+    /// Polls until `check` holds (the controllers work in rounds of about two seconds), for
+    /// up to a minute times `IRONHORN_TEST_TIME_SCALE` (default 1; `scripts/vm-run` sets
+    /// it for software-emulated machines).
     pub fn until(&self, what: &str, check: impl Fn(&Cluster) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(60) * time_scale();
         while !check(self) {
             assert!(
                 Instant::now() < deadline,
@@ -110,10 +125,16 @@ impl Cluster {
     /// A server on a free port, with `nodes` more node agents, all ready; replicas may use
     /// any free space (the machine's disk may be fuller than the default allows).
     pub fn three_nodes() -> (Cluster, Vec<Proc>) {
+        Cluster::three_nodes_with("auto")
+    }
+
+    /// [`Cluster::three_nodes`] whose server makes block devices with `backend`.
+    pub fn three_nodes_with(backend: &'static str) -> (Cluster, Vec<Proc>) {
         let mut cluster = Cluster {
             url: format!("http://127.0.0.1:{}", free_port()),
             root: tempfile::tempdir().unwrap(),
             server: None,
+            backend,
         };
         cluster.start_server();
         let agents = vec![cluster.start_node("node-2"), cluster.start_node("node-3")];

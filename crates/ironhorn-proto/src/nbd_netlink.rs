@@ -23,6 +23,7 @@ pub const FAMILY_NAME: &str = "nbd";
 const NBD_VERSION: u8 = 1;
 const NBD_CMD_CONNECT: u8 = 1;
 const NBD_CMD_DISCONNECT: u8 = 2;
+const NBD_CMD_RECONFIGURE: u8 = 3;
 const NBD_ATTR_INDEX: u16 = 1;
 const NBD_ATTR_SIZE_BYTES: u16 = 2;
 const NBD_ATTR_BLOCK_SIZE_BYTES: u16 = 3;
@@ -164,6 +165,20 @@ pub fn disconnect(family: u16, seq: u32, index: u32) -> Vec<u8> {
     let mut attrs = Vec::new();
     attribute(&mut attrs, NBD_ATTR_INDEX, &index.to_ne_bytes());
     message(family, seq, NBD_CMD_DISCONNECT, NBD_VERSION, &attrs)
+}
+
+/// RECONFIGURE of `/dev/nbd<index>` to a new size (Linux 5.3 and later); a device connected
+/// with a backend identifier must be named by it again.
+pub fn resize(family: u16, seq: u32, index: u32, size_bytes: u64, backend: &str) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    attribute(&mut attrs, NBD_ATTR_INDEX, &index.to_ne_bytes());
+    attribute(&mut attrs, NBD_ATTR_SIZE_BYTES, &size_bytes.to_ne_bytes());
+    attribute(
+        &mut attrs,
+        NBD_ATTR_BACKEND_IDENTIFIER,
+        format!("{backend}\0").as_bytes(),
+    );
+    message(family, seq, NBD_CMD_RECONFIGURE, NBD_VERSION, &attrs)
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -325,6 +340,18 @@ mod tests {
             Some(&3u32.to_ne_bytes()[..])
         );
         assert_eq!(get_family(1)[16], CTRL_CMD_GETFAMILY);
+        let bytes = resize(0x1c, 4, 3, 5 << 30, "ironhorn:vol-a");
+        assert_eq!(bytes[16], NBD_CMD_RECONFIGURE);
+        let attrs = attributes(&bytes[20..]).unwrap();
+        assert_eq!(find(&attrs, NBD_ATTR_INDEX), Some(&3u32.to_ne_bytes()[..]));
+        assert_eq!(
+            find(&attrs, NBD_ATTR_SIZE_BYTES),
+            Some(&(5u64 << 30).to_ne_bytes()[..])
+        );
+        assert_eq!(
+            find(&attrs, NBD_ATTR_BACKEND_IDENTIFIER),
+            Some(&b"ironhorn:vol-a\0"[..])
+        );
     }
 
     proptest! {
