@@ -489,8 +489,7 @@ impl Agent {
                     FuseLoop::attach(&paths, &name, device, runtime).map(Attached::FuseLoop)
                 }
                 Backend::Nbd => {
-                    let export = Arc::new(Export::new(&name, &format!("volume {name}"), device));
-                    KernelNbd::attach(&paths, &name, export, size, runtime).map(Attached::Nbd)
+                    KernelNbd::attach(&paths, &name, device, size, runtime).map(Attached::Nbd)
                 }
                 Backend::Ublk => KernelUblk::attach(&paths, &name, device, size, runtime)
                     .map(|d| Attached::Ublk(Box::new(d))),

@@ -19,8 +19,6 @@ use fuser::{
 };
 use ironhorn_engine::{BlockDevice, DeviceError};
 
-use super::zeroing::ZeroingActivity;
-
 /// The one file's name.
 pub const FILE_NAME: &str = "device";
 const FILE_INODE: INodeNo = INodeNo(2);
@@ -69,7 +67,6 @@ pub struct VolumeFile {
     device: Arc<dyn BlockDevice>,
     runtime: tokio::runtime::Handle,
     volume: String,
-    zeroing: Arc<ZeroingActivity>,
 }
 
 impl std::fmt::Debug for VolumeFile {
@@ -85,13 +82,11 @@ impl VolumeFile {
         volume: &str,
         device: Arc<dyn BlockDevice>,
         runtime: tokio::runtime::Handle,
-        zeroing: Arc<ZeroingActivity>,
     ) -> Self {
         VolumeFile {
             device,
             runtime,
             volume: volume.to_string(),
-            zeroing,
         }
     }
 
@@ -306,22 +301,14 @@ impl Filesystem for VolumeFile {
             Fallocate::Unsupported => reply.error(Errno::EOPNOTSUPP),
             _ if !in_range => reply.error(Errno::EINVAL),
             Fallocate::Allocate => reply.ok(),
-            Fallocate::Zero => {
-                self.zeroing.start();
-                let zeroing = self.zeroing.clone();
-                self.spawn(|device| async move {
-                    match device.write_zeroes(offset, length).await {
-                        Ok(()) => {
-                            zeroing.end(length);
-                            reply.ok();
-                        }
-                        Err(e) => {
-                            zeroing.end(0);
-                            reply.error(errno(&e));
-                        }
+            Fallocate::Zero => self.spawn(|device| async move {
+                match device.write_zeroes(offset, length).await {
+                    Ok(()) => reply.ok(),
+                    Err(e) => {
+                        reply.error(errno(&e));
                     }
-                })
-            }
+                }
+            }),
         }
     }
 

@@ -16,7 +16,7 @@ use rustix::mount::{unmount, UnmountFlags};
 
 use super::fuse_file::{VolumeFile, FILE_NAME};
 use super::kernel_device::{self, wait_for, KernelDevice};
-use super::zeroing::ZeroingActivity;
+use super::zeroing::{CountingDevice, ZeroingActivity};
 use super::{links, loop_device, mounts, BlockdevError, BlockdevPaths};
 
 /// How long a detach waits for the kernel to let go of the file before it aborts the FUSE
@@ -77,8 +77,9 @@ impl FuseLoop {
         config.n_threads = Some(2);
         config.clone_fd = true;
         let zeroing = Arc::new(ZeroingActivity::default());
+        let device = Arc::new(CountingDevice::new(device, zeroing.clone()));
         let session = Session::new(
-            VolumeFile::new(volume, device, runtime, zeroing.clone()),
+            VolumeFile::new(volume, device, runtime),
             &mount_point,
             &config,
         )

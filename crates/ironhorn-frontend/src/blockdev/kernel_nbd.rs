@@ -16,6 +16,8 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
 use tokio_util::sync::CancellationToken;
 
 use super::kernel_device::{self, wait_for, KernelDevice};
+use ironhorn_engine::BlockDevice;
+
 use super::zeroing::{CountingDevice, ZeroingActivity};
 use super::{links, BlockdevError, BlockdevPaths};
 use crate::nbd::{serve_connected, Export};
@@ -115,12 +117,12 @@ pub struct KernelNbd {
 }
 
 impl KernelNbd {
-    /// Serves `export` (a volume of `size` bytes) as a new NBD device linked from
+    /// Serves `device` (a volume of `size` bytes) as a new NBD device linked from
     /// `<paths.dev_dir>/<volume>`.
     pub fn attach(
         paths: &BlockdevPaths,
         volume: &str,
-        export: Arc<Export>,
+        device: Arc<dyn BlockDevice>,
         size: u64,
         runtime: tokio::runtime::Handle,
     ) -> Result<KernelNbd, BlockdevError> {
@@ -130,9 +132,9 @@ impl KernelNbd {
         let stop = CancellationToken::new();
         let zeroing = Arc::new(ZeroingActivity::default());
         let export = Arc::new(Export::new(
-            &export.name,
-            &export.description,
-            Arc::new(CountingDevice::new(export.device.clone(), zeroing.clone())),
+            volume,
+            &format!("volume {volume}"),
+            Arc::new(CountingDevice::new(device, zeroing.clone())),
         ));
         let mut theirs = Vec::with_capacity(CONNECTIONS);
         for _ in 0..CONNECTIONS {

@@ -422,12 +422,10 @@ impl Queue {
                     continue;
                 }
                 let desc = self.descriptors.get(tag);
-                let write = (desc.op == cmd::OP_WRITE)
-                    .then(|| buffers[index].get(..desc.len as usize).map(<[u8]>::to_vec));
-                if desc.len > u64::from(MAX_IO_BYTES)
-                    && matches!(desc.op, cmd::OP_READ | cmd::OP_WRITE)
-                    || write == Some(None)
-                {
+                // The driver caps reads and writes at the tag buffer's size (max_sectors);
+                // anything larger is refused rather than trusted.
+                let moves_data = matches!(desc.op, cmd::OP_READ | cmd::OP_WRITE);
+                if moves_data && desc.len > u64::from(MAX_IO_BYTES) {
                     pending.push(self.io_entry(
                         cmd::IO_COMMIT_AND_FETCH_REQ,
                         tag,
@@ -436,11 +434,15 @@ impl Queue {
                     ));
                     continue;
                 }
+                let write = match desc.op {
+                    cmd::OP_WRITE => buffers[index].get(..desc.len as usize).map(<[u8]>::to_vec),
+                    _ => None,
+                };
                 in_flight += 1;
                 let (volume, done_tx, wake) =
                     (self.volume.clone(), done_tx.clone(), self.wake.clone());
                 self.runtime.spawn(async move {
-                    let (result, read) = serve(volume, desc, write.flatten()).await;
+                    let (result, read) = serve(volume, desc, write).await;
                     let _ = done_tx.send(Done { tag, result, read });
                     let _ = rustix::io::write(&*wake, &1u64.to_ne_bytes());
                 });
@@ -483,6 +485,9 @@ impl KernelUblk {
     ) -> Result<KernelUblk, BlockdevError> {
         links::check_volume_name(volume)?;
         let control = Control::open()?;
+        let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
+            .map(Arc::new)
+            .map_err(|e| BlockdevError::Failed(format!("making an eventfd: {e}")))?;
         let mut flags = cmd::F_URING_CMD_COMP_IN_TASK;
         if control.encoded {
             flags |= cmd::F_CMD_IOCTL_ENCODE;
@@ -500,10 +505,12 @@ impl KernelUblk {
             ..DevInfo::default()
         }
         .encode();
-        let mut add = ControlCmd::for_device(u32::MAX);
-        add.queue_id = u16::MAX;
         control
-            .command(cmd::CMD_ADD_DEV, add, Some(&mut info))
+            .command(
+                cmd::CMD_ADD_DEV,
+                ControlCmd::for_device(u32::MAX),
+                Some(&mut info),
+            )
             .map_err(|e| control.failed("adding a device", e))?;
         let info = DevInfo::decode(&info);
         let dev_id = info.dev_id;
@@ -511,9 +518,6 @@ impl KernelUblk {
         let volume_device: Arc<dyn BlockDevice> =
             Arc::new(CountingDevice::new(volume_device, zeroing.clone()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
-            .map(Arc::new)
-            .map_err(|e| BlockdevError::Failed(format!("making an eventfd: {e}")));
         let mut attached = KernelUblk {
             device: KernelDevice {
                 volume: volume.to_string(),
@@ -525,13 +529,7 @@ impl KernelUblk {
             control,
             record: record_path(paths, dev_id),
             queue: None,
-            wake: match wake {
-                Ok(wake) => wake,
-                Err(e) => {
-                    let _ = Control::open().and_then(|c| c.stop_and_delete(dev_id));
-                    return Err(e);
-                }
-            },
+            wake,
             stop,
             zeroing,
         };
