@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::resource::Node;
+use ironhorn_api::resource::Node;
 
 /// Longhorn's refusal reasons (`ErrorReplicaSchedule*`), with their exact strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

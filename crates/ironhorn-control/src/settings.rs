@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use ironhorn_api::rest::{SettingDefinition, SettingKind};
 use thiserror::Error;
 
 use crate::scheduler::SchedulingSettings;
 
 /// What values a setting takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase", tag = "type")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Bool,
     Int {
@@ -29,16 +28,37 @@ pub enum Kind {
     BackupTarget,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// A setting's definition; the API shows it as [`SettingDefinition`].
+#[derive(Debug, Clone)]
 pub struct Definition {
     pub key: &'static str,
     pub display_name: &'static str,
     pub description: &'static str,
     pub category: &'static str,
-    #[serde(flatten)]
     pub kind: Kind,
     pub default: &'static str,
+}
+
+impl Definition {
+    /// The definition as the API shows it.
+    pub fn to_api(&self) -> SettingDefinition {
+        SettingDefinition {
+            key: self.key.to_string(),
+            display_name: self.display_name.to_string(),
+            description: self.description.to_string(),
+            category: self.category.to_string(),
+            kind: match self.kind {
+                Kind::Bool => SettingKind::Bool,
+                Kind::Int { minimum, maximum } => SettingKind::Int { minimum, maximum },
+                Kind::String { required } => SettingKind::String { required },
+                Kind::Choice { options } => SettingKind::Choice {
+                    options: options.iter().map(|o| o.to_string()).collect(),
+                },
+                Kind::BackupTarget => SettingKind::BackupTarget,
+            },
+            default: self.default.to_string(),
+        }
+    }
 }
 
 const fn int(minimum: i64, maximum: Option<i64>) -> Kind {

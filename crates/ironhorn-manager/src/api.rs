@@ -12,22 +12,26 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
-use ironhorn_control::resource::{
-    wire_name, DataLocality, DiskSpec, Frontend, Node, NodeSpec, Replica, Volume, VolumeSpec,
-    VolumeState, VolumeStatus,
+use ironhorn_api::node::{CreateSnapshot, SnapshotInfo, TrimResult};
+use ironhorn_api::node_api;
+use ironhorn_api::resource::{
+    wire_name, DataLocality, DiskSpec, Node, NodeSpec, Replica, Volume, VolumeSpec, VolumeState,
+    VolumeStatus,
 };
+use ironhorn_api::rest::{
+    AddDisk, AttachRequest, CreateVolume, DetachRequest, DiskUpdate, ExpandRequest, List,
+    NodeUpdate, Orphan, RegisterNode, SettingValue, SettingView, SizeInput,
+};
+use ironhorn_api::ErrorBody;
 use ironhorn_control::settings::{self, DEFINITIONS};
 use ironhorn_control::units::parse_size;
 use ironhorn_control::validate::{check_name, MAX_NAME, MAX_VOLUME_NAME};
-use ironhorn_node::wire::{CreateSnapshot, ErrorBody, SnapshotInfo, TrimResult};
 use ironhorn_store::Expect;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::node_client::NodeCallError;
-use crate::orphans::Orphan;
 use crate::plan::engine_of;
 use crate::state::{self, NODES, REPLICAS, SETTINGS, VOLUMES};
 use crate::Manager;
@@ -74,24 +78,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
         parse_body(value).map(Json)
     }
-}
-
-impl From<NodeCallError> for ApiError {
-    fn from(e: NodeCallError) -> Self {
-        match e.status {
-            Some(409) => ApiError::conflict(e.message),
-            Some(400) => ApiError::invalid(e.message),
-            Some(404) => ApiError::not_found(e.message),
-            Some(_) => ApiError::internal(e.message),
-            None => ApiError::unavailable(e.to_string()),
-        }
-    }
-}
-
-/// A list, as `{"data": [...]}`.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct List<T> {
-    pub data: Vec<T>,
 }
 
 /// The API's OpenAPI document (kept in the repository as `api/openapi.json`).
@@ -193,28 +179,19 @@ async fn not_found() -> ApiError {
 
 // ---- volumes ----
 
-/// A size in bytes, or a string with a unit (`10Gi`).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum SizeInput {
-    Bytes(u64),
-    Text(String),
-}
-
-impl SizeInput {
-    fn bytes(&self) -> Result<u64> {
-        let bytes = match self {
-            SizeInput::Bytes(b) => *b,
-            SizeInput::Text(t) => parse_size(t).map_err(ApiError::invalid)?,
-        };
-        // Sizes travel as signed 64-bit integers in other clients (Longhorn's among them).
-        if bytes > i64::MAX as u64 {
-            return Err(ApiError::invalid(format!(
-                "{bytes} bytes is too large a size"
-            )));
-        }
-        Ok(bytes)
+/// The bytes a size stands for.
+fn size_bytes(input: &SizeInput) -> Result<u64> {
+    let bytes = match input {
+        SizeInput::Bytes(b) => *b,
+        SizeInput::Text(t) => parse_size(t).map_err(ApiError::invalid)?,
+    };
+    // Sizes travel as signed 64-bit integers in other clients (Longhorn's among them).
+    if bytes > i64::MAX as u64 {
+        return Err(ApiError::invalid(format!(
+            "{bytes} bytes is too large a size"
+        )));
     }
+    Ok(bytes)
 }
 
 /// Volumes are sized in whole 2 MiB (Longhorn rounds up the same way).
@@ -224,7 +201,7 @@ const SIZE_ALIGNMENT: u64 = 2 << 20;
 const MAX_SIZE: u64 = 1 << 50;
 
 fn volume_size(input: &SizeInput) -> Result<u64> {
-    let size = input.bytes()?;
+    let size = size_bytes(input)?;
     if size == 0 {
         return Err(ApiError::invalid("size must be greater than 0, e.g. 10Gi"));
     }
@@ -234,29 +211,6 @@ fn volume_size(input: &SizeInput) -> Result<u64> {
         )));
     }
     Ok(size.div_ceil(SIZE_ALIGNMENT) * SIZE_ALIGNMENT)
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateVolume {
-    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,38}[a-z0-9])?$")]
-    pub name: String,
-    pub size: SizeInput,
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 20)]
-    pub number_of_replicas: Option<u32>,
-    #[serde(default)]
-    pub stale_replica_timeout: Option<u64>,
-    #[serde(default)]
-    pub frontend: Option<Frontend>,
-    #[serde(default)]
-    pub data_locality: Option<DataLocality>,
-    #[serde(default)]
-    pub node_selector: Vec<String>,
-    #[serde(default)]
-    pub disk_selector: Vec<String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
 }
 
 /// Longhorn's StorageClass default: 48 hours.
@@ -385,30 +339,6 @@ async fn delete_volume(
     Ok((StatusCode::ACCEPTED, Json(volume)))
 }
 
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AttachRequest {
-    /// The node to attach to; the server's own node when omitted.
-    #[serde(default)]
-    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
-    pub node: Option<String>,
-    /// No frontend: for snapshot revert and other maintenance.
-    #[serde(default)]
-    pub maintenance: bool,
-    /// The frontend to attach with (kept as the volume's); the volume's own when omitted.
-    #[serde(default)]
-    pub frontend: Option<Frontend>,
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DetachRequest {
-    /// Detach even while the block device is mounted: its filesystems are unmounted (lazily
-    /// when busy) after a flush.
-    #[serde(default)]
-    pub force: bool,
-}
-
 /// A request body that may be left out (then every option takes its default); when given,
 /// one JSON object of the shape `T`.
 fn optional_body<T: Default + DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
@@ -482,7 +412,7 @@ async fn detach(
     // Asked of the node now, not taken from the last observation: a mount may be seconds old.
     let engine_node = engine_address(&m, &volume).ok();
     if let (false, Some(address)) = (req.force, &engine_node) {
-        if let Ok(engine) = m.client.engine(address, &name).await {
+        if let Ok(engine) = m.client.call(address, node_api::engine(&name)).await {
             if let Some(device) = engine.blockdev.filter(|b| !b.mount_points.is_empty()) {
                 return Err(ApiError::conflict(format!(
                     "volume {name} is mounted at {} on node {}: unmount it first (`umount {}`), or detach with --force",
@@ -499,7 +429,9 @@ async fn detach(
         Ok(())
     })?;
     if let (true, Some(address)) = (req.force, &engine_node) {
-        m.client.stop_engine(address, &name, true).await?;
+        m.client
+            .call(address, node_api::stop_engine(&name, true))
+            .await?;
         m.wake.notify_one();
     }
     Ok((StatusCode::ACCEPTED, Json(volume)))
@@ -509,7 +441,7 @@ async fn detach(
 async fn trim(State(m): Shared, Path(name): Path<String>) -> Result<Json<TrimResult>> {
     let volume = load_volume(&m, &name)?;
     let address = engine_address(&m, &volume)?;
-    Ok(Json(m.client.trim(&address, &name).await?))
+    Ok(Json(m.client.call(&address, node_api::trim(&name)).await?))
 }
 
 /// The node address of the volume's running engine, or why there is none.
@@ -526,12 +458,6 @@ fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
     let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))?
         .ok_or_else(|| ApiError::internal(format!("node {node} has no resource")))?;
     Ok(node.spec.address)
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExpandRequest {
-    pub size: SizeInput,
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{name}/expand", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body = ExpandRequest, responses((status = 200, description = "Expanded", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
@@ -552,11 +478,11 @@ async fn expand(
         return Ok(Json(volume));
     }
     let address = engine_address(&m, &volume)?;
-    if let Err(failed) = m.client.expand(&address, &name, size).await {
+    if let Err(failed) = m.client.call(&address, node_api::expand(&name, size)).await {
         // The replicas may have grown before a later step failed (a block device that could
         // not take the new size): the volume is then that size, and must be recorded so,
         // or its replicas no longer match it at the next start.
-        if let Ok(engine) = m.client.engine(&address, &name).await {
+        if let Ok(engine) = m.client.call(&address, node_api::engine(&name)).await {
             if engine.size > volume.spec.size {
                 update_volume(&m, &name, |v| {
                     v.spec.size = engine.size;
@@ -580,7 +506,7 @@ async fn list_snapshots(
 ) -> Result<Json<List<SnapshotInfo>>> {
     let volume = load_volume(&m, &name)?;
     let address = engine_address(&m, &volume)?;
-    let mut data = m.client.snapshots(&address, &name).await?;
+    let mut data = m.client.call(&address, node_api::snapshots(&name)).await?;
     data.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
     Ok(Json(List { data }))
 }
@@ -594,10 +520,12 @@ async fn create_snapshot(
     check_name("snapshot", &req.name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
     let volume = load_volume(&m, &name)?;
     let address = engine_address(&m, &volume)?;
-    m.client.create_snapshot(&address, &name, &req).await?;
+    m.client
+        .call(&address, node_api::create_snapshot(&name, &req))
+        .await?;
     let created = m
         .client
-        .snapshots(&address, &name)
+        .call(&address, node_api::snapshots(&name))
         .await?
         .into_iter()
         .find(|s| s.name == req.name)
@@ -612,7 +540,9 @@ async fn delete_snapshot(
 ) -> Result<StatusCode> {
     let volume = load_volume(&m, &name)?;
     let address = engine_address(&m, &volume)?;
-    m.client.remove_snapshot(&address, &name, &snapshot).await?;
+    m.client
+        .call(&address, node_api::remove_snapshot(&name, &snapshot))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -628,7 +558,9 @@ async fn revert_snapshot(
         )));
     }
     let address = engine_address(&m, &volume)?;
-    m.client.revert(&address, &name, &snapshot).await?;
+    m.client
+        .call(&address, node_api::revert(&name, &snapshot))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -636,7 +568,7 @@ async fn revert_snapshot(
 async fn purge_snapshots(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
     let volume = load_volume(&m, &name)?;
     let address = engine_address(&m, &volume)?;
-    m.client.purge(&address, &name).await?;
+    m.client.call(&address, node_api::purge(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -659,20 +591,6 @@ async fn get_node(State(m): Shared, Path(name): Path<String>) -> Result<Json<Nod
     state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))?
         .map(|(n, _)| Json(n))
         .ok_or_else(|| node_missing(&name))
-}
-
-/// What a node agent says when it starts (and now and then after).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RegisterNode {
-    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
-    pub name: String,
-    /// Where its node API listens (`HOST:PORT`).
-    #[schema(pattern = "^[^:/]+:[0-9]{1,5}$")]
-    pub address: String,
-    /// The disk it offers on first registration.
-    #[serde(default)]
-    pub default_disk_path: Option<String>,
 }
 
 /// Registers a node (first time: with its default disk) or updates its address.
@@ -748,17 +666,6 @@ async fn register_node(State(m): Shared, Json(req): Json<RegisterNode>) -> Resul
     Ok(Json(register(&m, &req)?))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodeUpdate {
-    #[serde(default)]
-    pub allow_scheduling: Option<bool>,
-    #[serde(default)]
-    pub tags: Option<Vec<String>>,
-    #[serde(default)]
-    pub zone: Option<String>,
-}
-
 fn update_node_with(
     m: &Manager,
     name: &str,
@@ -822,25 +729,6 @@ async fn delete_node(State(m): Shared, Path(name): Path<String>) -> Result<Statu
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AddDisk {
-    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
-    pub name: String,
-    #[schema(pattern = "^/")]
-    pub path: String,
-    #[serde(default = "yes")]
-    pub allow_scheduling: bool,
-    #[serde(default)]
-    pub storage_reserved: Option<SizeInput>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
 #[utoipa::path(post, path = "/v1/nodes/{name}/disks", tag = "nodes", params(("name" = String, Path, description = "Node name")), request_body = AddDisk, responses((status = 201, description = "Added", body = Node), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn add_disk(
     State(m): Shared,
@@ -856,7 +744,7 @@ async fn add_disk(
         )));
     }
     let reserved = match &req.storage_reserved {
-        Some(s) => s.bytes()?,
+        Some(s) => size_bytes(s)?,
         None => 0,
     };
     let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))?
@@ -879,7 +767,10 @@ async fn add_disk(
         )));
     }
     // The path must exist on that node: its agent checks.
-    let probe = m.client.probe(&node.spec.address, &path).await?;
+    let probe = m
+        .client
+        .call(&node.spec.address, node_api::probe(&path))
+        .await?;
     let uuid = probe.disk_uuid;
     if node
         .status
@@ -906,17 +797,6 @@ async fn add_disk(
     Ok((StatusCode::CREATED, Json(node)))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DiskUpdate {
-    #[serde(default)]
-    pub allow_scheduling: Option<bool>,
-    #[serde(default)]
-    pub storage_reserved: Option<SizeInput>,
-    #[serde(default)]
-    pub tags: Option<Vec<String>>,
-}
-
 #[utoipa::path(patch, path = "/v1/nodes/{name}/disks/{disk}", tag = "nodes", params(("name" = String, Path, description = "Node name"), ("disk" = String, Path, description = "Disk name")), request_body = DiskUpdate, responses((status = 200, description = "Updated", body = Node), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn update_disk(
     State(m): Shared,
@@ -927,7 +807,7 @@ async fn update_disk(
         check_tags("disk tag", tags)?;
     }
     let reserved = match &req.storage_reserved {
-        Some(s) => Some(s.bytes()?),
+        Some(s) => Some(size_bytes(s)?),
         None => None,
     };
     let node = update_node_with(&m, &name, |n| {
@@ -1012,14 +892,6 @@ async fn delete_orphan(State(m): Shared, Path(name): Path<String>) -> Result<Sta
 
 // ---- settings ----
 
-/// A setting as the API shows it: Longhorn's `name`, `value` (a string) and `definition`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SettingView {
-    pub name: String,
-    pub value: String,
-    pub definition: &'static settings::Definition,
-}
-
 #[utoipa::path(get, path = "/v1/settings", tag = "settings", responses((status = 200, description = "Every setting with its value and definition", body = List<SettingView>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_settings(State(m): Shared) -> Result<Json<List<SettingView>>> {
     let current = state::settings(m.store.as_ref())?;
@@ -1029,7 +901,7 @@ async fn list_settings(State(m): Shared) -> Result<Json<List<SettingView>>> {
             .map(|d| SettingView {
                 name: d.key.to_string(),
                 value: current.get(d.key).to_string(),
-                definition: d,
+                definition: d.to_api(),
             })
             .collect(),
     }))
@@ -1042,14 +914,8 @@ async fn get_setting(State(m): Shared, Path(name): Path<String>) -> Result<Json<
     Ok(Json(SettingView {
         name: definition.key.to_string(),
         value: current.get(definition.key).to_string(),
-        definition,
+        definition: definition.to_api(),
     }))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SettingValue {
-    pub value: String,
 }
 
 #[utoipa::path(put, path = "/v1/settings/{name}", tag = "settings", params(("name" = String, Path, description = "Setting name (Longhorn's key)")), request_body = SettingValue, responses((status = 200, description = "Changed", body = SettingView), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
@@ -1067,7 +933,7 @@ async fn set_setting(
     Ok(Json(SettingView {
         name: key.to_string(),
         value,
-        definition,
+        definition: definition.to_api(),
     }))
 }
 
@@ -1087,5 +953,109 @@ mod tests {
             committed == generated,
             "api/openapi.json is out of date: regenerate it with IRONHORN_WRITE_OPENAPI=1 cargo test -p ironhorn-manager openapi"
         );
+    }
+
+    /// Every request of the client catalogue names an operation the server documents (and
+    /// so serves: the schema test checks that).
+    #[test]
+    fn the_client_catalogue_matches_the_served_paths() {
+        use ironhorn_api::manager_api as api;
+        use ironhorn_api::node::CreateSnapshot;
+        use ironhorn_api::rest::*;
+        use ironhorn_api::Method;
+
+        let doc: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let size = || SizeInput::Bytes(1);
+        let requests: Vec<(Method, String)> = vec![
+            m(api::list_volumes()),
+            m(api::get_volume("v")),
+            m(api::create_volume(&CreateVolume {
+                name: "v".into(),
+                size: size(),
+                number_of_replicas: None,
+                stale_replica_timeout: None,
+                frontend: None,
+                data_locality: None,
+                node_selector: vec![],
+                disk_selector: vec![],
+                labels: Default::default(),
+            })),
+            m(api::delete_volume("v")),
+            m(api::attach("v", &AttachRequest::default())),
+            m(api::detach("v", &DetachRequest::default())),
+            m(api::trim("v")),
+            m(api::expand("v", &ExpandRequest { size: size() })),
+            m(api::snapshots("v")),
+            m(api::create_snapshot(
+                "v",
+                &CreateSnapshot {
+                    name: "s".into(),
+                    labels: Default::default(),
+                },
+            )),
+            m(api::delete_snapshot("v", "s")),
+            m(api::revert_snapshot("v", "s")),
+            m(api::purge("v")),
+            m(api::list_nodes()),
+            m(api::get_node("n")),
+            m(api::register_node(&RegisterNode {
+                name: "n".into(),
+                address: "a:1".into(),
+                default_disk_path: None,
+            })),
+            m(api::update_node("n", &NodeUpdate::default())),
+            m(api::delete_node("n")),
+            m(api::add_disk(
+                "n",
+                &AddDisk {
+                    name: "d".into(),
+                    path: "/d".into(),
+                    allow_scheduling: true,
+                    storage_reserved: None,
+                    tags: vec![],
+                },
+            )),
+            m(api::update_disk("n", "d", &DiskUpdate::default())),
+            m(api::remove_disk("n", "d")),
+            m(api::list_orphans()),
+            m(api::get_orphan("o")),
+            m(api::delete_orphan("o")),
+            m(api::list_settings()),
+            m(api::get_setting("k")),
+            m(api::set_setting("k", "v")),
+        ];
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented = 0;
+        for (_, operations) in paths {
+            documented += operations.as_object().unwrap().len();
+        }
+        assert_eq!(
+            requests.len(),
+            documented,
+            "one request per documented operation"
+        );
+        for (method, path) in requests {
+            let found = paths.iter().any(|(template, operations)| {
+                matches_template(template, &path)
+                    && operations.get(method.as_str().to_lowercase()).is_some()
+            });
+            assert!(
+                found,
+                "{} {path} is not in the OpenAPI document",
+                method.as_str()
+            );
+        }
+
+        fn m<R: serde::de::DeserializeOwned>(r: ironhorn_api::Request<R>) -> (Method, String) {
+            (r.method, r.path)
+        }
+        fn matches_template(template: &str, path: &str) -> bool {
+            let (t, p): (Vec<&str>, Vec<&str>) =
+                (template.split('/').collect(), path.split('/').collect());
+            t.len() == p.len()
+                && t.iter()
+                    .zip(&p)
+                    .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}')))
+        }
     }
 }

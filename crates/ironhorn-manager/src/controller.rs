@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ironhorn_control::resource::{
+use ironhorn_api::node::{AddReplica, ObserveRequest, StartReplica};
+use ironhorn_api::node_api;
+use ironhorn_api::resource::{
     set_condition, Condition, DiskStatus, Node, Replica, Robustness, Volume, VolumeState,
 };
-use ironhorn_node::wire::{AddReplica, ObserveRequest, StartReplica};
 use ironhorn_store::Expect;
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +108,7 @@ impl Manager {
             };
             let client = self.client.clone();
             let address = node.spec.address.clone();
-            async move { client.observe(&address, &request).await }
+            async move { client.call(&address, node_api::observe(&request)).await }
         }))
         .await;
         let replica_entries: Vec<(Replica, u64)> =
@@ -393,19 +394,22 @@ impl Manager {
                 name, dir, size, ..
             } => {
                 client
-                    .start_replica(&address, &name, &StartReplica { dir, size })
+                    .call(
+                        &address,
+                        node_api::start_replica(&name, &StartReplica { dir, size }),
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Action::StopReplica { name, .. } => {
                 client
-                    .stop_replica(&address, &name)
+                    .call(&address, node_api::stop_replica(&name))
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Action::DeleteReplica { name, dir, .. } => {
                 client
-                    .delete_replica(&address, &name, &dir)
+                    .call(&address, node_api::delete_replica(&name, &dir))
                     .await
                     .map_err(|e| e.to_string())?;
                 self.store
@@ -415,14 +419,14 @@ impl Manager {
             }
             Action::StartEngine { request, .. } => {
                 let engine = client
-                    .start_engine(&address, volume, &request)
+                    .call(&address, node_api::start_engine(volume, &request))
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(volume, node, endpoint = engine.endpoint, "volume attached");
             }
             Action::StopEngine { .. } => {
                 client
-                    .stop_engine(&address, volume, false)
+                    .call(&address, node_api::stop_engine(volume, false))
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(volume, node, "engine stopped");
@@ -438,7 +442,7 @@ impl Manager {
                 ..
             } => {
                 client
-                    .remove_replica(&address, volume, &replica_address)
+                    .call(&address, node_api::remove_replica(volume, &replica_address))
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -484,7 +488,7 @@ impl Manager {
             };
             let result = manager
                 .client
-                .add_replica(&engine_address, &volume, &request)
+                .call(&engine_address, node_api::add_replica(&volume, &request))
                 .await;
             match result {
                 Ok(report) => {

@@ -1,50 +1,55 @@
-//! The API's one error shape: an HTTP status, a machine-readable `code` and a `message` that
-//! says what to do next (`ironhorn_node::wire::ErrorBody` on the wire).
+//! The API's one error shape: an HTTP status, a machine-readable code and a `message` that
+//! says what to do next (`ironhorn_api::ErrorBody` on the wire). Every error the manager
+//! answers with becomes an HTTP response here, and only here.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ironhorn_node::wire::ErrorBody;
+use ironhorn_api::{ErrorBody, ErrorCode};
 use ironhorn_store::StoreError;
+
+use crate::node_client::NodeCallError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
             code,
             message: message.into(),
         }
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+        ApiError::new(ErrorCode::NotFound, message)
     }
 
     pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid", message)
+        ApiError::new(ErrorCode::Invalid, message)
     }
 
     pub fn exists(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "already_exists", message)
+        ApiError::new(ErrorCode::AlreadyExists, message)
     }
 
     pub fn conflict(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+        ApiError::new(ErrorCode::Conflict, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        ApiError::new(ErrorCode::Unavailable, message)
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        ApiError::new(ErrorCode::Internal, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
@@ -65,12 +70,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A node's answer keeps its class; a node that did not answer makes the request
+/// unavailable (it may work once the node is back).
+impl From<NodeCallError> for ApiError {
+    fn from(e: NodeCallError) -> Self {
+        match e.code() {
+            ErrorCode::Unavailable => ApiError::unavailable(e.to_string()),
+            ErrorCode::Unknown => ApiError::internal(e.source.message()),
+            code => ApiError::new(code, e.source.message()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code.to_string(),
-            message: self.message,
-        };
-        (self.status, Json(body)).into_response()
+        let status = self.status();
+        (status, Json(ErrorBody::new(self.code, self.message))).into_response()
     }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ironhorn_node::wire::NodeReport;
+use ironhorn_api::node::NodeReport;
 use ironhorn_store::Store;
 use tokio::sync::Notify;
 
@@ -43,8 +43,8 @@ pub struct Manager {
     /// Directories removed since, and when: a report taken before a removal still shows it.
     removed: Mutex<Vec<(String, String, String, Instant)>>,
     rebuilds: Mutex<Rebuilds>,
-    pub(crate) parsed_volumes: state::ParseCache<ironhorn_control::resource::Volume>,
-    pub(crate) parsed_replicas: state::ParseCache<ironhorn_control::resource::Replica>,
+    pub(crate) parsed_volumes: state::ParseCache<ironhorn_api::resource::Volume>,
+    pub(crate) parsed_replicas: state::ParseCache<ironhorn_api::resource::Replica>,
 }
 
 impl std::fmt::Debug for Manager {

@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use ironhorn_control::resource::{wire_name, Node, Robustness, Volume, VolumeState};
+use ironhorn_api::resource::{wire_name, Node, Robustness, Volume, VolumeState};
 
 use crate::error::ApiError;
 use crate::plan::engine_of;

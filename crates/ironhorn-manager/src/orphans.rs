@@ -6,25 +6,13 @@
 
 use std::collections::BTreeSet;
 
-use ironhorn_control::resource::{Node, Replica};
-use serde::{Deserialize, Serialize};
+use ironhorn_api::node_api;
+use ironhorn_api::resource::{Node, Replica};
+use ironhorn_api::rest::Orphan;
 
 use crate::error::ApiError;
 use crate::state::{self, NODES, REPLICAS};
 use crate::Manager;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Orphan {
-    /// `orphan-<16 hex>`, stable for the same node, disk and directory.
-    pub name: String,
-    pub node: String,
-    pub disk: String,
-    /// The directory under the disk's `replicas/`.
-    pub data_directory_name: String,
-    /// Its full path on the node.
-    pub path: String,
-}
 
 /// FNV-1a: a name that stays the same for the same place, across restarts and versions.
 fn orphan_name(node: &str, disk: &str, dir: &str) -> String {
@@ -91,7 +79,10 @@ pub async fn remove(manager: &Manager, orphan: &Orphan) -> Result<(), ApiError> 
         .ok_or_else(|| ApiError::not_found(format!("node {} is gone", orphan.node)))?;
     manager
         .client
-        .delete_replica(&node.spec.address, &orphan.name, &orphan.path)
+        .call(
+            &node.spec.address,
+            node_api::delete_replica(&orphan.name, &orphan.path),
+        )
         .await?;
     manager.forget_directory(&orphan.node, &orphan.disk, &orphan.data_directory_name);
     tracing::info!(

@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ironhorn_control::resource::{
+use ironhorn_api::node::{EngineInstance, NodeReport, ReplicaInstance, StartEngine};
+use ironhorn_api::resource::{
     set_condition, wire_name, BlockdevStatus, Condition, DataLocality, Node, Replica, Robustness,
     Volume, VolumeReplicaStatus, VolumeState, VolumeStatus,
 };
 use ironhorn_control::scheduler::{self, Placement, Request};
 use ironhorn_control::settings::{self, Settings};
-use ironhorn_node::wire::{EngineInstance, NodeReport, ReplicaInstance, StartEngine};
 
 /// Everything outside the volume that its plan depends on.
 #[derive(Debug)]

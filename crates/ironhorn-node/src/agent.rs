@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::disk;
 use crate::preflight::{self, Backend};
-use crate::wire::{
+use ironhorn_api::node::{
     BlockdevInstance, DiskReport, EngineInstance, EngineReplica, NodeReport, ObserveRequest,
     ReplicaInstance, StartEngine, StartReplica, TrimResult,
 };
@@ -265,13 +265,7 @@ impl Agent {
             .iter()
             .map(|(name, r)| (name.clone(), r.dir.clone(), r.address.clone()))
             .collect();
-        let engines: Vec<EngineInstance> = self
-            .engines
-            .lock()
-            .await
-            .iter()
-            .map(|(volume, e)| engine_instance(volume, e))
-            .collect();
+        let engines = self.engines().await;
         let name = self.name.clone();
         tokio::task::spawn_blocking(move || NodeReport {
             name,
@@ -691,6 +685,15 @@ impl Agent {
         ))
     }
 
+    /// Every engine running here.
+    pub async fn engines(&self) -> Vec<EngineInstance> {
+        let engines = self.engines.lock().await;
+        engines
+            .iter()
+            .map(|(volume, running)| engine_instance(volume, running))
+            .collect()
+    }
+
     /// The volume's engine as it runs now, with its block device's current mount points.
     pub async fn engine_report(&self, volume: &str) -> Result<EngineInstance, AgentError> {
         let engines = self.engines.lock().await;
@@ -731,22 +734,20 @@ impl Agent {
     }
 }
 
-fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
-    let (rebuild_copied, rebuild_total) = running.engine.rebuild_progress();
+/// What any host of an engine reports of it: the volume, its size, rebuild progress and the
+/// replicas' modes; the frontend's fields are the host's to fill in.
+pub fn engine_view(volume: &str, engine: &Engine, connections: usize) -> EngineInstance {
+    let (rebuild_copied, rebuild_total) = engine.rebuild_progress();
     EngineInstance {
         volume: volume.to_string(),
-        size: ironhorn_engine::BlockDevice::size(running.engine.as_ref()),
-        endpoint: running.endpoint.clone(),
-        maintenance: running.frontend_name.is_empty(),
-        rebuilding: running.engine.rebuild_running(),
+        size: BlockDevice::size(engine),
+        endpoint: String::new(),
+        maintenance: false,
+        rebuilding: engine.rebuild_running(),
         rebuild_copied,
         rebuild_total,
-        connections: running
-            .export
-            .as_ref()
-            .map_or(0, |e| e.connections.load(Ordering::SeqCst)),
-        replicas: running
-            .engine
+        connections,
+        replicas: engine
             .status()
             .into_iter()
             .map(|s| EngineReplica {
@@ -755,6 +756,19 @@ fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
                 reason: s.reason,
             })
             .collect(),
+        frontend: String::new(),
+        blockdev: None,
+    }
+}
+
+fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
+    let connections = running
+        .export
+        .as_ref()
+        .map_or(0, |e| e.connections.load(Ordering::SeqCst));
+    EngineInstance {
+        endpoint: running.endpoint.clone(),
+        maintenance: running.frontend_name.is_empty(),
         frontend: running.frontend_name.clone(),
         blockdev: running.blockdev.as_ref().and_then(|device| {
             // try_lock: a teardown in progress holds it, and a report must not wait.
@@ -772,6 +786,7 @@ fn engine_instance(volume: &str, running: &RunningEngine) -> EngineInstance {
                     .collect(),
             })
         }),
+        ..engine_view(volume, &running.engine, connections)
     }
 }
 

@@ -1,7 +1,14 @@
 //! The node API (`/node/v1/...`): what the manager calls to run replicas and engines on this
-//! node and to observe it. JSON in and out; errors in the one shape ([`ErrorBody`]).
+//! node and to observe it. JSON in and out (the types and the request catalogue are
+//! `ironhorn_api::node` and `ironhorn_api::node_api`); errors in the one shape
+//! ([`ErrorBody`]), mapped from [`AgentError`] here only.
+//!
+//! The engine routes ([`engine_routes`]) are served by anything that runs engines
+//! ([`EngineHost`]): the node agent, and a standalone `ironhorn engine serve` for its one
+//! volume, so there is one engine control API.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -9,33 +16,69 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use ironhorn_engine::ReplicaSpec;
+use ironhorn_api::node::{
+    AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, Expand, NodeReport,
+    ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
+    StartEngine, StartReplica, StopEngine, TrimResult,
+};
+use ironhorn_api::{ErrorBody, ErrorCode};
+use ironhorn_engine::{Engine, ReplicaSpec};
 use ironhorn_format::names;
 
 use crate::agent::{probe_disk, Agent, AgentError};
-use crate::wire::{
-    AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, ErrorBody, Expand,
-    NodeReport, ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance,
-    SnapshotInfo, StartEngine, StartReplica, StopEngine, TrimResult,
-};
+
+impl AgentError {
+    /// The API's code for this error: the one place agent errors meet HTTP.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AgentError::NotFound(_) => ErrorCode::NotFound,
+            AgentError::Refused(_) => ErrorCode::Conflict,
+            AgentError::Invalid(_) => ErrorCode::Invalid,
+            AgentError::Failed(_) => ErrorCode::Internal,
+        }
+    }
+}
 
 impl IntoResponse for AgentError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            AgentError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            AgentError::Refused(_) => (StatusCode::CONFLICT, "refused"),
-            AgentError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-            AgentError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
-        };
-        let body = ErrorBody {
-            code: code.to_string(),
-            message: self.to_string(),
-        };
-        (status, Json(body)).into_response()
+        let code = self.code();
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody::new(code, self.to_string()))).into_response()
     }
 }
 
 type Result<T> = std::result::Result<T, AgentError>;
+
+/// What runs engines and serves their routes: the node agent, or a standalone engine.
+pub trait EngineHost: Send + Sync + 'static {
+    /// Every engine running here.
+    fn engines(&self) -> impl Future<Output = Vec<EngineInstance>> + Send;
+    /// The volume's engine as it runs now.
+    fn engine_report(&self, volume: &str) -> impl Future<Output = Result<EngineInstance>> + Send;
+    /// The volume's running engine, and how many clients use it now.
+    fn engine(&self, volume: &str) -> impl Future<Output = Result<(Arc<Engine>, usize)>> + Send;
+    /// Grows the volume (and what exposes it).
+    fn expand(&self, volume: &str, size: u64) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl EngineHost for Agent {
+    async fn engines(&self) -> Vec<EngineInstance> {
+        Agent::engines(self).await
+    }
+
+    async fn engine_report(&self, volume: &str) -> Result<EngineInstance> {
+        Agent::engine_report(self, volume).await
+    }
+
+    async fn engine(&self, volume: &str) -> Result<(Arc<Engine>, usize)> {
+        Agent::engine(self, volume).await
+    }
+
+    async fn expand(&self, volume: &str, size: u64) -> Result<()> {
+        Agent::expand(self, volume, size).await
+    }
+}
 
 /// The node API's routes.
 pub fn router(agent: Arc<Agent>) -> Router {
@@ -45,32 +88,38 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/node/v1/replicas/{name}", put(start_replica))
         .route("/node/v1/replicas/{name}/stop", post(stop_replica))
         .route("/node/v1/replicas/{name}/delete", post(delete_replica))
-        .route(
-            "/node/v1/engines/{volume}",
-            put(start_engine).get(engine_report),
-        )
+        .route("/node/v1/engines/{volume}", put(start_engine))
         .route("/node/v1/engines/{volume}/trim", post(trim))
         .route("/node/v1/engines/{volume}/stop", post(stop_engine))
-        .route("/node/v1/engines/{volume}/replicas", post(add_replica))
+        .with_state(agent.clone())
+        .merge(engine_routes(agent))
+}
+
+/// The routes that act on a running engine, for any [`EngineHost`].
+pub fn engine_routes<H: EngineHost>(host: Arc<H>) -> Router {
+    Router::new()
+        .route("/node/v1/engines", get(engines::<H>))
+        .route("/node/v1/engines/{volume}", get(engine_report::<H>))
+        .route("/node/v1/engines/{volume}/replicas", post(add_replica::<H>))
         .route(
             "/node/v1/engines/{volume}/replicas/remove",
-            post(remove_replica),
+            post(remove_replica::<H>),
         )
         .route(
             "/node/v1/engines/{volume}/snapshots",
-            get(snapshots).post(create_snapshot),
+            get(snapshots::<H>).post(create_snapshot::<H>),
         )
         .route(
             "/node/v1/engines/{volume}/snapshots/{name}",
-            delete(remove_snapshot),
+            delete(remove_snapshot::<H>),
         )
         .route(
             "/node/v1/engines/{volume}/snapshots/{name}/revert",
-            post(revert),
+            post(revert::<H>),
         )
-        .route("/node/v1/engines/{volume}/purge", post(purge))
-        .route("/node/v1/engines/{volume}/expand", post(expand))
-        .with_state(agent)
+        .route("/node/v1/engines/{volume}/purge", post(purge::<H>))
+        .route("/node/v1/engines/{volume}/expand", post(expand::<H>))
+        .with_state(host)
 }
 
 async fn observe(
@@ -138,13 +187,6 @@ async fn stop_engine(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn engine_report(
-    State(agent): State<Arc<Agent>>,
-    Path(volume): Path<String>,
-) -> Result<Json<EngineInstance>> {
-    Ok(Json(agent.engine_report(&volume).await?))
-}
-
 async fn trim(
     State(agent): State<Arc<Agent>>,
     Path(volume): Path<String>,
@@ -152,12 +194,23 @@ async fn trim(
     Ok(Json(agent.trim(&volume).await?))
 }
 
-async fn add_replica(
-    State(agent): State<Arc<Agent>>,
+async fn engines<H: EngineHost>(State(host): State<Arc<H>>) -> Json<Vec<EngineInstance>> {
+    Json(host.engines().await)
+}
+
+async fn engine_report<H: EngineHost>(
+    State(host): State<Arc<H>>,
+    Path(volume): Path<String>,
+) -> Result<Json<EngineInstance>> {
+    Ok(Json(host.engine_report(&volume).await?))
+}
+
+async fn add_replica<H: EngineHost>(
+    State(host): State<Arc<H>>,
     Path(volume): Path<String>,
     Json(req): Json<AddReplica>,
 ) -> Result<Json<RebuildResult>> {
-    let (engine, _) = agent.engine(&volume).await?;
+    let (engine, _) = host.engine(&volume).await?;
     let spec: ReplicaSpec = req.address.parse().map_err(AgentError::Invalid)?;
     let report = engine
         .add_returning_replica(&spec, req.previous.as_deref())
@@ -167,24 +220,27 @@ async fn add_replica(
         source: report.source,
         incremental: report.incremental,
         bytes_copied: report.bytes_copied,
+        layers_copied: report.layers_copied,
+        layers_skipped: report.layers_skipped,
+        bytes_written_while_away: report.bytes_written_while_away,
     }))
 }
 
-async fn remove_replica(
-    State(agent): State<Arc<Agent>>,
+async fn remove_replica<H: EngineHost>(
+    State(host): State<Arc<H>>,
     Path(volume): Path<String>,
     Json(req): Json<RemoveReplica>,
 ) -> Result<StatusCode> {
-    let (engine, _) = agent.engine(&volume).await?;
+    let (engine, _) = host.engine(&volume).await?;
     engine.remove_replica(&req.address).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn snapshots(
-    State(agent): State<Arc<Agent>>,
+async fn snapshots<H: EngineHost>(
+    State(host): State<Arc<H>>,
     Path(volume): Path<String>,
 ) -> Result<Json<Vec<SnapshotInfo>>> {
-    let (engine, _) = agent.engine(&volume).await?;
+    let (engine, _) = host.engine(&volume).await?;
     let layers = engine.layers().await?;
     let display = |file: &str| {
         if file.is_empty() {
@@ -217,30 +273,30 @@ async fn snapshots(
     ))
 }
 
-async fn create_snapshot(
-    State(agent): State<Arc<Agent>>,
+async fn create_snapshot<H: EngineHost>(
+    State(host): State<Arc<H>>,
     Path(volume): Path<String>,
     Json(req): Json<CreateSnapshot>,
 ) -> Result<StatusCode> {
-    let (engine, _) = agent.engine(&volume).await?;
+    let (engine, _) = host.engine(&volume).await?;
     engine.snapshot(&req.name, req.labels).await?;
     Ok(StatusCode::CREATED)
 }
 
-async fn remove_snapshot(
-    State(agent): State<Arc<Agent>>,
+async fn remove_snapshot<H: EngineHost>(
+    State(host): State<Arc<H>>,
     Path((volume, name)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let (engine, _) = agent.engine(&volume).await?;
+    let (engine, _) = host.engine(&volume).await?;
     engine.remove_snapshot(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn revert(
-    State(agent): State<Arc<Agent>>,
+async fn revert<H: EngineHost>(
+    State(host): State<Arc<H>>,
     Path((volume, name)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let (engine, clients) = agent.engine(&volume).await?;
+    let (engine, clients) = host.engine(&volume).await?;
     if clients > 0 {
         return Err(AgentError::Refused(format!(
             "{clients} client(s) use volume {volume}: detach it and attach it in maintenance mode before reverting"
@@ -250,17 +306,20 @@ async fn revert(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn purge(State(agent): State<Arc<Agent>>, Path(volume): Path<String>) -> Result<StatusCode> {
-    let (engine, _) = agent.engine(&volume).await?;
+async fn purge<H: EngineHost>(
+    State(host): State<Arc<H>>,
+    Path(volume): Path<String>,
+) -> Result<StatusCode> {
+    let (engine, _) = host.engine(&volume).await?;
     engine.purge().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn expand(
-    State(agent): State<Arc<Agent>>,
+async fn expand<H: EngineHost>(
+    State(host): State<Arc<H>>,
     Path(volume): Path<String>,
     Json(req): Json<Expand>,
 ) -> Result<StatusCode> {
-    agent.expand(&volume, req.size).await?;
+    host.expand(&volume, req.size).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,18 +1,22 @@
-//! `ironhorn engine serve`: a volume served over NBD from N replicas.
+//! `ironhorn engine serve`: a volume served over NBD from N replicas, with its control API;
+//! `ironhorn engine info|replica|snapshot|expand`: clients of that API.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use ironhorn_api::client::{ApiClient, ClientError};
+use ironhorn_api::node::{AddReplica, CreateSnapshot, EngineReplica};
+use ironhorn_api::{node_api, Request};
 use ironhorn_engine::{Engine, ReplicaSpec};
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
-use ironhorn_node::wire::path_segment;
+use ironhorn_node::api::engine_routes;
 use ironhorn_replica::net::{Addr, Listener};
 
-use crate::engine_control::{
-    router, ApiError, ControlState, EngineInfo, ReplicaStatus, SnapshotView,
-};
+use crate::client::snapshot_table;
+use crate::engine_control::StandaloneEngine;
 use crate::runtime::{parse_duration, PollArgs};
 use crate::units::{human_size, parse_size};
 
@@ -48,6 +52,9 @@ pub struct ClientArgs {
         default_value = "127.0.0.1:9501"
     )]
     pub control: String,
+    /// The volume (default: the one the engine serves).
+    #[arg(long, env = "IRONHORN_ENGINE_VOLUME")]
+    pub volume: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -129,7 +136,8 @@ pub fn run(cmd: EngineCommand) -> Result<()> {
     match cmd {
         EngineCommand::Serve(args) => serve(args),
         EngineCommand::Info(c) => {
-            let info: EngineInfo = call(&c, "GET", "/v1/info", None)?;
+            let control = Control::connect(&c)?;
+            let info = control.call(node_api::engine(&control.volume))?;
             if c.json {
                 return print_json(&info);
             }
@@ -139,50 +147,52 @@ pub fn run(cmd: EngineCommand) -> Result<()> {
                 human_size(info.size),
                 info.size
             );
+            println!("Endpoint:     {}", info.endpoint);
             println!("NBD clients:  {}", info.connections);
             print_replicas(&info.replicas);
             Ok(())
         }
         EngineCommand::Replica(ReplicaCmd::Ls(c)) => {
-            let replicas: Vec<ReplicaStatus> = call(&c, "GET", "/v1/replicas", None)?;
+            let control = Control::connect(&c)?;
+            let info = control.call(node_api::engine(&control.volume))?;
             if c.json {
-                return print_json(&replicas);
+                return print_json(&info.replicas);
             }
-            print_replicas(&replicas);
+            print_replicas(&info.replicas);
             Ok(())
         }
         EngineCommand::Replica(ReplicaCmd::Add { address, client }) => {
+            let control = Control::connect(&client)?;
             eprintln!("rebuilding {address} ...");
-            let report: serde_json::Value = call(
-                &client,
-                "POST",
-                "/v1/replicas",
-                Some(serde_json::json!({ "address": address })),
-            )?;
+            let request = AddReplica {
+                address: address.clone(),
+                previous: None,
+            };
+            let report = control.call(node_api::add_replica(&control.volume, &request))?;
             if client.json {
                 return print_json(&report);
             }
-            if report["incremental"] == serde_json::Value::Bool(true) {
+            if report.incremental {
                 println!(
                     "{address} caught up incrementally from {}: {} copied for {} written while it was away",
-                    report["source"].as_str().unwrap_or("?"),
-                    human_size(report["bytes_copied"].as_u64().unwrap_or(0)),
-                    human_size(report["bytes_written_while_away"].as_u64().unwrap_or(0)),
+                    report.source,
+                    human_size(report.bytes_copied),
+                    human_size(report.bytes_written_while_away),
                 );
                 return Ok(());
             }
             println!(
                 "{address} rebuilt from {}: {} copied ({} snapshot files), {} skipped as identical",
-                report["source"].as_str().unwrap_or("?"),
-                human_size(report["bytes_copied"].as_u64().unwrap_or(0)),
-                report["layers_copied"],
-                report["layers_skipped"]
+                report.source,
+                human_size(report.bytes_copied),
+                report.layers_copied,
+                report.layers_skipped
             );
             Ok(())
         }
         EngineCommand::Replica(ReplicaCmd::Rm { address, client }) => {
-            let path = format!("/v1/replicas?address={}", path_segment(&address));
-            call::<serde_json::Value>(&client, "DELETE", &path, None)?;
+            let control = Control::connect(&client)?;
+            control.call(node_api::remove_replica(&control.volume, &address))?;
             println!("{address} removed from the volume");
             Ok(())
         }
@@ -191,83 +201,52 @@ pub fn run(cmd: EngineCommand) -> Result<()> {
             labels,
             client,
         }) => {
-            let mut map = serde_json::Map::new();
+            let mut request = CreateSnapshot {
+                name: name.clone(),
+                labels: BTreeMap::new(),
+            };
             for label in labels {
                 let (k, v) = label
                     .split_once('=')
                     .with_context(|| format!("label {label:?} is not KEY=VALUE"))?;
-                map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+                request.labels.insert(k.to_string(), v.to_string());
             }
-            call::<serde_json::Value>(
-                &client,
-                "POST",
-                "/v1/snapshots",
-                Some(serde_json::json!({ "name": name, "labels": map })),
-            )?;
+            let control = Control::connect(&client)?;
+            control.call(node_api::create_snapshot(&control.volume, &request))?;
             println!("snapshot {name} created");
             Ok(())
         }
         EngineCommand::Snapshot(SnapshotCmd::Ls(c)) => {
-            let mut snaps: Vec<SnapshotView> = call(&c, "GET", "/v1/snapshots", None)?;
+            let control = Control::connect(&c)?;
+            let mut snaps = control.call(node_api::snapshots(&control.volume))?;
             snaps.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
             if c.json {
                 return print_json(&snaps);
             }
-            println!(
-                "{:<40} {:<22} {:<7} {:<8} {:>12}",
-                "NAME", "CREATED", "TYPE", "REMOVED", "SIZE"
-            );
-            for s in snaps {
-                let kind = if s.name == "volume-head" {
-                    "head"
-                } else if s.usercreated {
-                    "user"
-                } else {
-                    "system"
-                };
-                println!(
-                    "{:<40} {:<22} {:<7} {:<8} {:>12}",
-                    s.name,
-                    s.created,
-                    kind,
-                    if s.removed { "yes" } else { "no" },
-                    human_size(s.size)
-                );
-            }
+            snapshot_table(&snaps);
             Ok(())
         }
         EngineCommand::Snapshot(SnapshotCmd::Rm { name, client }) => {
-            call::<serde_json::Value>(
-                &client,
-                "DELETE",
-                &format!("/v1/snapshots/{}", path_segment(&name)),
-                None,
-            )?;
+            let control = Control::connect(&client)?;
+            control.call(node_api::remove_snapshot(&control.volume, &name))?;
             println!("snapshot {name} marked removed; run `ironhorn engine snapshot purge` to free its space");
             Ok(())
         }
         EngineCommand::Snapshot(SnapshotCmd::Revert { name, client }) => {
-            call::<serde_json::Value>(
-                &client,
-                "POST",
-                &format!("/v1/snapshots/{}/revert", path_segment(&name)),
-                None,
-            )?;
+            let control = Control::connect(&client)?;
+            control.call(node_api::revert(&control.volume, &name))?;
             println!("volume reverted to {name}");
             Ok(())
         }
         EngineCommand::Snapshot(SnapshotCmd::Purge(c)) => {
-            call::<serde_json::Value>(&c, "POST", "/v1/purge", None)?;
+            let control = Control::connect(&c)?;
+            control.call(node_api::purge(&control.volume))?;
             println!("purged");
             Ok(())
         }
         EngineCommand::Expand { size, client } => {
-            call::<serde_json::Value>(
-                &client,
-                "POST",
-                "/v1/expand",
-                Some(serde_json::json!({ "size": size })),
-            )?;
+            let control = Control::connect(&client)?;
+            control.call(node_api::expand(&control.volume, size))?;
             println!("volume expanded to {}", human_size(size));
             Ok(())
         }
@@ -279,53 +258,60 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
-fn print_replicas(replicas: &[ReplicaStatus]) {
+fn print_replicas(replicas: &[EngineReplica]) {
     println!("{:<50} {:<5} REASON", "REPLICA", "MODE");
     for r in replicas {
         println!("{:<50} {:<5} {}", r.address, r.mode, r.reason);
     }
 }
 
-/// One request to the control API; an error response becomes an error with its message.
-fn call<T: serde::de::DeserializeOwned>(
-    client: &ClientArgs,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<T> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("http://{}{}", client.control, path);
-    let response = match (method, body) {
-        ("GET", _) => agent.get(&url).call(),
-        ("DELETE", _) => agent.delete(&url).call(),
-        (_, Some(body)) => agent.post(&url).send_json(body),
-        (_, None) => agent.post(&url).send_empty(),
+/// A running engine's control API, and the volume it serves.
+struct Control {
+    address: String,
+    volume: String,
+    http: ApiClient,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Control {
+    /// Reaches the engine at `--control`; without `--volume`, asks it which volume it serves.
+    fn connect(args: &ClientArgs) -> Result<Control> {
+        let mut control = Control {
+            address: args.control.clone(),
+            volume: args.volume.clone().unwrap_or_default(),
+            http: ApiClient::default(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the client")?,
+        };
+        if control.volume.is_empty() {
+            let engines = control.call(node_api::engines())?;
+            match engines.as_slice() {
+                [only] => control.volume = only.volume.clone(),
+                [] => bail!("no engine runs at {}", control.address),
+                _ => bail!(
+                    "{} engines run at {}: name one with --volume",
+                    engines.len(),
+                    control.address
+                ),
+            }
+        }
+        Ok(control)
     }
-    .with_context(|| {
-        format!(
-            "reaching the engine at {} (is `ironhorn engine serve --control {}` running?)",
-            client.control, client.control
-        )
-    })?;
-    let status = response.status();
-    let mut body = response.into_body();
-    let text = body.read_to_string().unwrap_or_default();
-    if !status.is_success() {
-        let message = serde_json::from_str::<ApiError>(&text)
-            .map(|e| e.message)
-            .unwrap_or(text);
-        bail!("{message}");
+
+    /// One request; an error answer becomes an error with its message.
+    fn call<R: serde::de::DeserializeOwned>(&self, request: Request<R>) -> Result<R> {
+        self.runtime
+            .block_on(self.http.call(&self.address, request))
+            .map_err(|e| match e {
+                ClientError::Api { body, .. } => anyhow::anyhow!(body.message),
+                other => anyhow::Error::new(other).context(format!(
+                    "reaching the engine at {} (is `ironhorn engine serve --control {}` running?)",
+                    self.address, self.address
+                )),
+            })
     }
-    let text = if text.trim().is_empty() {
-        "null".to_string()
-    } else {
-        text
-    };
-    serde_json::from_str(&text)
-        .with_context(|| format!("reading the engine's answer to {method} {path}"))
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
@@ -363,20 +349,23 @@ fn serve(args: ServeArgs) -> Result<()> {
         let listener = Listener::bind(&args.nbd)
             .await
             .with_context(|| format!("listening on {}", args.nbd))?;
+        let nbd_address = listener.local_addr();
         eprintln!(
             "volume {} ({}) served at {}",
             args.volume,
             human_size(args.size),
-            nbd_uri(&listener.local_addr(), &args.volume)
+            nbd_uri(&nbd_address, &args.volume)
         );
         let control = tokio::net::TcpListener::bind(&args.control)
             .await
             .with_context(|| format!("listening on {} for control", args.control))?;
         eprintln!("control API at http://{}", control.local_addr()?);
-        let app = router(ControlState {
+        let app = engine_routes(Arc::new(StandaloneEngine {
+            volume: args.volume.clone(),
             engine: engine.clone(),
             export: export.clone(),
-        });
+            endpoint: nbd_uri(&nbd_address, &args.volume),
+        }));
         let control_shutdown = shutdown.clone();
         let control_task = tokio::spawn(async move {
             axum::serve(control, app)

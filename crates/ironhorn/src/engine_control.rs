@@ -1,232 +1,69 @@
-//! The engine's control API: JSON over HTTP on `--control`, what `ironhorn engine info|
-//! replica|snapshot|expand` talk to. One error shape: `{"code": ..., "message": ...}`.
+//! A standalone engine's control API (`ironhorn engine serve --control`): the node API's
+//! engine routes (`/node/v1/engines/...`, `ironhorn_node::api::engine_routes`) served for its
+//! one volume, so `ironhorn engine info|replica|snapshot|expand` and the manager speak to an
+//! engine the same way, with the same types.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use ironhorn_engine::{BlockDevice, Engine, EngineError, RebuildReport, ReplicaSpec, SlotStatus};
-use ironhorn_format::names;
+use ironhorn_api::node::EngineInstance;
+use ironhorn_engine::Engine;
 use ironhorn_frontend::nbd::Export;
-use serde::{Deserialize, Serialize};
+use ironhorn_node::agent::{engine_view, AgentError};
+use ironhorn_node::api::EngineHost;
 
-#[derive(Clone)]
-pub struct ControlState {
+/// One engine with its NBD export.
+#[derive(Debug)]
+pub struct StandaloneEngine {
+    pub volume: String,
     pub engine: Arc<Engine>,
     pub export: Arc<Export>,
+    /// The NBD URI clients connect to.
+    pub endpoint: String,
 }
 
-/// The one error shape every Ironhorn API answers with.
-pub use ironhorn_node::wire::ErrorBody as ApiError;
-
-struct Failure(StatusCode, ApiError);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
+impl StandaloneEngine {
+    fn connections(&self) -> usize {
+        self.export.connections.load(Ordering::SeqCst)
     }
-}
 
-impl From<EngineError> for Failure {
-    fn from(e: EngineError) -> Self {
-        let (status, code) = match e {
-            EngineError::Refused(_) => (StatusCode::CONFLICT, "refused"),
-            EngineError::NoReplica(_) | EngineError::Failed(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "failed")
-            }
-        };
-        Failure(
-            status,
-            ApiError {
-                code: code.into(),
-                message: e.to_string(),
-            },
-        )
+    fn instance(&self) -> EngineInstance {
+        EngineInstance {
+            endpoint: self.endpoint.clone(),
+            frontend: "nbd".to_string(),
+            ..engine_view(&self.volume, &self.engine, self.connections())
+        }
     }
-}
 
-fn bad_request(message: String) -> Failure {
-    Failure(
-        StatusCode::BAD_REQUEST,
-        ApiError {
-            code: "bad_request".into(),
-            message,
-        },
-    )
-}
-
-/// `GET /v1/info`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EngineInfo {
-    pub volume: String,
-    pub size: u64,
-    pub connections: usize,
-    pub replicas: Vec<ReplicaStatus>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReplicaStatus {
-    pub address: String,
-    pub mode: String,
-    pub reason: String,
-}
-
-impl From<SlotStatus> for ReplicaStatus {
-    fn from(s: SlotStatus) -> Self {
-        ReplicaStatus {
-            address: s.address,
-            mode: format!("{:?}", s.mode),
-            reason: s.reason,
+    fn check(&self, volume: &str) -> Result<(), AgentError> {
+        if volume == self.volume {
+            Ok(())
+        } else {
+            Err(AgentError::NotFound(format!(
+                "this engine serves volume {}, not {volume}",
+                self.volume
+            )))
         }
     }
 }
 
-/// One snapshot in `GET /v1/snapshots`, Longhorn's `snapshot info` fields.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SnapshotView {
-    pub name: String,
-    pub parent: String,
-    pub children: Vec<String>,
-    pub removed: bool,
-    pub usercreated: bool,
-    pub created: String,
-    /// Allocated bytes.
-    pub size: u64,
-    pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SnapshotRequest {
-    pub name: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReplicaRequest {
-    pub address: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ExpandRequest {
-    pub size: u64,
-}
-
-pub fn router(state: ControlState) -> Router {
-    Router::new()
-        .route("/v1/info", get(info))
-        .route(
-            "/v1/replicas",
-            get(replicas).post(add_replica).delete(remove_replica),
-        )
-        .route("/v1/snapshots", get(snapshots).post(create_snapshot))
-        .route("/v1/snapshots/{name}", delete(remove_snapshot))
-        .route("/v1/snapshots/{name}/revert", post(revert))
-        .route("/v1/purge", post(purge))
-        .route("/v1/expand", post(expand))
-        .with_state(state)
-}
-
-async fn info(State(s): State<ControlState>) -> Json<EngineInfo> {
-    Json(EngineInfo {
-        volume: s.engine.volume().to_string(),
-        size: s.engine.size(),
-        connections: s.export.connections.load(Ordering::SeqCst),
-        replicas: s.engine.status().into_iter().map(Into::into).collect(),
-    })
-}
-
-async fn replicas(State(s): State<ControlState>) -> Json<Vec<ReplicaStatus>> {
-    Json(s.engine.status().into_iter().map(Into::into).collect())
-}
-
-async fn add_replica(
-    State(s): State<ControlState>,
-    Json(req): Json<ReplicaRequest>,
-) -> Result<Json<RebuildReport>, Failure> {
-    let spec: ReplicaSpec = req.address.parse().map_err(bad_request)?;
-    Ok(Json(s.engine.add_replica(&spec).await?))
-}
-
-async fn remove_replica(
-    State(s): State<ControlState>,
-    Query(req): Query<ReplicaRequest>,
-) -> Result<StatusCode, Failure> {
-    s.engine.remove_replica(&req.address).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn snapshots(State(s): State<ControlState>) -> Result<Json<Vec<SnapshotView>>, Failure> {
-    let layers = s.engine.layers().await?;
-    let view = layers
-        .iter()
-        .map(|l| SnapshotView {
-            name: names::display_name(&l.file),
-            parent: if l.parent.is_empty() {
-                String::new()
-            } else {
-                names::display_name(&l.parent)
-            },
-            children: layers
-                .iter()
-                .filter(|c| c.parent == l.file)
-                .map(|c| names::display_name(&c.file))
-                .collect(),
-            removed: l.removed,
-            usercreated: l.user_created,
-            created: l.created.clone(),
-            size: l.allocated,
-            labels: l.labels.clone(),
-        })
-        .collect();
-    Ok(Json(view))
-}
-
-async fn create_snapshot(
-    State(s): State<ControlState>,
-    Json(req): Json<SnapshotRequest>,
-) -> Result<StatusCode, Failure> {
-    s.engine.snapshot(&req.name, req.labels).await?;
-    Ok(StatusCode::CREATED)
-}
-
-async fn remove_snapshot(
-    State(s): State<ControlState>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, Failure> {
-    s.engine.remove_snapshot(&name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn revert(
-    State(s): State<ControlState>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, Failure> {
-    let clients = s.export.connections.load(Ordering::SeqCst);
-    if clients > 0 {
-        return Err(EngineError::Refused(format!(
-            "{clients} NBD client(s) are connected: disconnect them (detach the volume) before reverting"
-        ))
-        .into());
+impl EngineHost for StandaloneEngine {
+    async fn engines(&self) -> Vec<EngineInstance> {
+        vec![self.instance()]
     }
-    s.engine.revert(&name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
 
-async fn purge(State(s): State<ControlState>) -> Result<StatusCode, Failure> {
-    s.engine.purge().await?;
-    Ok(StatusCode::NO_CONTENT)
-}
+    async fn engine_report(&self, volume: &str) -> Result<EngineInstance, AgentError> {
+        self.check(volume)?;
+        Ok(self.instance())
+    }
 
-async fn expand(
-    State(s): State<ControlState>,
-    Json(req): Json<ExpandRequest>,
-) -> Result<StatusCode, Failure> {
-    s.engine.expand(req.size).await?;
-    Ok(StatusCode::NO_CONTENT)
+    async fn engine(&self, volume: &str) -> Result<(Arc<Engine>, usize), AgentError> {
+        self.check(volume)?;
+        Ok((self.engine.clone(), self.connections()))
+    }
+
+    async fn expand(&self, volume: &str, size: u64) -> Result<(), AgentError> {
+        self.check(volume)?;
+        Ok(self.engine.expand(size).await?)
+    }
 }

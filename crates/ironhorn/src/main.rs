@@ -1,7 +1,7 @@
 //! `ironhorn`: one binary, one subcommand per module.
 
 mod check_cmd;
-mod client_cmd;
+mod client;
 mod engine_cmd;
 mod engine_control;
 mod recover;
@@ -29,13 +29,13 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Nodes and their disks (`node ls|get|update|disk`); without a subcommand, run a node
     /// agent that registers with a manager and runs the replicas and engines it asks for.
-    Node(client_cmd::NodeCli),
+    Node(client::NodeCli),
     /// Volumes: create, list, attach, detach, expand, delete, snapshots.
-    Volume(client_cmd::VolumeCli),
+    Volume(client::VolumeCli),
     /// Settings, with Longhorn's names.
-    Setting(client_cmd::SettingCli),
+    Setting(client::SettingCli),
     /// Replica directories no volume owns.
-    Orphan(client_cmd::OrphanCli),
+    Orphan(client::OrphanCli),
     /// Check this node: kernel features for block devices, filesystem tools, room on the
     /// data directory, the blockdev backend it will use. Exits non-zero when something
     /// required is missing.
@@ -71,19 +71,19 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => server_cmd::server(args),
-        Command::Node(client_cmd::NodeCli {
+        Command::Node(client::NodeCli {
             command: None,
             agent,
             ..
         }) => server_cmd::node(*agent),
-        Command::Node(client_cmd::NodeCli {
+        Command::Node(client::NodeCli {
             command: Some(cmd),
             opts,
             ..
-        }) => return client_exit(client_cmd::node(cmd, &opts)),
-        Command::Volume(cli) => return client_exit(client_cmd::volume(cli.command, &cli.opts)),
-        Command::Setting(cli) => return client_exit(client_cmd::setting(cli.command, &cli.opts)),
-        Command::Orphan(cli) => return client_exit(client_cmd::orphan(cli.command, &cli.opts)),
+        }) => return client_exit(client::node(cmd, &opts)),
+        Command::Volume(cli) => return client_exit(client::volume(cli.command, &cli.opts)),
+        Command::Setting(cli) => return client_exit(client::setting(cli.command, &cli.opts)),
+        Command::Orphan(cli) => return client_exit(client::orphan(cli.command, &cli.opts)),
         Command::Check(args) => return check_cmd::run(&args),
         Command::Recover(cmd) => recover::run(cmd),
         Command::Replica(cmd) => replica_cmd::run(cmd),
@@ -99,8 +99,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// A client command's outcome as an exit code (see `client_cmd::exit`).
-fn client_exit(result: Result<(), client_cmd::Failure>) -> ExitCode {
+/// A client command's outcome as an exit code (see `client::exit`).
+fn client_exit(result: Result<(), client::Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use ironhorn_api::client::{ApiClient, ClientError};
+use ironhorn_api::manager_api;
+use ironhorn_api::rest::RegisterNode;
 use ironhorn_frontend::blockdev::BlockdevPaths;
-use ironhorn_manager::api::{register, RegisterNode};
+use ironhorn_manager::api::register;
 use ironhorn_manager::Manager;
 use ironhorn_node::agent::Agent;
 use ironhorn_node::preflight::Backend;
@@ -262,27 +265,21 @@ pub fn node(args: NodeArgs) -> Result<()> {
 /// Registers with the manager, and again every few seconds (a manager that lost its state or
 /// restarted learns of the node again; an address change is picked up).
 async fn keep_registered(manager: String, registration: RegisterNode, shutdown: CancellationToken) {
-    let client = reqwest::Client::new();
-    let url = format!("{manager}/v1/nodes/register");
+    let client = ApiClient::default();
     let mut registered = false;
     loop {
-        let result = client
-            .post(&url)
-            .json(&registration)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        match result {
-            Ok(r) if r.status().is_success() => {
+        match client
+            .call(&manager, manager_api::register_node(&registration))
+            .await
+        {
+            Ok(_) => {
                 if !registered {
                     eprintln!("registered with the manager at {manager}");
                 }
                 registered = true;
             }
-            Ok(r) => {
-                let status = r.status();
-                let text = r.text().await.unwrap_or_default();
-                eprintln!("the manager refused the registration ({status}): {text}");
+            Err(e @ ClientError::Api { .. }) => {
+                eprintln!("the manager refused the registration: {e}");
             }
             Err(e) => {
                 if registered {

@@ -375,7 +375,7 @@ fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
     let added = cli_ok(&control, &["replica", "add", &a3, "--json"]);
     let report: serde_json::Value = serde_json::from_str(&added).unwrap();
     assert!(
-        report["bytes_copied"].as_u64().unwrap() >= 8 * MIB,
+        report["bytesCopied"].as_u64().unwrap() >= 8 * MIB,
         "{report}"
     );
     let out = fio.wait_with_output().unwrap();
@@ -403,7 +403,7 @@ fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
     cli_ok(&control, &["replica", "rm", &a3]);
     let again: serde_json::Value =
         serde_json::from_str(&cli_ok(&control, &["replica", "add", &a3, "--json"])).unwrap();
-    assert!(again["layers_skipped"].as_u64().unwrap() >= 2, "{again}");
+    assert!(again["layersSkipped"].as_u64().unwrap() >= 2, "{again}");
     let snaps: serde_json::Value =
         serde_json::from_str(&cli_ok(&control, &["snapshot", "ls", "--json"])).unwrap();
     let sizes: Vec<(String, u64)> = snaps
@@ -426,7 +426,7 @@ fn a_new_replica_is_rebuilt_under_load_and_reads_identical() {
     assert!(s1 >= 8 * MIB);
     // s1's 8 MiB (and the other unchanged files) were not sent again.
     assert!(
-        again["bytes_copied"].as_u64().unwrap() <= in_snapshots - s1,
+        again["bytesCopied"].as_u64().unwrap() <= in_snapshots - s1,
         "{again} of {in_snapshots}"
     );
 
@@ -475,8 +475,8 @@ fn a_replica_back_within_seconds_catches_up_incrementally() {
     let added: serde_json::Value =
         serde_json::from_str(&cli_ok(&control, &["replica", "add", &a3, "--json"])).unwrap();
     assert_eq!(added["incremental"], true, "{added}");
-    let copied = added["bytes_copied"].as_u64().unwrap();
-    let written = added["bytes_written_while_away"].as_u64().unwrap();
+    let copied = added["bytesCopied"].as_u64().unwrap();
+    let written = added["bytesWrittenWhileAway"].as_u64().unwrap();
     assert!(written >= 3_000_000, "{added}");
     // Only the regions written while away (rounded to 64 KiB) were copied, not 64 MiB.
     assert!(copied < 4 * MIB, "{added}");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::resource::{DiskSpec, DiskStatus, NodeSpec, NodeStatus};
+use ironhorn_api::resource::{DiskSpec, DiskStatus, NodeSpec, NodeStatus};
 
 const GI: u64 = 1 << 30;
 

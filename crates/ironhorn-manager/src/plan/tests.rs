@@ -2,12 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ironhorn_control::resource::{
+use ironhorn_api::node::{EngineInstance, EngineReplica, NodeReport, ReplicaInstance};
+use ironhorn_api::resource::{
     DataLocality, DiskSpec, DiskStatus, Frontend, Node, NodeSpec, NodeStatus, Replica, Robustness,
     Volume, VolumeSpec, VolumeState, VolumeStatus,
 };
 use ironhorn_control::settings::{self, Settings};
-use ironhorn_node::wire::{EngineInstance, EngineReplica, NodeReport, ReplicaInstance};
 
 use super::*;
 
@@ -591,7 +591,7 @@ fn an_engine_serving_another_frontend_is_restarted_and_a_block_device_shows_in_t
     let engine = &mut f.reports.get_mut("n1").unwrap().engines[0];
     engine.frontend = "blockdev".into();
     engine.endpoint = "/dev/ironhorn/vol".into();
-    engine.blockdev = Some(ironhorn_node::wire::BlockdevInstance {
+    engine.blockdev = Some(ironhorn_api::node::BlockdevInstance {
         backend: "fuse-loop".into(),
         device: "/dev/ironhorn/vol".into(),
         kernel_device: "/dev/loop3".into(),

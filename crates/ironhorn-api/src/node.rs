@@ -1,31 +1,11 @@
-//! The node API's messages: what the manager sends a node agent and what the agent reports.
-//! JSON, camelCase like the rest of the API. The agent keeps no state of its own between
-//! restarts: the manager says what should run, the agent says what runs.
+//! The node API's messages: what the manager sends a node agent and what the agent reports
+//! (the routes are in [`crate::node_api`]). JSON, camelCase like the rest of the API. The
+//! agent keeps no state of its own between restarts: the manager says what should run, the
+//! agent says what runs.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-
-/// `text` percent-encoded for one URL path segment or query value (unreserved characters
-/// stay as they are).
-pub fn path_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-/// The one error shape of every Ironhorn HTTP API: the HTTP status carries the class, `code`
-/// is machine-readable, `message` says what happened and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-}
 
 /// `POST /node/v1/observe`: the disks the manager has configured for this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,8 +182,18 @@ pub struct RemoveReplica {
 pub struct RebuildResult {
     pub replica: String,
     pub source: String,
+    /// An incremental catch-up: only what the replica missed while away was copied.
     pub incremental: bool,
     pub bytes_copied: u64,
+    /// Snapshot files copied, and skipped because the target held them already (same
+    /// checksum).
+    #[serde(default)]
+    pub layers_copied: usize,
+    #[serde(default)]
+    pub layers_skipped: usize,
+    /// Bytes the volume took while the replica was away (incremental catch-up only).
+    #[serde(default)]
+    pub bytes_written_while_away: u64,
 }
 
 /// One snapshot (or the head) of a volume.

@@ -1,0 +1,175 @@
+//! The manager's REST API (`/v1/...`) as typed requests: what the CLI, the node agents (to
+//! register), the CSI driver and tests send. Send them with
+//! [`crate::client::ApiClient::call`]; the server parses the same structs.
+
+use crate::node::{CreateSnapshot, SnapshotInfo, TrimResult};
+use crate::path::path_segment;
+use crate::request::{Request, Timeout};
+use crate::resource::{Node, Volume};
+use crate::rest::{
+    AddDisk, AttachRequest, CreateVolume, DetachRequest, DiskUpdate, ExpandRequest, List,
+    NodeUpdate, Orphan, RegisterNode, SettingValue, SettingView,
+};
+
+fn volume_path(name: &str, rest: &str) -> String {
+    format!("/v1/volumes/{}{rest}", path_segment(name))
+}
+
+fn snapshot_path(volume: &str, snapshot: &str, rest: &str) -> String {
+    volume_path(
+        volume,
+        &format!("/snapshots/{}{rest}", path_segment(snapshot)),
+    )
+}
+
+fn node_path(name: &str, rest: &str) -> String {
+    format!("/v1/nodes/{}{rest}", path_segment(name))
+}
+
+fn disk_path(node: &str, disk: &str) -> String {
+    node_path(node, &format!("/disks/{}", path_segment(disk)))
+}
+
+// ---- volumes ----
+
+pub fn list_volumes() -> Request<List<Volume>> {
+    Request::get("/v1/volumes".into())
+}
+
+pub fn get_volume(name: &str) -> Request<Volume> {
+    Request::get(volume_path(name, ""))
+}
+
+pub fn create_volume(request: &CreateVolume) -> Request<Volume> {
+    Request::post("/v1/volumes".into()).json(request)
+}
+
+/// Detaches it first, then removes its data.
+pub fn delete_volume(name: &str) -> Request<Volume> {
+    Request::delete(volume_path(name, ""))
+}
+
+pub fn attach(name: &str, request: &AttachRequest) -> Request<Volume> {
+    Request::post(volume_path(name, "/attach")).json(request)
+}
+
+pub fn detach(name: &str, request: &DetachRequest) -> Request<Volume> {
+    Request::post(volume_path(name, "/detach")).json(request)
+}
+
+/// fstrim on the node where the volume's block device is mounted.
+pub fn trim(name: &str) -> Request<TrimResult> {
+    Request::post(volume_path(name, "/trim")).timeout(Timeout::Long)
+}
+
+pub fn expand(name: &str, request: &ExpandRequest) -> Request<Volume> {
+    Request::post(volume_path(name, "/expand")).json(request)
+}
+
+// ---- snapshots ----
+
+pub fn snapshots(volume: &str) -> Request<List<SnapshotInfo>> {
+    Request::get(volume_path(volume, "/snapshots"))
+}
+
+pub fn create_snapshot(volume: &str, request: &CreateSnapshot) -> Request<SnapshotInfo> {
+    Request::post(volume_path(volume, "/snapshots")).json(request)
+}
+
+pub fn delete_snapshot(volume: &str, snapshot: &str) -> Request<()> {
+    Request::delete(snapshot_path(volume, snapshot, ""))
+}
+
+pub fn revert_snapshot(volume: &str, snapshot: &str) -> Request<()> {
+    Request::post(snapshot_path(volume, snapshot, "/revert")).timeout(Timeout::Long)
+}
+
+/// Frees the data of the volume's removed snapshots.
+pub fn purge(volume: &str) -> Request<()> {
+    Request::post(volume_path(volume, "/purge")).timeout(Timeout::Long)
+}
+
+// ---- nodes and disks ----
+
+pub fn list_nodes() -> Request<List<Node>> {
+    Request::get("/v1/nodes".into())
+}
+
+pub fn get_node(name: &str) -> Request<Node> {
+    Request::get(node_path(name, ""))
+}
+
+pub fn register_node(request: &RegisterNode) -> Request<Node> {
+    Request::post("/v1/nodes/register".into())
+        .json(request)
+        .timeout(Timeout::Short)
+}
+
+pub fn update_node(name: &str, request: &NodeUpdate) -> Request<Node> {
+    Request::patch(node_path(name, "")).json(request)
+}
+
+/// Forgets a node whose machine is gone (refused while it answers).
+pub fn delete_node(name: &str) -> Request<()> {
+    Request::delete(node_path(name, ""))
+}
+
+pub fn add_disk(node: &str, request: &AddDisk) -> Request<Node> {
+    Request::post(node_path(node, "/disks")).json(request)
+}
+
+pub fn update_disk(node: &str, disk: &str, request: &DiskUpdate) -> Request<Node> {
+    Request::patch(disk_path(node, disk)).json(request)
+}
+
+pub fn remove_disk(node: &str, disk: &str) -> Request<Node> {
+    Request::delete(disk_path(node, disk))
+}
+
+// ---- orphans ----
+
+pub fn list_orphans() -> Request<List<Orphan>> {
+    Request::get("/v1/orphans".into())
+}
+
+pub fn get_orphan(name: &str) -> Request<Orphan> {
+    Request::get(format!("/v1/orphans/{}", path_segment(name)))
+}
+
+pub fn delete_orphan(name: &str) -> Request<()> {
+    Request::delete(format!("/v1/orphans/{}", path_segment(name)))
+}
+
+// ---- settings ----
+
+pub fn list_settings() -> Request<List<SettingView>> {
+    Request::get("/v1/settings".into())
+}
+
+pub fn get_setting(name: &str) -> Request<SettingView> {
+    Request::get(format!("/v1/settings/{}", path_segment(name)))
+}
+
+pub fn set_setting(name: &str, value: &str) -> Request<SettingView> {
+    Request::put(format!("/v1/settings/{}", path_segment(name))).json(&SettingValue {
+        value: value.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Method;
+
+    #[test]
+    fn paths_follow_the_openapi_document() {
+        assert_eq!(
+            snapshot_path("v", "s 1", "/revert"),
+            "/v1/volumes/v/snapshots/s%201/revert"
+        );
+        assert_eq!(disk_path("n", "d"), "/v1/nodes/n/disks/d");
+        let request = update_disk("n", "d", &DiskUpdate::default());
+        assert_eq!(request.method, Method::Patch);
+        assert_eq!(request.body.as_deref(), Some(&b"{}"[..]));
+    }
+}
