@@ -26,14 +26,14 @@ use ironhorn_api::ErrorBody;
 use ironhorn_control::settings::{self, DEFINITIONS};
 use ironhorn_control::units::parse_size;
 use ironhorn_control::validate::{check_name, MAX_NAME, MAX_VOLUME_NAME};
-use ironhorn_store::Expect;
+use ironhorn_store::{Expect, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::plan::engine_of;
-use crate::state::{self, NODES, REPLICAS, SETTINGS, VOLUMES};
+use crate::state::{self, StateError, NODES, REPLICAS, SETTINGS, VOLUMES};
 use crate::Manager;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -127,7 +127,7 @@ async fn metrics(State(m): Shared) -> Result<impl IntoResponse> {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(&m)?,
+        crate::metrics::render(&m).await?,
     ))
 }
 
@@ -225,14 +225,16 @@ fn check_tags(what: &'static str, tags: &[String]) -> Result<()> {
 
 #[utoipa::path(get, path = "/v1/volumes", tag = "volumes", responses((status = 200, description = "Every volume", body = List<Volume>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_volumes(State(m): Shared) -> Result<Json<List<Volume>>> {
-    let volumes = state::list_cached::<Volume>(m.store.as_ref(), VOLUMES, &m.parsed_volumes)?;
+    let volumes =
+        state::list_cached::<Volume>(m.store.as_ref(), VOLUMES, &m.parsed_volumes).await?;
     Ok(Json(List {
         data: volumes.into_iter().map(|(v, _)| v).collect(),
     }))
 }
 
-fn load_volume(m: &Manager, name: &str) -> Result<Volume> {
-    state::get::<Volume>(m.store.as_ref(), &format!("{VOLUMES}{name}"))?
+async fn load_volume(m: &Manager, name: &str) -> Result<Volume> {
+    state::get::<Volume>(m.store.as_ref(), &format!("{VOLUMES}{name}"))
+        .await?
         .map(|(v, _)| v)
         .ok_or_else(|| volume_missing(name))
 }
@@ -245,7 +247,7 @@ fn volume_missing(name: &str) -> ApiError {
 
 #[utoipa::path(get, path = "/v1/volumes/{name}", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "The volume", body = Volume), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn get_volume(State(m): Shared, Path(name): Path<String>) -> Result<Json<Volume>> {
-    Ok(Json(load_volume(&m, &name)?))
+    Ok(Json(load_volume(&m, &name).await?))
 }
 
 #[utoipa::path(post, path = "/v1/volumes", tag = "volumes", request_body = CreateVolume, responses((status = 201, description = "Created; the controllers place its replicas", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
@@ -256,7 +258,7 @@ async fn create_volume(
     check_name("volume", &req.name, MAX_VOLUME_NAME)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let size = volume_size(&req.size)?;
-    let settings = state::settings(m.store.as_ref())?;
+    let settings = state::settings(m.store.as_ref()).await?;
     let replicas = req
         .number_of_replicas
         .unwrap_or(settings.int(settings::DEFAULT_REPLICA_COUNT).max(1) as u32);
@@ -297,9 +299,11 @@ async fn create_volume(
         &format!("{VOLUMES}{}", req.name),
         &volume,
         Expect::Absent,
-    ) {
+    )
+    .await
+    {
         Ok(_) => {}
-        Err(ironhorn_store::StoreError::Conflict { .. }) => {
+        Err(StateError::Store(StoreError::Conflict { .. })) => {
             return Err(ApiError::exists(format!(
                 "volume {:?} exists already",
                 req.name
@@ -311,7 +315,7 @@ async fn create_volume(
     Ok((StatusCode::CREATED, Json(volume)))
 }
 
-fn update_volume(
+async fn update_volume(
     m: &Manager,
     name: &str,
     change: impl FnMut(&mut Volume) -> Result<()>,
@@ -321,7 +325,8 @@ fn update_volume(
         &format!("{VOLUMES}{name}"),
         || volume_missing(name),
         change,
-    )?;
+    )
+    .await?;
     m.wake.notify_one();
     Ok(volume)
 }
@@ -335,7 +340,8 @@ async fn delete_volume(
         v.status.state = VolumeState::Deleting;
         v.spec.node_id.clear();
         Ok(())
-    })?;
+    })
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(volume)))
 }
 
@@ -366,7 +372,10 @@ async fn attach(
             ))
         }
     };
-    if state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))?.is_none() {
+    if state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))
+        .await?
+        .is_none()
+    {
         return Err(ApiError::invalid(format!(
             "no node {node:?}; `ironhorn node ls` lists them"
         )));
@@ -397,7 +406,8 @@ async fn attach(
         v.spec.maintenance = req.maintenance;
         v.spec.frontend = frontend;
         Ok(())
-    })?;
+    })
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(volume)))
 }
 
@@ -408,9 +418,9 @@ async fn detach(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Volume>)> {
     let req: DetachRequest = optional_body(&body, "detach request")?;
-    let volume = load_volume(&m, &name)?;
+    let volume = load_volume(&m, &name).await?;
     // Asked of the node now, not taken from the last observation: a mount may be seconds old.
-    let engine_node = engine_address(&m, &volume).ok();
+    let engine_node = engine_address(&m, &volume).await.ok();
     if let (false, Some(address)) = (req.force, &engine_node) {
         if let Ok(engine) = m.client.call(address, node_api::engine(&name)).await {
             if let Some(device) = engine.blockdev.filter(|b| !b.mount_points.is_empty()) {
@@ -427,7 +437,8 @@ async fn detach(
         v.spec.node_id.clear();
         v.spec.maintenance = false;
         Ok(())
-    })?;
+    })
+    .await?;
     if let (true, Some(address)) = (req.force, &engine_node) {
         m.client
             .call(address, node_api::stop_engine(&name, true))
@@ -439,13 +450,13 @@ async fn detach(
 
 #[utoipa::path(post, path = "/v1/volumes/{name}/trim", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "The filesystem on the volume's block device was trimmed; its freed blocks are deallocated in every replica", body = TrimResult), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Not attached with the blockdev frontend, or not mounted", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody)))]
 async fn trim(State(m): Shared, Path(name): Path<String>) -> Result<Json<TrimResult>> {
-    let volume = load_volume(&m, &name)?;
-    let address = engine_address(&m, &volume)?;
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
     Ok(Json(m.client.call(&address, node_api::trim(&name)).await?))
 }
 
 /// The node address of the volume's running engine, or why there is none.
-fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
+async fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
     let reports = m.reports();
     let Some((node, _)) = engine_of(&reports, &volume.name) else {
         return Err(ApiError::conflict(format!(
@@ -455,7 +466,8 @@ fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
             " (`ironhorn volume attach NAME`, with --maintenance for a revert)"
         )));
     };
-    let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))?
+    let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))
+        .await?
         .ok_or_else(|| ApiError::internal(format!("node {node} has no resource")))?;
     Ok(node.spec.address)
 }
@@ -466,7 +478,7 @@ async fn expand(
     Path(name): Path<String>,
     Json(req): Json<ExpandRequest>,
 ) -> Result<Json<Volume>> {
-    let volume = load_volume(&m, &name)?;
+    let volume = load_volume(&m, &name).await?;
     let size = volume_size(&req.size)?;
     if size < volume.spec.size {
         return Err(ApiError::invalid(format!(
@@ -477,7 +489,7 @@ async fn expand(
     if size == volume.spec.size {
         return Ok(Json(volume));
     }
-    let address = engine_address(&m, &volume)?;
+    let address = engine_address(&m, &volume).await?;
     if let Err(failed) = m.client.call(&address, node_api::expand(&name, size)).await {
         // The replicas may have grown before a later step failed (a block device that could
         // not take the new size): the volume is then that size, and must be recorded so,
@@ -487,7 +499,8 @@ async fn expand(
                 update_volume(&m, &name, |v| {
                     v.spec.size = engine.size;
                     Ok(())
-                })?;
+                })
+                .await?;
             }
         }
         return Err(failed.into());
@@ -495,7 +508,8 @@ async fn expand(
     let volume = update_volume(&m, &name, |v| {
         v.spec.size = size;
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(Json(volume))
 }
 
@@ -504,8 +518,8 @@ async fn list_snapshots(
     State(m): Shared,
     Path(name): Path<String>,
 ) -> Result<Json<List<SnapshotInfo>>> {
-    let volume = load_volume(&m, &name)?;
-    let address = engine_address(&m, &volume)?;
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
     let mut data = m.client.call(&address, node_api::snapshots(&name)).await?;
     data.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
     Ok(Json(List { data }))
@@ -518,8 +532,8 @@ async fn create_snapshot(
     Json(req): Json<CreateSnapshot>,
 ) -> Result<(StatusCode, Json<SnapshotInfo>)> {
     check_name("snapshot", &req.name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let volume = load_volume(&m, &name)?;
-    let address = engine_address(&m, &volume)?;
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
     m.client
         .call(&address, node_api::create_snapshot(&name, &req))
         .await?;
@@ -538,8 +552,8 @@ async fn delete_snapshot(
     State(m): Shared,
     Path((name, snapshot)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let volume = load_volume(&m, &name)?;
-    let address = engine_address(&m, &volume)?;
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
     m.client
         .call(&address, node_api::remove_snapshot(&name, &snapshot))
         .await?;
@@ -551,13 +565,13 @@ async fn revert_snapshot(
     State(m): Shared,
     Path((name, snapshot)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let volume = load_volume(&m, &name)?;
+    let volume = load_volume(&m, &name).await?;
     if !volume.spec.maintenance {
         return Err(ApiError::conflict(format!(
             "reverting needs volume {name} attached in maintenance mode (no frontend): detach it, then `ironhorn volume attach {name} --maintenance`"
         )));
     }
-    let address = engine_address(&m, &volume)?;
+    let address = engine_address(&m, &volume).await?;
     m.client
         .call(&address, node_api::revert(&name, &snapshot))
         .await?;
@@ -566,8 +580,8 @@ async fn revert_snapshot(
 
 #[utoipa::path(post, path = "/v1/volumes/{name}/purge", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), responses((status = 204, description = "Removed snapshots' data freed"), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn purge_snapshots(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
-    let volume = load_volume(&m, &name)?;
-    let address = engine_address(&m, &volume)?;
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
     m.client.call(&address, node_api::purge(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -576,7 +590,7 @@ async fn purge_snapshots(State(m): Shared, Path(name): Path<String>) -> Result<S
 
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", responses((status = 200, description = "Every node", body = List<Node>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_nodes(State(m): Shared) -> Result<Json<List<Node>>> {
-    let nodes = state::list::<Node>(m.store.as_ref(), NODES)?;
+    let nodes = state::list::<Node>(m.store.as_ref(), NODES).await?;
     Ok(Json(List {
         data: nodes.into_iter().map(|(n, _)| n).collect(),
     }))
@@ -588,13 +602,14 @@ fn node_missing(name: &str) -> ApiError {
 
 #[utoipa::path(get, path = "/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path, description = "Node name")), responses((status = 200, description = "The node", body = Node), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn get_node(State(m): Shared, Path(name): Path<String>) -> Result<Json<Node>> {
-    state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))?
+    state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))
+        .await?
         .map(|(n, _)| Json(n))
         .ok_or_else(|| node_missing(&name))
 }
 
 /// Registers a node (first time: with its default disk) or updates its address.
-pub fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
+pub async fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
     check_name("node", &req.name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
     if req
         .address
@@ -608,18 +623,18 @@ pub fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
     }
     let key = format!("{NODES}{}", req.name);
     loop {
-        match state::get::<Node>(m.store.as_ref(), &key)? {
+        match state::get::<Node>(m.store.as_ref(), &key).await? {
             Some((mut node, revision)) => {
                 if node.spec.address == req.address {
                     return Ok(node);
                 }
                 node.spec.address = req.address.clone();
-                match state::put(m.store.as_ref(), &key, &node, Expect::Revision(revision)) {
+                match state::put(m.store.as_ref(), &key, &node, Expect::Revision(revision)).await {
                     Ok(_) => {
                         m.wake.notify_one();
                         return Ok(node);
                     }
-                    Err(ironhorn_store::StoreError::Conflict { .. }) => continue,
+                    Err(StateError::Store(StoreError::Conflict { .. })) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -647,13 +662,13 @@ pub fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
                     },
                     status: Default::default(),
                 };
-                match state::put(m.store.as_ref(), &key, &node, Expect::Absent) {
+                match state::put(m.store.as_ref(), &key, &node, Expect::Absent).await {
                     Ok(_) => {
                         tracing::info!(node = req.name, address = req.address, "node registered");
                         m.wake.notify_one();
                         return Ok(node);
                     }
-                    Err(ironhorn_store::StoreError::Conflict { .. }) => continue,
+                    Err(StateError::Store(StoreError::Conflict { .. })) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -663,10 +678,10 @@ pub fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
 
 #[utoipa::path(post, path = "/v1/nodes/register", tag = "nodes", request_body = RegisterNode, responses((status = 200, description = "Registered (first time with its default disk) or updated", body = Node), (status = 400, description = "Invalid request", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn register_node(State(m): Shared, Json(req): Json<RegisterNode>) -> Result<Json<Node>> {
-    Ok(Json(register(&m, &req)?))
+    Ok(Json(register(&m, &req).await?))
 }
 
-fn update_node_with(
+async fn update_node_with(
     m: &Manager,
     name: &str,
     change: impl FnMut(&mut Node) -> Result<()>,
@@ -676,7 +691,8 @@ fn update_node_with(
         &format!("{NODES}{name}"),
         || node_missing(name),
         change,
-    )?;
+    )
+    .await?;
     m.wake.notify_one();
     Ok(node)
 }
@@ -701,23 +717,25 @@ async fn update_node(
             n.spec.zone = zone.clone();
         }
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(Json(node))
 }
 
 #[utoipa::path(delete, path = "/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path, description = "Node name")), responses((status = 204, description = "Removed; its replicas are failed and rebuilt elsewhere"), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn delete_node(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
     let key = format!("{NODES}{name}");
-    let (node, revision) =
-        state::get::<Node>(m.store.as_ref(), &key)?.ok_or_else(|| node_missing(&name))?;
+    let (node, revision) = state::get::<Node>(m.store.as_ref(), &key)
+        .await?
+        .ok_or_else(|| node_missing(&name))?;
     if node.status.ready || m.local_node.as_deref() == Some(name.as_str()) {
         return Err(ApiError::conflict(format!(
             "node {name} is up: stop its agent first (a node is removed when its machine is gone for good)"
         )));
     }
-    match m.store.delete(&key, Expect::Revision(revision)) {
+    match m.store.delete(&key, Expect::Revision(revision)).await {
         Ok(_) => {}
-        Err(ironhorn_store::StoreError::Conflict { .. }) => {
+        Err(StoreError::Conflict { .. }) => {
             return Err(ApiError::conflict(format!(
                 "node {name} changed meanwhile; try again"
             )))
@@ -747,7 +765,8 @@ async fn add_disk(
         Some(s) => size_bytes(s)?,
         None => 0,
     };
-    let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))?
+    let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{name}"))
+        .await?
         .ok_or_else(|| node_missing(&name))?;
     if node.spec.disks.contains_key(&req.name) {
         return Err(ApiError::exists(format!(
@@ -793,7 +812,8 @@ async fn add_disk(
             },
         );
         Ok(())
-    })?;
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(node)))
 }
 
@@ -826,7 +846,8 @@ async fn update_disk(
             d.tags = tags.clone();
         }
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(Json(node))
 }
 
@@ -835,7 +856,8 @@ async fn remove_disk(
     State(m): Shared,
     Path((name, disk)): Path<(String, String)>,
 ) -> Result<Json<Node>> {
-    let holding: Vec<String> = state::list::<Replica>(m.store.as_ref(), REPLICAS)?
+    let holding: Vec<String> = state::list::<Replica>(m.store.as_ref(), REPLICAS)
+        .await?
         .into_iter()
         .filter(|(r, _)| r.node == name && r.disk == disk)
         .map(|(r, _)| format!("{} (volume {})", r.name, r.volume))
@@ -852,7 +874,8 @@ async fn remove_disk(
             .remove(&disk)
             .ok_or_else(|| ApiError::not_found(format!("node {name} has no disk {disk:?}")))?;
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(Json(node))
 }
 
@@ -867,13 +890,14 @@ fn orphan_missing(name: &str) -> ApiError {
 #[utoipa::path(get, path = "/v1/orphans", tag = "orphans", responses((status = 200, description = "Replica directories on the disks of ready nodes that no volume owns", body = List<Orphan>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_orphans(State(m): Shared) -> Result<Json<List<Orphan>>> {
     Ok(Json(List {
-        data: crate::orphans::find(&m)?,
+        data: crate::orphans::find(&m).await?,
     }))
 }
 
 #[utoipa::path(get, path = "/v1/orphans/{name}", tag = "orphans", params(("name" = String, Path, description = "Orphan name")), responses((status = 200, description = "The orphan", body = Orphan), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn get_orphan(State(m): Shared, Path(name): Path<String>) -> Result<Json<Orphan>> {
-    crate::orphans::find(&m)?
+    crate::orphans::find(&m)
+        .await?
         .into_iter()
         .find(|o| o.name == name)
         .map(Json)
@@ -882,7 +906,8 @@ async fn get_orphan(State(m): Shared, Path(name): Path<String>) -> Result<Json<O
 
 #[utoipa::path(delete, path = "/v1/orphans/{name}", tag = "orphans", params(("name" = String, Path, description = "Orphan name")), responses((status = 204, description = "Its directory is removed"), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn delete_orphan(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
-    let orphan = crate::orphans::find(&m)?
+    let orphan = crate::orphans::find(&m)
+        .await?
         .into_iter()
         .find(|o| o.name == name)
         .ok_or_else(|| orphan_missing(&name))?;
@@ -894,7 +919,7 @@ async fn delete_orphan(State(m): Shared, Path(name): Path<String>) -> Result<Sta
 
 #[utoipa::path(get, path = "/v1/settings", tag = "settings", responses((status = 200, description = "Every setting with its value and definition", body = List<SettingView>), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn list_settings(State(m): Shared) -> Result<Json<List<SettingView>>> {
-    let current = state::settings(m.store.as_ref())?;
+    let current = state::settings(m.store.as_ref()).await?;
     Ok(Json(List {
         data: DEFINITIONS
             .iter()
@@ -910,7 +935,7 @@ async fn list_settings(State(m): Shared) -> Result<Json<List<SettingView>>> {
 #[utoipa::path(get, path = "/v1/settings/{name}", tag = "settings", params(("name" = String, Path, description = "Setting name (Longhorn's key)")), responses((status = 200, description = "The setting", body = SettingView), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
 async fn get_setting(State(m): Shared, Path(name): Path<String>) -> Result<Json<SettingView>> {
     let definition = settings::definition(&name).map_err(|e| ApiError::not_found(e.to_string()))?;
-    let current = state::settings(m.store.as_ref())?;
+    let current = state::settings(m.store.as_ref()).await?;
     Ok(Json(SettingView {
         name: definition.key.to_string(),
         value: current.get(definition.key).to_string(),
@@ -928,7 +953,8 @@ async fn set_setting(
     let (key, value) =
         settings::validate(&name, &req.value).map_err(|e| ApiError::invalid(e.to_string()))?;
     m.store
-        .put(&format!("{SETTINGS}{key}"), value.as_bytes(), Expect::Any)?;
+        .put(&format!("{SETTINGS}{key}"), value.as_bytes(), Expect::Any)
+        .await?;
     m.wake.notify_one();
     Ok(Json(SettingView {
         name: key.to_string(),

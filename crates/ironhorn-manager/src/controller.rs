@@ -12,13 +12,25 @@ use ironhorn_api::node_api;
 use ironhorn_api::resource::{
     set_condition, Condition, DiskStatus, Node, Replica, Robustness, Volume, VolumeState,
 };
-use ironhorn_store::Expect;
+use ironhorn_store::{Expect, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::node_client::NodeCallError;
 use crate::plan::{self, Action, Plan, World};
 use crate::state::{self, NODES, REPLICAS, VOLUMES};
 use crate::Manager;
+
+/// Why a controller action failed (shown in the volume's `Reconciled` condition).
+#[derive(Debug, thiserror::Error)]
+enum ActionError {
+    #[error("node {0} is not known")]
+    UnknownNode(String),
+    #[error(transparent)]
+    Node(#[from] NodeCallError),
+    #[error("the state store: {0}")]
+    Store(#[from] StoreError),
+}
 
 /// Time between rounds when nothing is going on.
 const IDLE_ROUND: Duration = Duration::from_secs(5);
@@ -36,7 +48,7 @@ pub fn now_secs() -> u64 {
 /// At start nothing about running engines is known until the nodes answer: stored statuses
 /// say what was true before the restart. Attached volumes show as attaching (no endpoint, no
 /// replica modes, robustness unknown) until the first round observes them.
-pub fn forget_observations(manager: &Manager) -> Result<(), ApiError> {
+pub async fn forget_observations(manager: &Manager) -> Result<(), ApiError> {
     let store = manager.store.as_ref();
     let unobserved = |v: &mut Volume| {
         if v.status.state == VolumeState::Attached {
@@ -48,14 +60,14 @@ pub fn forget_observations(manager: &Manager) -> Result<(), ApiError> {
             r.mode.clear();
         }
     };
-    for (volume, _) in state::list::<Volume>(store, VOLUMES)? {
+    for (volume, _) in state::list::<Volume>(store, VOLUMES).await? {
         let mut after = volume.clone();
         unobserved(&mut after);
         if after == volume {
             continue; // detached volumes: nothing to write
         }
         let key = format!("{VOLUMES}{}", volume.name);
-        state::update::<Volume, _>(
+        state::update::<Volume, ApiError, _>(
             store,
             &key,
             || ApiError::not_found("gone"),
@@ -63,7 +75,8 @@ pub fn forget_observations(manager: &Manager) -> Result<(), ApiError> {
                 unobserved(v);
                 Ok(())
             },
-        )?;
+        )
+        .await?;
     }
     Ok(())
 }
@@ -96,7 +109,7 @@ impl Manager {
     pub async fn round(self: &Arc<Self>) -> Result<bool, ApiError> {
         let store = self.store.as_ref();
         let observation_started = Instant::now();
-        let node_entries: Vec<(Node, u64)> = state::list(store, NODES)?;
+        let node_entries: Vec<(Node, u64)> = state::list(store, NODES).await?;
         let observed = futures::future::join_all(node_entries.iter().map(|(node, _)| {
             let request = ObserveRequest {
                 disks: node
@@ -112,9 +125,9 @@ impl Manager {
         }))
         .await;
         let replica_entries: Vec<(Replica, u64)> =
-            state::list_cached(store, REPLICAS, &self.parsed_replicas)?;
+            state::list_cached(store, REPLICAS, &self.parsed_replicas).await?;
         let volume_entries: Vec<(Volume, u64)> =
-            state::list_cached(store, VOLUMES, &self.parsed_volumes)?;
+            state::list_cached(store, VOLUMES, &self.parsed_volumes).await?;
         let volume_sizes: BTreeMap<String, u64> = volume_entries
             .iter()
             .map(|(v, _)| (v.name.clone(), v.spec.size))
@@ -185,16 +198,17 @@ impl Manager {
                     &format!("{NODES}{}", node.name),
                     &node,
                     Expect::Revision(revision),
-                );
+                )
+                .await;
             }
             nodes.insert(node.name.clone(), node);
         }
         self.set_reports(reports, observation_started);
         let reports = self.reports();
 
-        let settings = state::settings(store)?;
+        let settings = state::settings(store).await?;
         if settings.bool(ironhorn_control::settings::ORPHAN_RESOURCE_AUTO_DELETION) {
-            for orphan in crate::orphans::find(self)? {
+            for orphan in crate::orphans::find(self).await? {
                 if let Err(e) = crate::orphans::remove(self, &orphan).await {
                     tracing::warn!(path = orphan.path, node = orphan.node, error = %e, "removing an orphaned replica directory");
                 }
@@ -263,6 +277,7 @@ impl Manager {
     }
 
     /// Carries out one volume's plan; returns whether it did anything beyond a status write.
+    #[tracing::instrument(skip_all, fields(volume = %volume.name))]
     async fn execute(
         self: &Arc<Self>,
         volume: Volume,
@@ -276,36 +291,39 @@ impl Manager {
             let mut busy = false;
             for r in &plan.create {
                 busy = true;
-                if let Err(e) =
-                    state::put(store, &format!("{REPLICAS}{}", r.name), r, Expect::Absent)
-                {
-                    tracing::warn!(volume = volume.name, replica = r.name, error = %e, "creating a replica resource");
+                match state::put(store, &format!("{REPLICAS}{}", r.name), r, Expect::Absent).await {
+                    Ok(_) => tracing::info!(
+                        replica = r.name,
+                        node = r.node,
+                        disk = r.disk,
+                        "replica scheduled"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(replica = r.name, error = %e, "creating a replica resource failed; next round")
+                    }
                 }
-                tracing::info!(
-                    volume = volume.name,
-                    replica = r.name,
-                    node = r.node,
-                    disk = r.disk,
-                    "replica scheduled"
-                );
             }
             for r in &plan.update {
                 busy = true;
                 let expect = replica_revisions
                     .get(&r.name)
                     .map_or(Expect::Absent, |rev| Expect::Revision(*rev));
-                if let Err(e) = state::put(store, &format!("{REPLICAS}{}", r.name), r, expect) {
+                if let Err(e) = state::put(store, &format!("{REPLICAS}{}", r.name), r, expect).await
+                {
                     tracing::debug!(replica = r.name, error = %e, "replica changed meanwhile: next round");
                 }
             }
             for name in &plan.forget {
                 busy = true;
-                let _ = store.delete(&format!("{REPLICAS}{name}"), Expect::Any);
-                tracing::info!(
-                    volume = volume.name,
-                    replica = name,
-                    "replica forgotten (its node is gone)"
-                );
+                match store
+                    .delete(&format!("{REPLICAS}{name}"), Expect::Any)
+                    .await
+                {
+                    Ok(_) => tracing::info!(replica = name, "replica forgotten (its node is gone)"),
+                    Err(e) => {
+                        tracing::warn!(replica = name, error = %e, "forgetting a replica failed; next round")
+                    }
+                }
             }
             let address_of = |node: &str| nodes.get(node).map(|n| n.spec.address.clone());
             let mut failures = Vec::new();
@@ -316,8 +334,8 @@ impl Manager {
                 match self.act(&volume.name, action, &address_of).await {
                     Ok(()) => busy = true,
                     Err(e) => {
-                        tracing::warn!(volume = volume.name, error = %e, "controller action failed; retrying next round");
-                        failures.push(e);
+                        tracing::warn!(error = %e, "controller action failed; retrying next round");
+                        failures.push(e.to_string());
                     }
                 }
             }
@@ -339,17 +357,28 @@ impl Manager {
                 );
             }
             if plan.delete_volume {
-                let _ = store.delete(
-                    &format!("{VOLUMES}{}", volume.name),
-                    Expect::Revision(revision),
-                );
-                tracing::info!(volume = volume.name, "volume deleted");
+                let deleted = store
+                    .delete(
+                        &format!("{VOLUMES}{}", volume.name),
+                        Expect::Revision(revision),
+                    )
+                    .await;
+                match deleted {
+                    Ok(Some(_)) => tracing::info!("volume deleted"),
+                    Ok(None) => tracing::debug!("volume was deleted already"),
+                    Err(StoreError::Conflict { .. }) => {
+                        tracing::debug!("volume changed while being deleted: next round")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the volume's data is gone but deleting its record failed; it is retried every round")
+                    }
+                }
                 return true;
             }
             if plan.status != volume.status {
                 let status = plan.status.clone();
                 let key = format!("{VOLUMES}{}", volume.name);
-                let result = state::update::<Volume, _>(
+                let result = state::update::<Volume, ApiError, _>(
                     store,
                     &key,
                     || ApiError::not_found("gone"),
@@ -362,21 +391,23 @@ impl Manager {
                         }
                         Ok(())
                     },
-                );
+                )
+                .await;
                 if let Err(e) = result {
-                    tracing::debug!(volume = volume.name, error = %e, "volume status not written");
+                    tracing::debug!(error = %e, "volume status not written");
                 }
             }
             busy
         }
     }
 
+    #[tracing::instrument(skip_all, fields(node = tracing::field::Empty))]
     async fn act(
         self: &Arc<Self>,
         volume: &str,
         action: Action,
         address_of: &(dyn Fn(&str) -> Option<String> + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), ActionError> {
         let node_of = |action: &Action| match action {
             Action::StartReplica { node, .. }
             | Action::StopReplica { node, .. }
@@ -387,7 +418,8 @@ impl Manager {
             | Action::RemoveFromEngine { node, .. } => node.clone(),
         };
         let node = node_of(&action);
-        let address = address_of(&node).ok_or_else(|| format!("node {node} is not known"))?;
+        tracing::Span::current().record("node", node.as_str());
+        let address = address_of(&node).ok_or_else(|| ActionError::UnknownNode(node.clone()))?;
         let client = &self.client;
         match action {
             Action::StartReplica {
@@ -398,60 +430,55 @@ impl Manager {
                         &address,
                         node_api::start_replica(&name, &StartReplica { dir, size }),
                     )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             }
             Action::StopReplica { name, .. } => {
-                client
-                    .call(&address, node_api::stop_replica(&name))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                client.call(&address, node_api::stop_replica(&name)).await?;
             }
             Action::DeleteReplica { name, dir, .. } => {
                 client
                     .call(&address, node_api::delete_replica(&name, &dir))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 self.store
                     .delete(&format!("{REPLICAS}{name}"), Expect::Any)
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(volume, replica = name, "replica deleted");
+                    .await?;
+                tracing::info!(replica = name, "replica deleted");
             }
             Action::StartEngine { request, .. } => {
                 let engine = client
                     .call(&address, node_api::start_engine(volume, &request))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(volume, node, endpoint = engine.endpoint, "volume attached");
+                    .await?;
+                tracing::info!(node, endpoint = engine.endpoint, "volume attached");
             }
             Action::StopEngine { .. } => {
                 client
                     .call(&address, node_api::stop_engine(volume, false))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(volume, node, "engine stopped");
+                    .await?;
+                tracing::info!(node, "engine stopped");
             }
             Action::AddReplica {
                 replica,
                 address: replica_address,
                 previous,
                 ..
-            } => self.spawn_rebuild(volume, address, replica, replica_address, previous),
+            } => {
+                self.spawn_rebuild(volume, address, replica, replica_address, previous)
+                    .await
+            }
             Action::RemoveFromEngine {
                 address: replica_address,
                 ..
             } => {
                 client
                     .call(&address, node_api::remove_replica(volume, &replica_address))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             }
         }
         Ok(())
     }
 
     /// Rebuilds (or catches up) a replica in the background; the next rounds see the result.
-    fn spawn_rebuild(
+    async fn spawn_rebuild(
         self: &Arc<Self>,
         volume: &str,
         engine_address: String,
@@ -460,7 +487,7 @@ impl Manager {
         previous: Option<String>,
     ) {
         let key = format!("{REPLICAS}{replica}");
-        let target_node = match state::get::<Replica>(self.store.as_ref(), &key) {
+        let target_node = match state::get::<Replica>(self.store.as_ref(), &key).await {
             Ok(Some((r, _))) => r.node,
             _ => return,
         };
@@ -492,7 +519,7 @@ impl Manager {
                 .await;
             match result {
                 Ok(report) => {
-                    let recorded = state::update::<Replica, _>(
+                    let recorded = state::update::<Replica, ApiError, _>(
                         manager.store.as_ref(),
                         &key,
                         || ApiError::not_found("gone"),
@@ -502,7 +529,8 @@ impl Manager {
                             r.failed_at = None;
                             Ok(())
                         },
-                    );
+                    )
+                    .await;
                     if let Err(e) = recorded {
                         tracing::warn!(replica, error = %e, "recording a finished rebuild");
                     }

@@ -9,6 +9,7 @@ use ironhorn_api::{ErrorBody, ErrorCode};
 use ironhorn_store::StoreError;
 
 use crate::node_client::NodeCallError;
+use crate::state::StateError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -66,6 +67,18 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict { .. } => ApiError::conflict(e.to_string()),
             StoreError::Backend { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Store(e) => e.into(),
+            StateError::KeepsChanging { .. } => ApiError::conflict(e.to_string()),
+            StateError::Unreadable { .. } | StateError::Unwritable { .. } => {
+                ApiError::internal(e.to_string())
+            }
         }
     }
 }

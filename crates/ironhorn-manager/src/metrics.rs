@@ -30,10 +30,10 @@ fn set(family: &Family<Labels, Gauge>, labels: Labels, value: u64) {
 }
 
 /// The metrics as OpenMetrics text.
-pub fn render(manager: &Manager) -> Result<String, ApiError> {
+pub async fn render(manager: &Manager) -> Result<String, ApiError> {
     let store = manager.store.as_ref();
-    let volumes = state::list::<Volume>(store, VOLUMES)?;
-    let nodes = state::list::<Node>(store, NODES)?;
+    let volumes = state::list::<Volume>(store, VOLUMES).await?;
+    let nodes = state::list::<Node>(store, NODES).await?;
     let reports = manager.reports();
     let mut registry = Registry::with_prefix("ironhorn");
 

@@ -25,15 +25,16 @@ fn orphan_name(node: &str, disk: &str, dir: &str) -> String {
 }
 
 /// The orphans on the disks of the nodes that answered in the last round.
-pub fn find(manager: &Manager) -> Result<Vec<Orphan>, ApiError> {
+pub async fn find(manager: &Manager) -> Result<Vec<Orphan>, ApiError> {
     let store = manager.store.as_ref();
     let reports = manager.reports();
-    let owned: BTreeSet<(String, String, String)> = state::list::<Replica>(store, REPLICAS)?
+    let owned: BTreeSet<(String, String, String)> = state::list::<Replica>(store, REPLICAS)
+        .await?
         .into_iter()
         .map(|(r, _)| (r.node, r.disk, r.data_directory_name))
         .collect();
     let mut orphans = Vec::new();
-    for (node, _) in state::list::<Node>(store, NODES)? {
+    for (node, _) in state::list::<Node>(store, NODES).await? {
         let Some(report) = reports.get(&node.name) else {
             continue;
         };
@@ -62,7 +63,8 @@ pub fn find(manager: &Manager) -> Result<Vec<Orphan>, ApiError> {
 /// replica directory).
 pub async fn remove(manager: &Manager, orphan: &Orphan) -> Result<(), ApiError> {
     // Owned meanwhile? Then it is no orphan.
-    let owned = state::list::<Replica>(manager.store.as_ref(), REPLICAS)?
+    let owned = state::list::<Replica>(manager.store.as_ref(), REPLICAS)
+        .await?
         .into_iter()
         .any(|(r, _)| {
             r.node == orphan.node
@@ -75,7 +77,8 @@ pub async fn remove(manager: &Manager, orphan: &Orphan) -> Result<(), ApiError> 
             orphan.path
         )));
     }
-    let (node, _) = state::get::<Node>(manager.store.as_ref(), &format!("{NODES}{}", orphan.node))?
+    let (node, _) = state::get::<Node>(manager.store.as_ref(), &format!("{NODES}{}", orphan.node))
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("node {} is gone", orphan.node)))?;
     manager
         .client

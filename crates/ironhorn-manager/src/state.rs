@@ -1,36 +1,59 @@
 //! Typed access to the state store: resources as JSON under `volumes/`, `nodes/`,
-//! `replicas/` and `settings/`, and read-modify-write with compare-and-put.
+//! `replicas/` and `settings/`, and read-modify-write with compare-and-put. Failures are
+//! [`StateError`]s; the API turns them into HTTP answers in `error.rs`.
 
 use ironhorn_control::settings::Settings;
 use ironhorn_store::{Expect, Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::ApiError;
-
 pub const VOLUMES: &str = "volumes/";
 pub const NODES: &str = "nodes/";
 pub const REPLICAS: &str = "replicas/";
 pub const SETTINGS: &str = "settings/";
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::internal(format!(
-            "stored {key} cannot be read ({e}); restore the state directory from a backup"
-        ))
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored {key} cannot be read ({source}); restore the state directory from a backup")]
+    Unreadable {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{key} cannot be stored: {source}")]
+    Unwritable {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A read-modify-write lost the race too many times in a row.
+    #[error("{key} keeps changing; try again")]
+    KeepsChanging { key: String },
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|source| StateError::Unreadable {
+        key: key.to_string(),
+        source,
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(value).map_err(|source| StateError::Unwritable {
+        key: key.to_string(),
+        source,
+    })
 }
 
 /// The value under `key` and its revision.
-pub fn get<T: DeserializeOwned>(
+pub async fn get<T: DeserializeOwned>(
     store: &dyn Store,
     key: &str,
-) -> Result<Option<(T, u64)>, ApiError> {
-    match store.get(key)? {
+) -> Result<Option<(T, u64)>, StateError> {
+    match store.get(key).await? {
         Some(entry) => Ok(Some((decode(key, &entry.value)?, entry.revision))),
         None => Ok(None),
     }
@@ -48,12 +71,12 @@ impl<T> Default for ParseCache<T> {
 }
 
 /// [`list`], parsing only entries changed since the last call with the same cache.
-pub fn list_cached<T: DeserializeOwned + Clone>(
+pub async fn list_cached<T: DeserializeOwned + Clone>(
     store: &dyn Store,
     prefix: &str,
     cache: &ParseCache<T>,
-) -> Result<Vec<(T, u64)>, ApiError> {
-    let entries = store.list(prefix)?;
+) -> Result<Vec<(T, u64)>, StateError> {
+    let entries = store.list(prefix).await?;
     let mut cache = cache.0.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = Vec::with_capacity(entries.len());
     let mut seen = std::collections::HashSet::with_capacity(entries.len());
@@ -74,62 +97,64 @@ pub fn list_cached<T: DeserializeOwned + Clone>(
 }
 
 /// Every value under `prefix`, with its revision, in key order.
-pub fn list<T: DeserializeOwned>(
+pub async fn list<T: DeserializeOwned>(
     store: &dyn Store,
     prefix: &str,
-) -> Result<Vec<(T, u64)>, ApiError> {
+) -> Result<Vec<(T, u64)>, StateError> {
     store
-        .list(prefix)?
+        .list(prefix)
+        .await?
         .into_iter()
         .map(|e| Ok((decode(&e.key, &e.value)?, e.revision)))
         .collect()
 }
 
-pub fn put<T: Serialize>(
+pub async fn put<T: Serialize>(
     store: &dyn Store,
     key: &str,
     value: &T,
     expect: Expect,
-) -> Result<u64, StoreError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Backend {
-        path: key.to_string(),
-        message: e.to_string(),
-    })?;
-    store.put(key, &bytes, expect)
+) -> Result<u64, StateError> {
+    Ok(store.put(key, &encode(key, value)?, expect).await?)
 }
 
 /// Reads `key`, applies `change` and writes it back if nobody changed it meanwhile (else
 /// reads again, up to a few times). `missing` is the error when there is no such entry.
-pub fn update<T, F>(
+pub async fn update<T, E, F>(
     store: &dyn Store,
     key: &str,
-    missing: impl Fn() -> ApiError,
+    missing: impl Fn() -> E,
     mut change: F,
-) -> Result<T, ApiError>
+) -> Result<T, E>
 where
     T: Serialize + DeserializeOwned,
-    F: FnMut(&mut T) -> Result<(), ApiError>,
+    E: From<StateError>,
+    F: FnMut(&mut T) -> Result<(), E>,
 {
     for _ in 0..16 {
-        let Some((mut value, revision)) = get::<T>(store, key)? else {
+        let Some((mut value, revision)) = get::<T>(store, key).await? else {
             return Err(missing());
         };
         change(&mut value)?;
-        match store.put(key, &encode(&value)?, Expect::Revision(revision)) {
+        match store
+            .put(key, &encode(key, &value)?, Expect::Revision(revision))
+            .await
+        {
             Ok(_) => return Ok(value),
             Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(StateError::from(e).into()),
         }
     }
-    Err(ApiError::conflict(format!(
-        "{key} keeps changing; try again"
-    )))
+    Err(StateError::KeepsChanging {
+        key: key.to_string(),
+    }
+    .into())
 }
 
 /// The settings as stored (unset keys read as their defaults).
-pub fn settings(store: &dyn Store) -> Result<Settings, ApiError> {
+pub async fn settings(store: &dyn Store) -> Result<Settings, StateError> {
     let mut settings = Settings::default();
-    for entry in store.list(SETTINGS)? {
+    for entry in store.list(SETTINGS).await? {
         let key = entry.key.trim_start_matches(SETTINGS).to_string();
         let value = String::from_utf8_lossy(&entry.value).into_owned();
         settings.values.insert(key, value);

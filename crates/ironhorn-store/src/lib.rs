@@ -1,7 +1,8 @@
-//! The control plane's state: [`Store`], a key-value store with a global revision,
-//! compare-and-put and watch (the operations the manager needs, and what etcd offers, so an
-//! etcd implementation can take its place for manager HA), and [`RedbStore`], the embedded
-//! implementation `ironhorn server` uses.
+//! The control plane's state: [`Store`], an async key-value store with a global revision and
+//! compare-and-put (the operations the manager needs, and what etcd offers, so an etcd
+//! implementation can take its place for manager HA), and [`RedbStore`], the embedded
+//! implementation `ironhorn server` uses. (Watching for changes comes with the etcd store,
+//! where another manager's writes must wake this one's controllers.)
 //!
 //! Keys are strings such as `volumes/pvc-1`; values are bytes (the manager stores JSON).
 //! Every change gets the next store revision; an entry carries the revision of its last
@@ -10,6 +11,9 @@
 mod redb_store;
 
 pub use redb_store::RedbStore;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use thiserror::Error;
 
@@ -32,29 +36,6 @@ pub enum Expect {
     Revision(u64),
 }
 
-/// A change, as watchers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Put(Entry),
-    Delete { key: String, revision: u64 },
-}
-
-impl Event {
-    pub fn key(&self) -> &str {
-        match self {
-            Event::Put(e) => &e.key,
-            Event::Delete { key, .. } => key,
-        }
-    }
-
-    pub fn revision(&self) -> u64 {
-        match self {
-            Event::Put(e) => e.revision,
-            Event::Delete { revision, .. } => *revision,
-        }
-    }
-}
-
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The entry is not as the write expected: someone changed it since it was read.
@@ -64,22 +45,30 @@ pub enum StoreError {
         expected: Expect,
         found: Option<u64>,
     },
-    #[error("state store {path}: {message}")]
-    Backend { path: String, message: String },
+    /// The store itself failed (I/O, corruption, a lost connection).
+    #[error("state store {path}: {source}")]
+    Backend {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-/// The operations the control plane needs from its state store.
+/// What a store operation returns: a future that may run on another thread, so the
+/// runtime's workers never wait for a disk or a network round trip.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The operations the control plane needs from its state store. Every operation is async:
+/// an implementation does its blocking work (redb's fsync at commit, etcd's round trips) off
+/// the runtime's worker threads.
 pub trait Store: Send + Sync {
-    fn get(&self, key: &str) -> Result<Option<Entry>, StoreError>;
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>>;
     /// Every entry whose key starts with `prefix`, in key order.
-    fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError>;
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<Entry>>;
     /// Writes `value` under `key` if the entry is as `expect` says; returns the new revision.
-    fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError>;
+    fn put<'a>(&'a self, key: &'a str, value: &'a [u8], expect: Expect) -> StoreFuture<'a, u64>;
     /// Deletes the entry if it is as `expect` says; `Ok(None)` when there was none.
-    fn delete(&self, key: &str, expect: Expect) -> Result<Option<u64>, StoreError>;
+    fn delete<'a>(&'a self, key: &'a str, expect: Expect) -> StoreFuture<'a, Option<u64>>;
     /// The store's current revision.
-    fn revision(&self) -> Result<u64, StoreError>;
-    /// Changes from now on, for every key (filter with [`Event::key`]). A receiver that falls
-    /// behind gets `Lagged` and should list again.
-    fn watch(&self) -> tokio::sync::broadcast::Receiver<Event>;
+    fn revision(&self) -> StoreFuture<'_, u64>;
 }

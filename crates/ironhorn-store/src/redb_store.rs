@@ -1,14 +1,14 @@
 //! [`RedbStore`]: the embedded store, one redb file. Every write is one redb transaction,
 //! durable when it returns (redb commits with fsync), so a kill -9 loses nothing that was
-//! acknowledged. Watchers are told after the commit.
+//! acknowledged. Every operation runs on tokio's blocking pool: an fsync never holds up a
+//! runtime worker.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::broadcast;
 
-use crate::{Entry, Event, Expect, Store, StoreError};
+use crate::{Entry, Expect, Store, StoreError, StoreFuture};
 
 /// key -> 8-byte little-endian revision, then the value.
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
@@ -16,23 +16,27 @@ const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION_KEY: &str = "revision";
 
-/// Events kept for a slow watcher before it is told it lagged.
-const WATCH_BUFFER: usize = 4096;
-
+/// The store; cheap to clone (one database behind it).
+#[derive(Clone)]
 pub struct RedbStore {
-    db: Database,
-    path: PathBuf,
-    events: broadcast::Sender<Event>,
-    /// Serialises writes with their event sends, so watchers see revisions in order.
-    write_lock: Mutex<()>,
+    db: Arc<Redb>,
 }
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbStore")
-            .field("path", &self.path)
+            .field("path", &self.db.path)
             .finish()
     }
+}
+
+/// The database and its blocking operations.
+struct Redb {
+    db: Database,
+    path: PathBuf,
+    /// Serialises writes: redb allows one write transaction at a time anyway, and this keeps
+    /// the blocking pool's threads from piling up inside redb.
+    write_lock: Mutex<()>,
 }
 
 fn encode(revision: u64, value: &[u8]) -> Vec<u8> {
@@ -53,35 +57,84 @@ fn decode(key: &str, raw: &[u8]) -> Entry {
     }
 }
 
+fn backend(path: &Path, source: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend {
+        path: path.display().to_string(),
+        source: Box::new(source.into()),
+    }
+}
+
 impl RedbStore {
-    /// Opens the store at `path`, creating it when missing.
+    /// Opens the store at `path`, creating it when missing. (Blocking: call it before the
+    /// runtime serves, or on the blocking pool.)
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let fail = |e: &dyn std::fmt::Display| StoreError::Backend {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let db = Database::create(path).map_err(|e| fail(&e))?;
+        let db = Database::create(path).map_err(|e| backend(path, e))?;
         // Both tables exist from the start, so reads never meet a missing table.
-        let txn = db.begin_write().map_err(|e| fail(&e))?;
+        let txn = db.begin_write().map_err(|e| backend(path, e))?;
         {
-            txn.open_table(ENTRIES).map_err(|e| fail(&e))?;
-            txn.open_table(META).map_err(|e| fail(&e))?;
+            txn.open_table(ENTRIES).map_err(|e| backend(path, e))?;
+            txn.open_table(META).map_err(|e| backend(path, e))?;
         }
-        txn.commit().map_err(|e| fail(&e))?;
-        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        txn.commit().map_err(|e| backend(path, e))?;
         Ok(RedbStore {
-            db,
-            path: path.to_path_buf(),
-            events,
-            write_lock: Mutex::new(()),
+            db: Arc::new(Redb {
+                db,
+                path: path.to_path_buf(),
+                write_lock: Mutex::new(()),
+            }),
         })
     }
 
-    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Backend {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
+    /// Runs `op` on the blocking pool.
+    fn blocking<T, F>(&self, op: F) -> StoreFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Redb) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let path = db.path.clone();
+            tokio::task::spawn_blocking(move || op(&db))
+                .await
+                .map_err(|e| StoreError::Backend {
+                    path: path.display().to_string(),
+                    source: Box::new(e),
+                })?
+        })
+    }
+}
+
+impl Redb {
+    fn fail(&self, e: impl Into<redb::Error>) -> StoreError {
+        backend(&self.path, e)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.fail(e))?;
+        let raw = entries.get(key).map_err(|e| self.fail(e))?;
+        Ok(raw.map(|raw| decode(key, raw.value())))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for item in entries.range(prefix..).map_err(|e| self.fail(e))? {
+            let (key, raw) = item.map_err(|e| self.fail(e))?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            out.push(decode(key.value(), raw.value()));
         }
+        Ok(out)
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let meta = txn.open_table(META).map_err(|e| self.fail(e))?;
+        let revision = meta.get(REVISION_KEY).map_err(|e| self.fail(e))?;
+        Ok(revision.map(|g| g.value()).unwrap_or(0))
     }
 
     /// Runs one write transaction: checks `expect` against the entry under `key`, then
@@ -136,63 +189,37 @@ impl RedbStore {
             next
         };
         txn.commit().map_err(|e| self.fail(e))?;
-        let event = match value {
-            Some(v) => Event::Put(Entry {
-                key: key.to_string(),
-                value: v.to_vec(),
-                revision,
-            }),
-            None => Event::Delete {
-                key: key.to_string(),
-                revision,
-            },
-        };
-        // No watcher is not an error.
-        let _ = self.events.send(event);
         Ok(Some(revision))
     }
 }
 
 impl Store for RedbStore {
-    fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let entries = txn.open_table(ENTRIES).map_err(|e| self.fail(e))?;
-        let raw = entries.get(key).map_err(|e| self.fail(e))?;
-        Ok(raw.map(|raw| decode(key, raw.value())))
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>> {
+        let key = key.to_string();
+        self.blocking(move |db| db.get(&key))
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let entries = txn.open_table(ENTRIES).map_err(|e| self.fail(e))?;
-        let mut out = Vec::new();
-        for item in entries.range(prefix..).map_err(|e| self.fail(e))? {
-            let (key, raw) = item.map_err(|e| self.fail(e))?;
-            if !key.value().starts_with(prefix) {
-                break;
-            }
-            out.push(decode(key.value(), raw.value()));
-        }
-        Ok(out)
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<Entry>> {
+        let prefix = prefix.to_string();
+        self.blocking(move |db| db.list(&prefix))
     }
 
-    fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
-        self.write(key, Some(value), expect)?
-            .ok_or_else(|| self.fail("a put stored nothing"))
+    fn put<'a>(&'a self, key: &'a str, value: &'a [u8], expect: Expect) -> StoreFuture<'a, u64> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.blocking(move |db| {
+            db.write(&key, Some(&value), expect)?.ok_or_else(|| {
+                db.fail(redb::StorageError::Corrupted("a put stored nothing".into()))
+            })
+        })
     }
 
-    fn delete(&self, key: &str, expect: Expect) -> Result<Option<u64>, StoreError> {
-        self.write(key, None, expect)
+    fn delete<'a>(&'a self, key: &'a str, expect: Expect) -> StoreFuture<'a, Option<u64>> {
+        let key = key.to_string();
+        self.blocking(move |db| db.write(&key, None, expect))
     }
 
-    fn revision(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let meta = txn.open_table(META).map_err(|e| self.fail(e))?;
-        let revision = meta.get(REVISION_KEY).map_err(|e| self.fail(e))?;
-        Ok(revision.map(|g| g.value()).unwrap_or(0))
-    }
-
-    fn watch(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    fn revision(&self) -> StoreFuture<'_, u64> {
+        self.blocking(|db| db.revision())
     }
 }
 
@@ -208,36 +235,42 @@ mod tests {
         (tmp, store)
     }
 
-    #[test]
-    fn compare_and_put_refuses_a_stale_revision() {
+    #[tokio::test]
+    async fn compare_and_put_refuses_a_stale_revision() {
         let (_tmp, s) = store();
-        let r1 = s.put("volumes/a", b"one", Expect::Absent).unwrap();
+        let r1 = s.put("volumes/a", b"one", Expect::Absent).await.unwrap();
         assert!(matches!(
-            s.put("volumes/a", b"again", Expect::Absent),
+            s.put("volumes/a", b"again", Expect::Absent).await,
             Err(StoreError::Conflict {
                 found: Some(r),
                 ..
             }) if r == r1
         ));
-        let r2 = s.put("volumes/a", b"two", Expect::Revision(r1)).unwrap();
+        let r2 = s
+            .put("volumes/a", b"two", Expect::Revision(r1))
+            .await
+            .unwrap();
         assert!(r2 > r1);
-        let stale = s.put("volumes/a", b"lost update", Expect::Revision(r1));
+        let stale = s
+            .put("volumes/a", b"lost update", Expect::Revision(r1))
+            .await;
         assert!(matches!(stale, Err(StoreError::Conflict { .. })));
-        assert_eq!(s.get("volumes/a").unwrap().unwrap().value, b"two");
+        assert_eq!(s.get("volumes/a").await.unwrap().unwrap().value, b"two");
         assert!(matches!(
-            s.delete("volumes/a", Expect::Revision(r1)),
+            s.delete("volumes/a", Expect::Revision(r1)).await,
             Err(StoreError::Conflict { .. })
         ));
         assert!(s
             .delete("volumes/a", Expect::Revision(r2))
+            .await
             .unwrap()
             .is_some());
-        assert_eq!(s.delete("volumes/a", Expect::Any).unwrap(), None);
-        assert!(s.get("volumes/a").unwrap().is_none());
+        assert_eq!(s.delete("volumes/a", Expect::Any).await.unwrap(), None);
+        assert!(s.get("volumes/a").await.unwrap().is_none());
     }
 
-    #[test]
-    fn list_returns_one_prefix_in_key_order() {
+    #[tokio::test]
+    async fn list_returns_one_prefix_in_key_order() {
         let (_tmp, s) = store();
         for key in [
             "volumes/b",
@@ -246,10 +279,11 @@ mod tests {
             "volumes0",
             "volumes/c",
         ] {
-            s.put(key, key.as_bytes(), Expect::Any).unwrap();
+            s.put(key, key.as_bytes(), Expect::Any).await.unwrap();
         }
         let keys: Vec<String> = s
             .list("volumes/")
+            .await
             .unwrap()
             .into_iter()
             .map(|e| e.key)
@@ -257,68 +291,61 @@ mod tests {
         assert_eq!(keys, ["volumes/a", "volumes/b", "volumes/c"]);
     }
 
-    #[test]
-    fn state_survives_reopening() {
+    #[tokio::test]
+    async fn state_survives_reopening() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("state.redb");
         let rev = {
             let s = RedbStore::open(&path).unwrap();
-            s.put("settings/x", b"1", Expect::Any).unwrap();
-            s.put("settings/y", b"2", Expect::Any).unwrap()
+            s.put("settings/x", b"1", Expect::Any).await.unwrap();
+            s.put("settings/y", b"2", Expect::Any).await.unwrap()
         };
         let s = RedbStore::open(&path).unwrap();
-        assert_eq!(s.revision().unwrap(), rev);
-        assert_eq!(s.get("settings/y").unwrap().unwrap().revision, rev);
+        assert_eq!(s.revision().await.unwrap(), rev);
+        assert_eq!(s.get("settings/y").await.unwrap().unwrap().revision, rev);
         // Revisions go on from where they were.
-        assert!(s.put("settings/z", b"3", Expect::Any).unwrap() > rev);
+        assert!(s.put("settings/z", b"3", Expect::Any).await.unwrap() > rev);
     }
 
-    #[tokio::test]
-    async fn watchers_see_every_change_in_order() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_increments_lose_nothing() {
         let (_tmp, s) = store();
-        let mut w = s.watch();
-        let r1 = s.put("k", b"v", Expect::Any).unwrap();
-        let r2 = s.delete("k", Expect::Any).unwrap().unwrap();
-        assert_eq!(
-            w.recv().await.unwrap(),
-            Event::Put(Entry {
-                key: "k".into(),
-                value: b"v".to_vec(),
-                revision: r1
-            })
-        );
-        assert_eq!(
-            w.recv().await.unwrap(),
-            Event::Delete {
-                key: "k".into(),
-                revision: r2
-            }
-        );
+        s.put("counter", b"0", Expect::Absent).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..25 {
+                    loop {
+                        let e = s.get("counter").await.unwrap().unwrap();
+                        let n: u64 = std::str::from_utf8(&e.value).unwrap().parse().unwrap();
+                        let next = (n + 1).to_string();
+                        match s
+                            .put("counter", next.as_bytes(), Expect::Revision(e.revision))
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. }) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(s.get("counter").await.unwrap().unwrap().value, b"100");
     }
 
     #[test]
-    fn concurrent_increments_lose_nothing() {
-        let (_tmp, s) = store();
-        s.put("counter", b"0", Expect::Absent).unwrap();
-        std::thread::scope(|scope| {
-            for _ in 0..4 {
-                scope.spawn(|| {
-                    for _ in 0..25 {
-                        loop {
-                            let e = s.get("counter").unwrap().unwrap();
-                            let n: u64 = std::str::from_utf8(&e.value).unwrap().parse().unwrap();
-                            let next = (n + 1).to_string();
-                            match s.put("counter", next.as_bytes(), Expect::Revision(e.revision)) {
-                                Ok(_) => break,
-                                Err(StoreError::Conflict { .. }) => continue,
-                                Err(e) => panic!("{e}"),
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        assert_eq!(s.get("counter").unwrap().unwrap().value, b"100");
+    fn a_damaged_file_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state.redb");
+        std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+        let error = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Backend { .. }));
+        assert!(error.to_string().contains("state.redb"), "{error}");
     }
 
     proptest! {
@@ -326,6 +353,7 @@ mod tests {
         /// The store behaves like a map with a revision counter.
         #[test]
         fn matches_a_map(ops in proptest::collection::vec((0u8..3, 0u8..4, any::<u8>()), 1..40)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let (_tmp, s) = store();
             let mut model: BTreeMap<String, (Vec<u8>, u64)> = BTreeMap::new();
             let mut revision = 0;
@@ -334,21 +362,21 @@ mod tests {
                 match op {
                     0 => {
                         revision += 1;
-                        prop_assert_eq!(s.put(&key, &[v], Expect::Any).unwrap(), revision);
+                        prop_assert_eq!(runtime.block_on(s.put(&key, &[v], Expect::Any)).unwrap(), revision);
                         model.insert(key, (vec![v], revision));
                     }
                     1 => {
                         let had = model.remove(&key).is_some();
                         if had { revision += 1; }
-                        prop_assert_eq!(s.delete(&key, Expect::Any).unwrap(), had.then_some(revision));
+                        prop_assert_eq!(runtime.block_on(s.delete(&key, Expect::Any)).unwrap(), had.then_some(revision));
                     }
                     _ => {
-                        let got = s.get(&key).unwrap().map(|e| (e.value, e.revision));
+                        let got = runtime.block_on(s.get(&key)).unwrap().map(|e| (e.value, e.revision));
                         prop_assert_eq!(got, model.get(&key).cloned());
                     }
                 }
             }
-            prop_assert_eq!(s.revision().unwrap(), revision);
+            prop_assert_eq!(runtime.block_on(s.revision()).unwrap(), revision);
         }
     }
 }

@@ -181,6 +181,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
         let (listener, address) = bind(&args.listen).await?;
         let manager = Arc::new(Manager::new(Arc::new(store), Some(node_name.clone())));
         ironhorn_manager::controller::forget_observations(&manager)
+            .await
             .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
         let registration = RegisterNode {
             name: node_name.clone(),
@@ -188,6 +189,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
             default_disk_path: Some(dir.display().to_string()),
         };
         register(&manager, &registration)
+            .await
             .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
         // Keep this node's address right, whatever a client registers under its name.
         let (reregister, stop) = (manager.clone(), shutdown.clone());
@@ -196,7 +198,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
                 .await
                 .is_err()
             {
-                if let Err(e) = register(&reregister, &registration) {
+                if let Err(e) = register(&reregister, &registration).await {
                     eprintln!("registering this node again: {e}");
                 }
             }
