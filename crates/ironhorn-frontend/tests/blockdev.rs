@@ -56,9 +56,7 @@ fn attach(s: &Setup, volume: &str) -> FuseLoop {
 
 #[test]
 fn data_written_through_the_block_device_reaches_the_volume() {
-    if !ironhorn_testkit::fuse_loop_available() {
-        return;
-    }
+    ironhorn_testkit::require_fuse_loop();
     let s = setup(64 * MIB);
     let attached = attach(&s, "vol-data");
     let link = s.paths.dev_dir.join("vol-data");
@@ -103,9 +101,7 @@ fn loop_devices_backed_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_mounted_device_is_busy_and_a_forced_teardown_unmounts_it() {
-    if !ironhorn_testkit::fuse_loop_available() {
-        return;
-    }
+    ironhorn_testkit::require_fuse_loop();
     let s = setup(300 * MIB);
     let attached = attach(&s, "vol-fs");
     let dev = attached.device().link.display().to_string();

@@ -259,9 +259,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Whether the fuse-loop block device backend can run here (root, `/dev/fuse`, loop devices);
-/// says so on stderr when it cannot, for the tests that then skip.
-pub fn fuse_loop_available() -> bool {
+/// Fails the calling test, saying what is missing, unless the fuse-loop block device backend
+/// can run here (root, `/dev/fuse`, loop devices). A test that cannot run must not pass.
+pub fn require_fuse_loop() {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -270,11 +270,18 @@ pub fn fuse_loop_available() -> bool {
                 .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
         })
         .unwrap_or(false);
-    let ok = root
-        && std::path::Path::new("/dev/fuse").exists()
-        && std::path::Path::new("/dev/loop-control").exists();
-    if !ok {
-        eprintln!("SKIPPED: the fuse-loop backend needs root, /dev/fuse and /dev/loop-control");
-    }
-    ok
+    let missing: Vec<&str> = [
+        (!root).then_some("root"),
+        (!std::path::Path::new("/dev/fuse").exists()).then_some("/dev/fuse"),
+        (!std::path::Path::new("/dev/loop-control").exists()).then_some("/dev/loop-control"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(
+        missing.is_empty(),
+        "this test needs the fuse-loop block device backend, which needs root, /dev/fuse and \
+         /dev/loop-control; missing here: {} (run the tests as root, as .ci/run does)",
+        missing.join(", ")
+    );
 }
