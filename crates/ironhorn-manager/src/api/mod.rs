@@ -1,0 +1,170 @@
+//! The REST API under `/v1`: volumes (with snapshots), nodes (with disks), settings, and
+//! the registration of node agents. Changes are written to the store and the controllers are
+//! woken; requests that need a running engine (snapshots, expand) are passed to its node.
+//! Every error has the one shape (`error::ApiError`).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::Manager;
+
+mod nodes;
+mod settings;
+#[cfg(test)]
+mod tests;
+mod volumes;
+
+pub use nodes::register;
+use nodes::*;
+use settings::*;
+use volumes::*;
+
+type Result<T> = std::result::Result<T, ApiError>;
+type Shared = State<Arc<Manager>>;
+
+/// A JSON object body; anything else (an array, a string, bad JSON, a wrong field) is
+/// refused in the API's error shape.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::invalid(rejection.body_text())
+    }
+}
+
+/// Reads a request body that must be one JSON object of the shape `T`.
+pub(super) fn parse_body<T: DeserializeOwned>(value: Value) -> Result<T> {
+    if !value.is_object() {
+        return Err(ApiError::invalid("the request body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::invalid(format!("request body: {}", e.inner()))
+        } else {
+            ApiError::invalid(format!("request body: {path}: {}", e.inner()))
+        }
+    })
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self> {
+        let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
+        parse_body(value).map(Json)
+    }
+}
+
+/// The API's OpenAPI document (kept in the repository as `api/openapi.json`).
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Ironhorn API",
+        version = "1",
+        description = "Volumes, snapshots, nodes with their disks, and settings, with Longhorn's names. Every error is {code, message} with an HTTP status."
+    ),
+    paths(
+        list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand, trim,
+        list_snapshots, create_snapshot, delete_snapshot, revert_snapshot, purge_snapshots,
+        list_nodes, register_node, get_node, update_node, delete_node, add_disk, update_disk, remove_disk,
+        list_orphans, get_orphan, delete_orphan,
+        list_settings, get_setting, set_setting
+    ),
+    tags(
+        (name = "volumes", description = "Replicated block volumes"),
+        (name = "snapshots", description = "Snapshots of an attached volume"),
+        (name = "nodes", description = "Nodes and their disks"),
+        (name = "orphans", description = "Replica directories no volume owns"),
+        (name = "settings", description = "Settings with Longhorn's keys")
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as served at `/v1/openapi.json`.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+async fn openapi() -> impl IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.get_or_init(openapi_json).clone(),
+    )
+}
+
+async fn metrics(State(m): Shared) -> Result<impl IntoResponse> {
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&m).await?,
+    ))
+}
+
+pub fn router(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/v1/volumes", get(list_volumes).post(create_volume))
+        .route("/v1/volumes/{name}", get(get_volume).delete(delete_volume))
+        .route("/v1/volumes/{name}/attach", post(attach))
+        .route("/v1/volumes/{name}/detach", post(detach))
+        .route("/v1/volumes/{name}/expand", post(expand))
+        .route("/v1/volumes/{name}/trim", post(trim))
+        .route(
+            "/v1/volumes/{name}/snapshots",
+            get(list_snapshots).post(create_snapshot),
+        )
+        .route(
+            "/v1/volumes/{name}/snapshots/{snapshot}",
+            axum::routing::delete(delete_snapshot),
+        )
+        .route(
+            "/v1/volumes/{name}/snapshots/{snapshot}/revert",
+            post(revert_snapshot),
+        )
+        .route("/v1/volumes/{name}/purge", post(purge_snapshots))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/register", post(register_node))
+        .route(
+            "/v1/nodes/{name}",
+            get(get_node).patch(update_node).delete(delete_node),
+        )
+        .route("/v1/nodes/{name}/disks", post(add_disk))
+        .route(
+            "/v1/nodes/{name}/disks/{disk}",
+            axum::routing::patch(update_disk).delete(remove_disk),
+        )
+        .route("/v1/orphans", get(list_orphans))
+        .route("/v1/orphans/{name}", get(get_orphan).delete(delete_orphan))
+        .route("/v1/settings", get(list_settings))
+        .route("/v1/settings/{name}", put(set_setting).get(get_setting))
+        .fallback(not_found)
+        .with_state(manager)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such API path; the API is described at /v1/openapi.json")
+}

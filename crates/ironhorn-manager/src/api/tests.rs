@@ -1,0 +1,123 @@
+//! The OpenAPI document and the client catalogue against what the server serves.
+
+#![allow(clippy::unwrap_used)]
+
+/// The document in the repository is the one the server serves: regenerate it with
+/// `IRONHORN_WRITE_OPENAPI=1 cargo test -p ironhorn-manager openapi`.
+#[test]
+fn the_openapi_document_in_the_repository_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../api/openapi.json");
+    let generated = super::openapi_json() + "\n";
+    if std::env::var_os("IRONHORN_WRITE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).expect("writing api/openapi.json");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "api/openapi.json is out of date: regenerate it with IRONHORN_WRITE_OPENAPI=1 cargo test -p ironhorn-manager openapi"
+    );
+}
+
+/// Every request of the client catalogue names an operation the server documents (and
+/// so serves: the schema test checks that).
+#[test]
+fn the_client_catalogue_matches_the_served_paths() {
+    use ironhorn_api::manager_api as api;
+    use ironhorn_api::node::CreateSnapshot;
+    use ironhorn_api::rest::*;
+    use ironhorn_api::Method;
+
+    let doc: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap();
+    let size = || SizeInput::Bytes(1);
+    let requests: Vec<(Method, String)> = vec![
+        m(api::list_volumes()),
+        m(api::get_volume("v")),
+        m(api::create_volume(&CreateVolume {
+            name: "v".into(),
+            size: size(),
+            number_of_replicas: None,
+            stale_replica_timeout: None,
+            frontend: None,
+            data_locality: None,
+            node_selector: vec![],
+            disk_selector: vec![],
+            labels: Default::default(),
+        })),
+        m(api::delete_volume("v")),
+        m(api::attach("v", &AttachRequest::default())),
+        m(api::detach("v", &DetachRequest::default())),
+        m(api::trim("v")),
+        m(api::expand("v", &ExpandRequest { size: size() })),
+        m(api::snapshots("v")),
+        m(api::create_snapshot(
+            "v",
+            &CreateSnapshot {
+                name: "s".into(),
+                labels: Default::default(),
+            },
+        )),
+        m(api::delete_snapshot("v", "s")),
+        m(api::revert_snapshot("v", "s")),
+        m(api::purge("v")),
+        m(api::list_nodes()),
+        m(api::get_node("n")),
+        m(api::register_node(&RegisterNode {
+            name: "n".into(),
+            address: "a:1".into(),
+            default_disk_path: None,
+        })),
+        m(api::update_node("n", &NodeUpdate::default())),
+        m(api::delete_node("n")),
+        m(api::add_disk(
+            "n",
+            &AddDisk {
+                name: "d".into(),
+                path: "/d".into(),
+                allow_scheduling: true,
+                storage_reserved: None,
+                tags: vec![],
+            },
+        )),
+        m(api::update_disk("n", "d", &DiskUpdate::default())),
+        m(api::remove_disk("n", "d")),
+        m(api::list_orphans()),
+        m(api::get_orphan("o")),
+        m(api::delete_orphan("o")),
+        m(api::list_settings()),
+        m(api::get_setting("k")),
+        m(api::set_setting("k", "v")),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = 0;
+    for (_, operations) in paths {
+        documented += operations.as_object().unwrap().len();
+    }
+    assert_eq!(
+        requests.len(),
+        documented,
+        "one request per documented operation"
+    );
+    for (method, path) in requests {
+        let found = paths.iter().any(|(template, operations)| {
+            matches_template(template, &path)
+                && operations.get(method.as_str().to_lowercase()).is_some()
+        });
+        assert!(
+            found,
+            "{} {path} is not in the OpenAPI document",
+            method.as_str()
+        );
+    }
+
+    fn m<R: serde::de::DeserializeOwned>(r: ironhorn_api::Request<R>) -> (Method, String) {
+        (r.method, r.path)
+    }
+    fn matches_template(template: &str, path: &str) -> bool {
+        let (t, p): (Vec<&str>, Vec<&str>) =
+            (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len()
+            && t.iter()
+                .zip(&p)
+                .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}')))
+    }
+}

@@ -1,0 +1,437 @@
+//! `/v1/volumes`: volumes, attach and detach, trim, expand, and snapshots (passed to the
+//! node where the volume's engine runs).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ironhorn_api::node::{CreateSnapshot, SnapshotInfo, TrimResult};
+use ironhorn_api::node_api;
+use ironhorn_api::resource::{
+    wire_name, DataLocality, Node, Volume, VolumeSpec, VolumeState, VolumeStatus,
+};
+use ironhorn_api::rest::{
+    AttachRequest, CreateVolume, DetachRequest, ExpandRequest, List, SizeInput,
+};
+use ironhorn_api::ErrorBody;
+use ironhorn_control::settings::{self};
+use ironhorn_control::units::parse_size;
+use ironhorn_control::validate::{check_name, MAX_NAME, MAX_VOLUME_NAME};
+use ironhorn_store::{Expect, StoreError};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::plan::engine_of;
+use crate::state::{self, StateError, NODES, VOLUMES};
+use crate::Manager;
+
+use super::{parse_body, Json, Result, Shared};
+
+/// The bytes a size stands for.
+pub(super) fn size_bytes(input: &SizeInput) -> Result<u64> {
+    let bytes = match input {
+        SizeInput::Bytes(b) => *b,
+        SizeInput::Text(t) => parse_size(t).map_err(ApiError::invalid)?,
+    };
+    // Sizes travel as signed 64-bit integers in other clients (Longhorn's among them).
+    if bytes > i64::MAX as u64 {
+        return Err(ApiError::invalid(format!(
+            "{bytes} bytes is too large a size"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Volumes are sized in whole 2 MiB (Longhorn rounds up the same way).
+pub(super) const SIZE_ALIGNMENT: u64 = 2 << 20;
+/// Ext4's limit is 16 TiB; no volume is bigger than its largest filesystem can use... but
+/// xfs goes further: the cap is what the format's sector arithmetic safely holds.
+pub(super) const MAX_SIZE: u64 = 1 << 50;
+
+pub(super) fn volume_size(input: &SizeInput) -> Result<u64> {
+    let size = size_bytes(input)?;
+    if size == 0 {
+        return Err(ApiError::invalid("size must be greater than 0, e.g. 10Gi"));
+    }
+    if size > MAX_SIZE {
+        return Err(ApiError::invalid(format!(
+            "size {size} is above the largest volume ({MAX_SIZE} bytes, 1 PiB)"
+        )));
+    }
+    Ok(size.div_ceil(SIZE_ALIGNMENT) * SIZE_ALIGNMENT)
+}
+
+/// Longhorn's StorageClass default: 48 hours.
+pub(super) const DEFAULT_STALE_REPLICA_TIMEOUT: u64 = 2880;
+
+pub(super) fn check_tags(what: &'static str, tags: &[String]) -> Result<()> {
+    for tag in tags {
+        check_name(what, tag, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/v1/volumes", tag = "volumes", responses((status = 200, description = "Every volume", body = List<Volume>), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn list_volumes(State(m): Shared) -> Result<Json<List<Volume>>> {
+    let volumes =
+        state::list_cached::<Volume>(m.store.as_ref(), VOLUMES, &m.parsed_volumes).await?;
+    Ok(Json(List {
+        data: volumes.into_iter().map(|(v, _)| v).collect(),
+    }))
+}
+
+pub(super) async fn load_volume(m: &Manager, name: &str) -> Result<Volume> {
+    state::get::<Volume>(m.store.as_ref(), &format!("{VOLUMES}{name}"))
+        .await?
+        .map(|(v, _)| v)
+        .ok_or_else(|| volume_missing(name))
+}
+
+pub(super) fn volume_missing(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no volume {name:?}; `ironhorn volume ls` lists them"
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/volumes/{name}", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "The volume", body = Volume), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn get_volume(State(m): Shared, Path(name): Path<String>) -> Result<Json<Volume>> {
+    Ok(Json(load_volume(&m, &name).await?))
+}
+
+#[utoipa::path(post, path = "/v1/volumes", tag = "volumes", request_body = CreateVolume, responses((status = 201, description = "Created; the controllers place its replicas", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn create_volume(
+    State(m): Shared,
+    Json(req): Json<CreateVolume>,
+) -> Result<(StatusCode, Json<Volume>)> {
+    check_name("volume", &req.name, MAX_VOLUME_NAME)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let size = volume_size(&req.size)?;
+    let settings = state::settings(m.store.as_ref()).await?;
+    let replicas = req
+        .number_of_replicas
+        .unwrap_or(settings.int(settings::DEFAULT_REPLICA_COUNT).max(1) as u32);
+    if !(1..=20).contains(&replicas) {
+        return Err(ApiError::invalid(format!(
+            "numberOfReplicas must be between 1 and 20, not {replicas}"
+        )));
+    }
+    check_tags("node selector tag", &req.node_selector)?;
+    check_tags("disk selector tag", &req.disk_selector)?;
+    let data_locality = match req.data_locality {
+        Some(d) => d,
+        None => match settings.get(settings::DEFAULT_DATA_LOCALITY) {
+            "best-effort" => DataLocality::BestEffort,
+            _ => DataLocality::Disabled,
+        },
+    };
+    let volume = Volume {
+        name: req.name.clone(),
+        spec: VolumeSpec {
+            size,
+            number_of_replicas: replicas,
+            stale_replica_timeout: req
+                .stale_replica_timeout
+                .unwrap_or(DEFAULT_STALE_REPLICA_TIMEOUT),
+            frontend: req.frontend.unwrap_or_default(),
+            data_locality,
+            node_selector: req.node_selector,
+            disk_selector: req.disk_selector,
+            labels: req.labels,
+            node_id: String::new(),
+            maintenance: false,
+        },
+        status: VolumeStatus::default(),
+    };
+    match state::put(
+        m.store.as_ref(),
+        &format!("{VOLUMES}{}", req.name),
+        &volume,
+        Expect::Absent,
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(StateError::Store(StoreError::Conflict { .. })) => {
+            return Err(ApiError::exists(format!(
+                "volume {:?} exists already",
+                req.name
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    m.wake.notify_one();
+    Ok((StatusCode::CREATED, Json(volume)))
+}
+
+pub(super) async fn update_volume(
+    m: &Manager,
+    name: &str,
+    change: impl FnMut(&mut Volume) -> Result<()>,
+) -> Result<Volume> {
+    let volume = state::update(
+        m.store.as_ref(),
+        &format!("{VOLUMES}{name}"),
+        || volume_missing(name),
+        change,
+    )
+    .await?;
+    m.wake.notify_one();
+    Ok(volume)
+}
+
+#[utoipa::path(delete, path = "/v1/volumes/{name}", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 202, description = "Being deleted (detached first; its data removed)", body = Volume), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn delete_volume(
+    State(m): Shared,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Volume>)> {
+    let volume = update_volume(&m, &name, |v| {
+        v.status.state = VolumeState::Deleting;
+        v.spec.node_id.clear();
+        Ok(())
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(volume)))
+}
+
+/// A request body that may be left out (then every option takes its default); when given,
+/// one JSON object of the shape `T`.
+pub(super) fn optional_body<T: Default + DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("{what}: {e}")))?;
+    parse_body(value)
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/attach", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body(content = Option<AttachRequest>, description = "Where to attach; no body attaches to the server's own node"), responses((status = 202, description = "Attaching", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn attach(
+    State(m): Shared,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Volume>)> {
+    // The body is optional: no body attaches to the server's own node.
+    let req: AttachRequest = optional_body(&body, "attach request")?;
+    let node = match req.node.or_else(|| m.local_node.clone()) {
+        Some(node) => node,
+        None => {
+            return Err(ApiError::invalid(
+                "say which node to attach to (--node): this manager runs no node of its own",
+            ))
+        }
+    };
+    if state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::invalid(format!(
+            "no node {node:?}; `ironhorn node ls` lists them"
+        )));
+    }
+    let volume = update_volume(&m, &name, |v| {
+        if v.status.state == VolumeState::Deleting {
+            return Err(ApiError::conflict(format!(
+                "volume {name} is being deleted"
+            )));
+        }
+        let frontend = req.frontend.unwrap_or(v.spec.frontend);
+        if !v.spec.node_id.is_empty()
+            && (v.spec.node_id != node
+                || v.spec.maintenance != req.maintenance
+                || v.spec.frontend != frontend)
+        {
+            return Err(ApiError::conflict(format!(
+                "volume {name} is attached to {}{}; detach it first",
+                v.spec.node_id,
+                if v.spec.maintenance {
+                    " in maintenance mode".to_string()
+                } else {
+                    format!(" with frontend {}", wire_name(v.spec.frontend))
+                }
+            )));
+        }
+        v.spec.node_id = node.clone();
+        v.spec.maintenance = req.maintenance;
+        v.spec.frontend = frontend;
+        Ok(())
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(volume)))
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/detach", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body(content = Option<DetachRequest>, description = "Options; no body detaches without force"), responses((status = 202, description = "Detaching", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state (the block device is mounted)", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody)))]
+pub(super) async fn detach(
+    State(m): Shared,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Volume>)> {
+    let req: DetachRequest = optional_body(&body, "detach request")?;
+    let volume = load_volume(&m, &name).await?;
+    // Asked of the node now, not taken from the last observation: a mount may be seconds old.
+    let engine_node = engine_address(&m, &volume).await.ok();
+    if let (false, Some(address)) = (req.force, &engine_node) {
+        if let Ok(engine) = m.client.call(address, node_api::engine(&name)).await {
+            if let Some(device) = engine.blockdev.filter(|b| !b.mount_points.is_empty()) {
+                return Err(ApiError::conflict(format!(
+                    "volume {name} is mounted at {} on node {}: unmount it first (`umount {}`), or detach with --force",
+                    device.mount_points.join(", "),
+                    volume.status.current_node_id,
+                    device.mount_points[0]
+                )));
+            }
+        }
+    }
+    let volume = update_volume(&m, &name, |v| {
+        v.spec.node_id.clear();
+        v.spec.maintenance = false;
+        Ok(())
+    })
+    .await?;
+    if let (true, Some(address)) = (req.force, &engine_node) {
+        m.client
+            .call(address, node_api::stop_engine(&name, true))
+            .await?;
+        m.wake.notify_one();
+    }
+    Ok((StatusCode::ACCEPTED, Json(volume)))
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/trim", tag = "volumes", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "The filesystem on the volume's block device was trimmed; its freed blocks are deallocated in every replica", body = TrimResult), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Not attached with the blockdev frontend, or not mounted", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody)))]
+pub(super) async fn trim(State(m): Shared, Path(name): Path<String>) -> Result<Json<TrimResult>> {
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
+    Ok(Json(m.client.call(&address, node_api::trim(&name)).await?))
+}
+
+/// The node address of the volume's running engine, or why there is none.
+pub(super) async fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
+    let reports = m.reports();
+    let Some((node, _)) = engine_of(&reports, &volume.name) else {
+        return Err(ApiError::conflict(format!(
+            "volume {} is not attached (state {:?}): attach it first{}",
+            volume.name,
+            volume.status.state,
+            " (`ironhorn volume attach NAME`, with --maintenance for a revert)"
+        )));
+    };
+    let (node, _) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{node}"))
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("node {node} has no resource")))?;
+    Ok(node.spec.address)
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/expand", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body = ExpandRequest, responses((status = 200, description = "Expanded", body = Volume), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn expand(
+    State(m): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<ExpandRequest>,
+) -> Result<Json<Volume>> {
+    let volume = load_volume(&m, &name).await?;
+    let size = volume_size(&req.size)?;
+    if size < volume.spec.size {
+        return Err(ApiError::invalid(format!(
+            "volume {name} is {} bytes: shrinking is not supported",
+            volume.spec.size
+        )));
+    }
+    if size == volume.spec.size {
+        return Ok(Json(volume));
+    }
+    let address = engine_address(&m, &volume).await?;
+    if let Err(failed) = m.client.call(&address, node_api::expand(&name, size)).await {
+        // The replicas may have grown before a later step failed (a block device that could
+        // not take the new size): the volume is then that size, and must be recorded so,
+        // or its replicas no longer match it at the next start.
+        if let Ok(engine) = m.client.call(&address, node_api::engine(&name)).await {
+            if engine.size > volume.spec.size {
+                update_volume(&m, &name, |v| {
+                    v.spec.size = engine.size;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        return Err(failed.into());
+    }
+    let volume = update_volume(&m, &name, |v| {
+        v.spec.size = size;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(volume))
+}
+
+#[utoipa::path(get, path = "/v1/volumes/{name}/snapshots", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "Snapshots and the head, newest first", body = List<SnapshotInfo>), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn list_snapshots(
+    State(m): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<List<SnapshotInfo>>> {
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
+    let mut data = m.client.call(&address, node_api::snapshots(&name)).await?;
+    data.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
+    Ok(Json(List { data }))
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/snapshots", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), request_body = CreateSnapshot, responses((status = 201, description = "Taken on every replica at one point", body = SnapshotInfo), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn create_snapshot(
+    State(m): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<CreateSnapshot>,
+) -> Result<(StatusCode, Json<SnapshotInfo>)> {
+    check_name("snapshot", &req.name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
+    m.client
+        .call(&address, node_api::create_snapshot(&name, &req))
+        .await?;
+    let created = m
+        .client
+        .call(&address, node_api::snapshots(&name))
+        .await?
+        .into_iter()
+        .find(|s| s.name == req.name)
+        .ok_or_else(|| ApiError::internal("the snapshot was taken but is not listed"))?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[utoipa::path(delete, path = "/v1/volumes/{name}/snapshots/{snapshot}", tag = "snapshots", params(("name" = String, Path, description = "Volume name"), ("snapshot" = String, Path, description = "Snapshot name")), responses((status = 204, description = "Marked removed; purge frees its data"), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn delete_snapshot(
+    State(m): Shared,
+    Path((name, snapshot)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
+    m.client
+        .call(&address, node_api::remove_snapshot(&name, &snapshot))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/snapshots/{snapshot}/revert", tag = "snapshots", params(("name" = String, Path, description = "Volume name"), ("snapshot" = String, Path, description = "Snapshot name")), responses((status = 204, description = "Reverted"), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn revert_snapshot(
+    State(m): Shared,
+    Path((name, snapshot)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let volume = load_volume(&m, &name).await?;
+    if !volume.spec.maintenance {
+        return Err(ApiError::conflict(format!(
+            "reverting needs volume {name} attached in maintenance mode (no frontend): detach it, then `ironhorn volume attach {name} --maintenance`"
+        )));
+    }
+    let address = engine_address(&m, &volume).await?;
+    m.client
+        .call(&address, node_api::revert(&name, &snapshot))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/purge", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), responses((status = 204, description = "Removed snapshots' data freed"), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn purge_snapshots(
+    State(m): Shared,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
+    let volume = load_volume(&m, &name).await?;
+    let address = engine_address(&m, &volume).await?;
+    m.client.call(&address, node_api::purge(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
