@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 
-use ironhorn_format::meta::DiskMeta;
+use ironhorn_format::meta::{DiskMeta, VolumeMeta};
 use ironhorn_format::names;
 use ironhorn_format::purge::{plan_purge, PurgeStep};
 use ironhorn_format::{MAX_CHAIN_LENGTH, SECTOR_SIZE};
@@ -23,7 +23,7 @@ use ironhorn_format::{MAX_CHAIN_LENGTH, SECTOR_SIZE};
 use crate::error::{ReplicaError, Result};
 use crate::fsio;
 use crate::replica::{
-    check_size, create_sparse, load_layout, now_rfc3339, open_backing, write_meta, Layer, Replica,
+    check_size, create_sparse, load_layout, now_rfc3339, open_chain, write_meta, Layer, Replica,
 };
 
 /// What to record for a new snapshot.
@@ -99,6 +99,19 @@ impl Replica {
         Ok(())
     }
 
+    /// The commit point of every head change (snapshot, revert, a rebuild target's new head):
+    /// volume.meta names the new head (`update`), then the old head's files are removed and
+    /// the layout is read again.
+    fn switch_head(&mut self, old_head: &str, update: impl FnOnce(&mut VolumeMeta)) -> Result<()> {
+        self.write_volume_meta(update)?;
+        self.remove_files(&[
+            old_head.to_string(),
+            names::meta_file(old_head),
+            names::checksum_file(old_head),
+        ])?;
+        self.reload_layout()
+    }
+
     /// Reopens the live chain's files and rebuilds the sector map (after revert, purge).
     fn reopen_chain(&mut self) -> Result<()> {
         let head = self.layout.head().to_string();
@@ -109,27 +122,12 @@ impl Replica {
                 dir: self.dir.clone(),
                 source,
             })?;
-        let mut chain = Vec::with_capacity(names.len());
-        for name in names {
-            let path = self.dir.join(&name);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(ReplicaError::io("opening layer", &path))?;
-            let len = file
-                .metadata()
-                .map_err(ReplicaError::io("inspecting", &path))?
-                .len();
-            chain.push(Layer {
-                name,
-                file: file.into(),
-                len,
-            });
-        }
-        if let Some(backing) = open_backing(&self.layout.volume_meta.backing_file_path)? {
-            chain.insert(0, backing);
-        }
+        let chain = open_chain(
+            &self.dir,
+            names,
+            &self.layout.volume_meta.backing_file_path,
+            true,
+        )?;
         self.chain = chain;
         self.rebuild_map()
     }
@@ -201,19 +199,12 @@ impl Replica {
             &snap_meta.encode(),
         )?;
 
-        self.write_volume_meta(|m| {
+        self.switch_head(&old_head, |m| {
             m.head = new_head.clone();
             m.parent = snap.clone();
             m.dirty = true;
             m.size = new_size;
         })?;
-
-        self.remove_files(&[
-            old_head.clone(),
-            names::meta_file(&old_head),
-            names::checksum_file(&old_head),
-        ])?;
-        self.reload_layout()?;
         if let Some(last) = self.chain.last_mut() {
             last.name = snap;
         }
@@ -324,17 +315,11 @@ impl Replica {
             &names::meta_file(&new_head),
             &head_meta.encode(),
         )?;
-        self.write_volume_meta(|m| {
+        self.switch_head(&old_head, |m| {
             m.head = new_head.clone();
             m.parent = parent.to_string();
             m.dirty = true;
         })?;
-        self.remove_files(&[
-            old_head.clone(),
-            names::meta_file(&old_head),
-            names::checksum_file(&old_head),
-        ])?;
-        self.reload_layout()?;
         self.reopen_chain()
     }
 

@@ -211,27 +211,12 @@ impl Replica {
                 dir: dir.to_path_buf(),
                 source,
             })?;
-        let mut chain = Vec::with_capacity(chain_names.len());
-        for name in chain_names {
-            let path = dir.join(&name);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(writable)
-                .open(&path)
-                .map_err(ReplicaError::io("opening layer", &path))?;
-            let len = file
-                .metadata()
-                .map_err(ReplicaError::io("inspecting", &path))?
-                .len();
-            chain.push(Layer {
-                name,
-                file: file.into(),
-                len,
-            });
-        }
-        if let Some(backing) = open_backing(&layout.volume_meta.backing_file_path)? {
-            chain.insert(0, backing);
-        }
+        let chain = open_chain(
+            dir,
+            chain_names,
+            &layout.volume_meta.backing_file_path,
+            writable,
+        )?;
         let size = layout.volume_meta.size;
         let revision_path = dir.join(names::REVISION_COUNTER);
         let (revision, revision_file) = open_revision(&revision_path, writable)?;
@@ -659,6 +644,38 @@ impl Replica {
         self.layout.volume_meta = meta;
         Ok(())
     }
+}
+
+/// Opens the layers `names` under `dir`, bottom first, with the volume's backing file (if it
+/// has one) below them.
+pub(crate) fn open_chain(
+    dir: &Path,
+    names: Vec<String>,
+    backing_file: &str,
+    writable: bool,
+) -> Result<Vec<Layer>> {
+    let mut chain = Vec::with_capacity(names.len() + 1);
+    if let Some(backing) = open_backing(backing_file)? {
+        chain.push(backing);
+    }
+    for name in names {
+        let path = dir.join(&name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(ReplicaError::io("opening layer", &path))?;
+        let len = file
+            .metadata()
+            .map_err(ReplicaError::io("inspecting", &path))?
+            .len();
+        chain.push(Layer {
+            name,
+            file: file.into(),
+            len,
+        });
+    }
+    Ok(chain)
 }
 
 /// The backing image named in `volume.meta`, opened read-only as the oldest layer (Longhorn's
