@@ -23,18 +23,9 @@ use crate::runtime::PollArgs;
 /// The state store's file under the data directory.
 const STATE_FILE: &str = "state.redb";
 
+/// What the node's data path needs, for `server` and `node` alike.
 #[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// Directory for the state store; it is also this node's default disk (replicas under
-    /// DIR/replicas). Created if missing.
-    #[arg(long, env = "IRONHORN_DATA_DIR", default_value = "/var/lib/ironhorn")]
-    pub data_dir: PathBuf,
-    /// API address (HOST:PORT). Loopback unless you put it elsewhere on purpose.
-    #[arg(long, default_value = "127.0.0.1:9500")]
-    pub listen: String,
-    /// This node's name (default: the host name).
-    #[arg(long)]
-    pub node_name: Option<String>,
+pub struct DataPathArgs {
     /// Address replica servers and NBD exports listen on (default: the --listen host).
     #[arg(long)]
     pub data_address: Option<String>,
@@ -48,6 +39,22 @@ pub struct ServerArgs {
     pub blockdev_backend: BackendChoice,
     #[command(flatten)]
     pub poll: PollArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Directory for the state store; it is also this node's default disk (replicas under
+    /// DIR/replicas). Created if missing.
+    #[arg(long, env = "IRONHORN_DATA_DIR", default_value = "/var/lib/ironhorn")]
+    pub data_dir: PathBuf,
+    /// API address (HOST:PORT). Loopback unless you put it elsewhere on purpose.
+    #[arg(long, default_value = "127.0.0.1:9500")]
+    pub listen: String,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    #[command(flatten)]
+    pub data_path: DataPathArgs,
 }
 
 #[derive(Debug, Args)]
@@ -68,19 +75,8 @@ pub struct NodeArgs {
     /// Node API address (HOST:PORT) the manager calls.
     #[arg(long, default_value = "127.0.0.1:9502")]
     pub listen: String,
-    /// Address replica servers and NBD exports listen on (default: the --listen host).
-    #[arg(long)]
-    pub data_address: Option<String>,
-    /// Where block devices of volumes attached with the blockdev frontend appear, one
-    /// symlink per volume.
-    #[arg(long, env = "IRONHORN_DEVICE_DIR", default_value = "/dev/ironhorn")]
-    pub device_dir: PathBuf,
-    /// How block devices are made: auto (ublk where its driver can grow a live device,
-    /// else the kernel NBD driver, else fuse-loop), ublk, nbd, or fuse-loop.
-    #[arg(long, env = "IRONHORN_BLOCKDEV_BACKEND", default_value = "auto", value_parser = parse_backend)]
-    pub blockdev_backend: BackendChoice,
     #[command(flatten)]
-    pub poll: PollArgs,
+    pub data_path: DataPathArgs,
 }
 
 fn host_name() -> String {
@@ -175,8 +171,8 @@ pub fn server(args: ServerArgs) -> Result<()> {
     let store = RedbStore::open(&dir.join(STATE_FILE))
         .with_context(|| format!("opening the state store in {}", dir.display()))?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
-    let data_host = data_host(&args.listen, args.data_address.as_deref())?;
-    args.poll.install();
+    let data_host = data_host(&args.listen, args.data_path.data_address.as_deref())?;
+    args.data_path.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
         let manager = Arc::new(Manager::new(Arc::new(store), Some(node_name.clone())));
@@ -207,8 +203,8 @@ pub fn server(args: ServerArgs) -> Result<()> {
             &node_name,
             &data_host,
             &dir,
-            &args.device_dir,
-            args.blockdev_backend,
+            &args.data_path.device_dir,
+            args.data_path.blockdev_backend,
         )?);
         let app = ironhorn_manager::api::router(manager.clone())
             .merge(ironhorn_node::api::router(agent.clone()));
@@ -230,16 +226,16 @@ pub fn server(args: ServerArgs) -> Result<()> {
 pub fn node(args: NodeArgs) -> Result<()> {
     let dir = prepare_dir(&args.data_dir)?;
     let name = args.name.clone().unwrap_or_else(host_name);
-    let data_host = data_host(&args.listen, args.data_address.as_deref())?;
-    args.poll.install();
+    let data_host = data_host(&args.listen, args.data_path.data_address.as_deref())?;
+    args.data_path.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
         let agent = Arc::new(start_agent(
             &name,
             &data_host,
             &dir,
-            &args.device_dir,
-            args.blockdev_backend,
+            &args.data_path.device_dir,
+            args.data_path.blockdev_backend,
         )?);
         let registration = RegisterNode {
             name: name.clone(),
