@@ -2,6 +2,7 @@
 //! what the CLI, the CSI driver and the UI send, parsed by the manager from the same structs.
 //! Bodies refuse unknown fields, so a typo is an error rather than a silent default.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -152,6 +153,7 @@ pub struct Orphan {
     pub path: String,
 }
 
+// The settings table is a static, so the choices borrow there and own when read from JSON.
 /// What values a setting takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", tag = "type")]
@@ -165,7 +167,8 @@ pub enum SettingKind {
         required: bool,
     },
     Choice {
-        options: Vec<String>,
+        #[schema(value_type = Vec<String>)]
+        options: Cow<'static, [Cow<'static, str>]>,
     },
     /// A backup target URL: empty, `nfs://host:/path`, `s3://bucket@region/path` or
     /// `file:///path`.
@@ -248,7 +251,7 @@ mod tests {
                 description: "d".into(),
                 category: "general".into(),
                 kind: SettingKind::Choice {
-                    options: vec!["a".into(), "v".into()],
+                    options: vec!["a".into(), "v".into()].into(),
                 },
                 default: "a".into(),
             },

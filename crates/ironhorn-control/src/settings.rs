@@ -2,31 +2,13 @@
 //! `types/setting.go`, v1.6/v1.7). Values travel as strings, as in Longhorn; [`Settings`]
 //! reads them typed, falling back to the defaults.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use ironhorn_api::rest::{SettingDefinition, SettingKind};
 use thiserror::Error;
 
 use crate::scheduler::SchedulingSettings;
-
-/// What values a setting takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Bool,
-    Int {
-        minimum: i64,
-        maximum: Option<i64>,
-    },
-    String {
-        required: bool,
-    },
-    Choice {
-        options: &'static [&'static str],
-    },
-    /// A backup target URL: empty, `nfs://host:/path`, `s3://bucket@region/path` or
-    /// `file:///path`.
-    BackupTarget,
-}
 
 /// A setting's definition; the API shows it as [`SettingDefinition`].
 #[derive(Debug, Clone)]
@@ -35,7 +17,7 @@ pub struct Definition {
     pub display_name: &'static str,
     pub description: &'static str,
     pub category: &'static str,
-    pub kind: Kind,
+    pub kind: SettingKind,
     pub default: &'static str,
 }
 
@@ -47,22 +29,14 @@ impl Definition {
             display_name: self.display_name.to_string(),
             description: self.description.to_string(),
             category: self.category.to_string(),
-            kind: match self.kind {
-                Kind::Bool => SettingKind::Bool,
-                Kind::Int { minimum, maximum } => SettingKind::Int { minimum, maximum },
-                Kind::String { required } => SettingKind::String { required },
-                Kind::Choice { options } => SettingKind::Choice {
-                    options: options.iter().map(|o| o.to_string()).collect(),
-                },
-                Kind::BackupTarget => SettingKind::BackupTarget,
-            },
+            kind: self.kind.clone(),
             default: self.default.to_string(),
         }
     }
 }
 
-const fn int(minimum: i64, maximum: Option<i64>) -> Kind {
-    Kind::Int { minimum, maximum }
+const fn int(minimum: i64, maximum: Option<i64>) -> SettingKind {
+    SettingKind::Int { minimum, maximum }
 }
 
 pub const DEFAULT_REPLICA_COUNT: &str = "default-replica-count";
@@ -102,7 +76,7 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Replica Node Level Soft Anti-Affinity",
         description: "Allow a new replica on a node that already holds a replica of the same volume, when no other node can take it.",
         category: "scheduling",
-        kind: Kind::Bool,
+        kind: SettingKind::Bool,
         default: "false",
     },
     Definition {
@@ -110,7 +84,7 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Replica Zone Level Soft Anti-Affinity",
         description: "Allow a new replica in a zone that already holds a replica of the same volume. Nodes without a zone count as one zone.",
         category: "scheduling",
-        kind: Kind::Bool,
+        kind: SettingKind::Bool,
         default: "true",
     },
     Definition {
@@ -118,7 +92,7 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Replica Disk Level Soft Anti-Affinity",
         description: "Allow a new replica on a disk that already holds a replica of the same volume.",
         category: "scheduling",
-        kind: Kind::Bool,
+        kind: SettingKind::Bool,
         default: "true",
     },
     Definition {
@@ -150,7 +124,7 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Default Data Path",
         description: "Path of the default disk of a node that joins without one.",
         category: "general",
-        kind: Kind::String { required: true },
+        kind: SettingKind::String { required: true },
         default: "/var/lib/ironhorn/",
     },
     Definition {
@@ -158,8 +132,8 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Default Data Locality",
         description: "dataLocality of a volume created without one: disabled, or best-effort (keep a replica on the node the volume is attached to).",
         category: "general",
-        kind: Kind::Choice {
-            options: &["disabled", "best-effort"],
+        kind: SettingKind::Choice {
+            options: Cow::Borrowed(&[Cow::Borrowed("disabled"), Cow::Borrowed("best-effort")]),
         },
         default: "disabled",
     },
@@ -192,7 +166,7 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Automatic salvage",
         description: "When every replica of a volume failed, bring back the ones that failed last and serve from them.",
         category: "general",
-        kind: Kind::Bool,
+        kind: SettingKind::Bool,
         default: "true",
     },
     Definition {
@@ -200,7 +174,7 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Orphan Auto-Deletion",
         description: "Delete replica directories no volume owns (orphans) automatically.",
         category: "orphan",
-        kind: Kind::Bool,
+        kind: SettingKind::Bool,
         default: "false",
     },
     Definition {
@@ -208,7 +182,7 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Backup Target",
         description: "Where backups go: nfs://host:/path, s3://bucket@region/path, or empty for none.",
         category: "backup",
-        kind: Kind::BackupTarget,
+        kind: SettingKind::BackupTarget,
         default: "",
     },
     Definition {
@@ -216,7 +190,7 @@ pub const DEFINITIONS: &[Definition] = &[
         display_name: "Backup Target Credential Secret",
         description: "Name of the secret holding the backup target's credentials.",
         category: "backup",
-        kind: Kind::String { required: false },
+        kind: SettingKind::String { required: false },
         default: "",
     },
 ];
@@ -260,12 +234,12 @@ pub fn validate(key: &str, value: &str) -> Result<(&'static str, String), Settin
         value: value.to_string(),
         expected,
     };
-    let stored = match def.kind {
-        Kind::Bool => match value.to_ascii_lowercase().as_str() {
+    let stored = match &def.kind {
+        SettingKind::Bool => match value.to_ascii_lowercase().as_str() {
             v @ ("true" | "false") => v.to_string(),
             _ => return Err(invalid("expected true or false".into())),
         },
-        Kind::Int { minimum, maximum } => {
+        &SettingKind::Int { minimum, maximum } => {
             let n: i64 = value
                 .parse()
                 .map_err(|_| invalid("expected a whole number".into()))?;
@@ -278,19 +252,19 @@ pub fn validate(key: &str, value: &str) -> Result<(&'static str, String), Settin
             }
             n.to_string()
         }
-        Kind::String { required } => {
-            if required && value.is_empty() {
+        SettingKind::String { required } => {
+            if *required && value.is_empty() {
                 return Err(invalid("must not be empty".into()));
             }
             value.to_string()
         }
-        Kind::Choice { options } => {
-            if !options.contains(&value) {
+        SettingKind::Choice { options } => {
+            if !options.iter().any(|o| o == value) {
                 return Err(invalid(format!("expected one of {}", options.join(", "))));
             }
             value.to_string()
         }
-        Kind::BackupTarget => {
+        SettingKind::BackupTarget => {
             check_backup_target(value).map_err(invalid)?;
             value.to_string()
         }
@@ -386,12 +360,12 @@ mod tests {
     #[test]
     fn every_default_is_valid() {
         for def in DEFINITIONS {
-            let default = if def.kind == (Kind::String { required: true }) && def.default.is_empty()
-            {
-                continue;
-            } else {
-                def.default
-            };
+            let default =
+                if def.kind == (SettingKind::String { required: true }) && def.default.is_empty() {
+                    continue;
+                } else {
+                    def.default
+                };
             assert!(validate(def.key, default).is_ok(), "{}", def.key);
         }
     }
