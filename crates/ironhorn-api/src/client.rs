@@ -149,3 +149,117 @@ impl ApiClient {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::node_api;
+
+    /// A one-shot HTTP server on loopback: answers the first request with `answer` (status
+    /// line, headers, body) and hands back what it received.
+    async fn serve_once(status: &str, body: &str) -> (String, tokio::task::JoinHandle<String>) {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The whole request: headers, then as many body bytes as Content-Length says.
+            loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                received.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&received).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    if received.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+            String::from_utf8_lossy(&received).to_string()
+        });
+        (address, task)
+    }
+
+    #[tokio::test]
+    async fn a_request_goes_out_as_described_and_its_answer_is_parsed() {
+        let (address, server) = serve_once("200 OK", "[]").await;
+        let client = ApiClient::default();
+        let snapshots = client
+            .call(&address, node_api::snapshots("vol 1"))
+            .await
+            .unwrap();
+        assert!(snapshots.is_empty());
+        let request = server.await.unwrap();
+        assert!(
+            request.starts_with("GET /node/v1/engines/vol%201/snapshots HTTP/1.1\r\n"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_keeps_its_code_and_message() {
+        let (address, server) = serve_once(
+            "409 Conflict",
+            r#"{"code":"conflict","message":"it is mounted now"}"#,
+        )
+        .await;
+        let error = ApiClient::default()
+            .call(&address, node_api::stop_engine("v", false))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), ErrorCode::Conflict);
+        assert_eq!(error.status(), Some(409));
+        assert_eq!(error.message(), "it is mounted now");
+        let request = server.await.unwrap();
+        assert!(request.ends_with("{\"force\":false}"), "{request}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_the_error_shape_still_says_what_happened() {
+        let (address, _server) = serve_once("502 Bad Gateway", "proxy error").await;
+        let error = ApiClient::default()
+            .call(&address, node_api::engines())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), ErrorCode::Unavailable);
+        assert_eq!(error.message(), "proxy error");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_answer_and_a_silent_address_are_errors_not_panics() {
+        let (address, _server) = serve_once("200 OK", r#"{"a":1"#).await;
+        let error = ApiClient::default()
+            .call(&address, node_api::engines())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::BadAnswer { .. }), "{error}");
+
+        // Nothing listens on a port that was just freed.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let error = ApiClient::default()
+            .call(&address, node_api::engines())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), ErrorCode::Unavailable);
+        assert!(error.to_string().contains(&address), "{error}");
+    }
+}
