@@ -23,7 +23,8 @@ use ironhorn_format::{MAX_CHAIN_LENGTH, SECTOR_SIZE};
 use crate::error::{ReplicaError, Result};
 use crate::fsio;
 use crate::replica::{
-    check_size, create_sparse, load_layout, now_rfc3339, open_chain, write_meta, Layer, Replica,
+    check_size, create_sparse, load_layout, now_rfc3339, open_chain, unknown_snapshot, write_meta,
+    Layer, Replica,
 };
 
 /// What to record for a new snapshot.
@@ -246,17 +247,7 @@ impl Replica {
         if self.layout.layers.contains_key(&file) {
             Ok(file)
         } else {
-            let known: Vec<String> = self
-                .layout
-                .layers
-                .keys()
-                .filter(|f| names::snapshot_name(f).is_some())
-                .map(|f| names::display_name(f))
-                .collect();
-            Err(ReplicaError::UnknownSnapshot {
-                name: name.to_string(),
-                known: known.join(", "),
-            })
+            Err(unknown_snapshot(&self.layout, name))
         }
     }
 
@@ -356,7 +347,9 @@ impl Replica {
             .map_err(ReplicaError::io("opening", path))
     }
 
-    fn coalesce(&mut self, parent: &str, child: &str) -> Result<u64> {
+    /// Opens `parent` for writing (grown to `child`'s length when shorter) and `child` for
+    /// reading, and finds where `child` holds data: what coalesce copies and prune punches.
+    fn open_pair(&self, parent: &str, child: &str) -> Result<LayerPair> {
         let parent_path = self.dir.join(parent);
         let child_path = self.dir.join(child);
         let parent_file = self.open_rw(parent)?;
@@ -377,6 +370,26 @@ impl Replica {
         }
         let extents = fsio::data_extents(&child_file, 0, child_len)
             .map_err(ReplicaError::io("finding data in", &child_path))?;
+        Ok(LayerPair {
+            parent_path,
+            child_path,
+            parent_file,
+            child_file,
+            parent_len,
+            child_len,
+            extents,
+        })
+    }
+
+    fn coalesce(&mut self, parent: &str, child: &str) -> Result<u64> {
+        let LayerPair {
+            parent_path,
+            child_path,
+            parent_file,
+            child_file,
+            extents,
+            ..
+        } = self.open_pair(parent, child)?;
         let copied = fsio::copy_extents(&child_file, &parent_file, &extents)
             .map_err(ReplicaError::io("coalescing into", &parent_path))?;
         parent_file
@@ -412,25 +425,14 @@ impl Replica {
     }
 
     fn prune(&mut self, parent: &str, head: &str) -> Result<()> {
-        let parent_path = self.dir.join(parent);
-        let head_path = self.dir.join(head);
-        let parent_file = self.open_rw(parent)?;
-        let head_file = File::open(&head_path).map_err(ReplicaError::io("opening", &head_path))?;
-        let head_len = head_file
-            .metadata()
-            .map_err(ReplicaError::io("inspecting", &head_path))?
-            .len();
-        let parent_len = parent_file
-            .metadata()
-            .map_err(ReplicaError::io("inspecting", &parent_path))?
-            .len();
-        if parent_len < head_len {
-            parent_file
-                .set_len(head_len)
-                .map_err(ReplicaError::io("growing", &parent_path))?;
-        }
-        let extents = fsio::data_extents(&head_file, 0, head_len)
-            .map_err(ReplicaError::io("finding data in", &head_path))?;
+        let LayerPair {
+            parent_path,
+            parent_file,
+            parent_len,
+            child_len: head_len,
+            extents,
+            ..
+        } = self.open_pair(parent, head)?;
         let limit = parent_len.max(head_len);
         for extent in extents {
             let end = extent.end.min(limit);
@@ -443,4 +445,17 @@ impl Replica {
             .sync_all()
             .map_err(ReplicaError::io("flushing", &parent_path))
     }
+}
+
+/// A layer and the one above it, opened for coalescing or pruning.
+struct LayerPair {
+    parent_path: std::path::PathBuf,
+    child_path: std::path::PathBuf,
+    parent_file: File,
+    child_file: File,
+    /// Before it was grown to the child's length.
+    parent_len: u64,
+    child_len: u64,
+    /// Where the child holds data.
+    extents: Vec<ironhorn_format::sector_map::Extent>,
 }

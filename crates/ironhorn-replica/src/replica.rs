@@ -732,20 +732,25 @@ fn resolve_snapshot(layout: &Layout, name: &str) -> Result<String> {
     if layout.layers.contains_key(&file) {
         return Ok(file);
     }
+    Err(unknown_snapshot(layout, name))
+}
+
+/// No snapshot `name`: the error names the ones there are.
+pub(crate) fn unknown_snapshot(layout: &Layout, name: &str) -> ReplicaError {
     let known: Vec<String> = layout
         .layers
         .keys()
         .filter(|f| names::snapshot_name(f).is_some())
         .map(|f| names::display_name(f))
         .collect();
-    Err(ReplicaError::UnknownSnapshot {
+    ReplicaError::UnknownSnapshot {
         name: name.to_string(),
         known: if known.is_empty() {
             "none".to_string()
         } else {
             known.join(", ")
         },
-    })
+    }
 }
 
 fn apply_repairs(dir: &Path, dir_handle: &File, repairs: &[Repair]) -> Result<()> {
