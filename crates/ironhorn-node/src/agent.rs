@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironhorn_engine::{BlockDevice, Engine, EngineError, ReplicaSpec};
+use ironhorn_engine::{
+    BlockDevice, Engine, EngineError, EngineErrorKind, LocalReplicas, ReplicaSpec,
+};
 use ironhorn_frontend::blockdev::{
     self, Attached, BlockdevError, BlockdevPaths, FuseLoop, KernelNbd, KernelUblk,
 };
@@ -58,9 +60,11 @@ impl From<BlockdevError> for AgentError {
 
 impl From<EngineError> for AgentError {
     fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::Refused(m) => AgentError::Refused(m),
-            other => AgentError::Failed(other.to_string()),
+        match e.kind() {
+            EngineErrorKind::Refused => AgentError::Refused(e.to_string()),
+            EngineErrorKind::NoReplica | EngineErrorKind::Failed => {
+                AgentError::Failed(e.to_string())
+            }
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct Agent {
     /// The address data-path listeners bind to and advertise (replica servers, NBD).
     data_host: String,
     replicas: Mutex<BTreeMap<String, RunningReplica>>,
+    /// The replica servers above, for this process's engines to reach directly.
+    local_replicas: LocalReplicas,
     engines: Mutex<BTreeMap<String, RunningEngine>>,
     blockdev: Option<BlockdevSupport>,
 }
@@ -199,6 +205,7 @@ impl Agent {
             name: name.to_string(),
             data_host: data_host.to_string(),
             replicas: Mutex::new(BTreeMap::new()),
+            local_replicas: LocalReplicas::new(),
             engines: Mutex::new(BTreeMap::new()),
             blockdev: None,
         }
@@ -364,7 +371,7 @@ impl Agent {
             stop.clone(),
         ));
         // An engine of this process reaches it directly.
-        ironhorn_engine::local::register(&address, shared.clone());
+        self.local_replicas.register(&address, shared.clone());
         tracing::info!(replica = name, dir = %dir.display(), %address, "replica server started");
         replicas.insert(
             name.to_string(),
@@ -392,7 +399,7 @@ impl Agent {
         };
         // An engine of this process that uses it directly fails it from now on, as one
         // connected over the network sees its connection close.
-        ironhorn_engine::local::unregister(&running.address);
+        self.local_replicas.unregister(&running.address);
         running.stop.cancel();
         let _ = running.task.await;
         let shared = running.shared;
@@ -460,6 +467,7 @@ impl Agent {
             start.size,
             &specs,
             Duration::from_secs(start.replica_timeout.max(1)),
+            &self.local_replicas,
         )
         .await?;
         let engine = Arc::new(engine);

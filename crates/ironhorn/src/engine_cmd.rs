@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use ironhorn_engine::{Engine, ReplicaSpec};
+use ironhorn_engine::{Engine, LocalReplicas, ReplicaSpec};
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
 use ironhorn_node::wire::path_segment;
 use ironhorn_replica::net::{Addr, Listener};
@@ -336,6 +336,8 @@ fn serve(args: ServeArgs) -> Result<()> {
             args.size,
             &args.replicas,
             args.engine_replica_timeout,
+            // This process serves no replica: every one is reached over the network.
+            &LocalReplicas::new(),
         )
         .await
         .context("starting the engine")?;

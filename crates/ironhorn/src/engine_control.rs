@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use ironhorn_engine::{BlockDevice, Engine, EngineError, RebuildReport, ReplicaSpec, SlotStatus};
+use ironhorn_engine::{
+    BlockDevice, Engine, EngineError, EngineErrorKind, RebuildReport, ReplicaSpec, SlotStatus,
+};
 use ironhorn_format::names;
 use ironhorn_frontend::nbd::Export;
 use serde::{Deserialize, Serialize};
@@ -34,20 +36,28 @@ impl IntoResponse for Failure {
 
 impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
-        let (status, code) = match e {
-            EngineError::Refused(_) => (StatusCode::CONFLICT, "refused"),
-            EngineError::NoReplica(_) | EngineError::Failed(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "failed")
-            }
-        };
-        Failure(
-            status,
-            ApiError {
-                code: code.into(),
-                message: e.to_string(),
-            },
-        )
+        match e.kind() {
+            EngineErrorKind::Refused => refused(e.to_string()),
+            EngineErrorKind::NoReplica | EngineErrorKind::Failed => Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ApiError {
+                    code: "failed".into(),
+                    message: e.to_string(),
+                },
+            ),
+        }
     }
+}
+
+/// A request turned down: nothing changed.
+fn refused(message: String) -> Failure {
+    Failure(
+        StatusCode::CONFLICT,
+        ApiError {
+            code: "refused".into(),
+            message,
+        },
+    )
 }
 
 fn bad_request(message: String) -> Failure {
@@ -209,10 +219,9 @@ async fn revert(
 ) -> Result<StatusCode, Failure> {
     let clients = s.export.connections.load(Ordering::SeqCst);
     if clients > 0 {
-        return Err(EngineError::Refused(format!(
+        return Err(refused(format!(
             "{clients} NBD client(s) are connected: disconnect them (detach the volume) before reverting"
-        ))
-        .into());
+        )));
     }
     s.engine.revert(&name).await?;
     Ok(StatusCode::NO_CONTENT)
