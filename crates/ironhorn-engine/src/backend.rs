@@ -194,7 +194,7 @@ impl ReplicaBackend for InProcess {
     fn read_layer(&self, file: &str, offset: u64, len: u32) -> CallFuture<'_, Vec<u8>> {
         let file = file.to_string();
         Box::pin(self.blocking(move |r| {
-            let mut buf = ironhorn_replica::buffers::take(len as usize);
+            let mut buf = ironhorn_runtime::buffers::take(len as usize);
             r.read().read_layer(&file, &mut buf, offset)?;
             Ok(buf)
         }))

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use ironhorn_replica::net::Addr;
+use ironhorn_runtime::net::Addr;
 use serde::Serialize;
 
 use crate::local::LocalReplicas;

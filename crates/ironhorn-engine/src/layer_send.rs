@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use ironhorn_proto::replica::{self as wire, Header, Kind};
-use ironhorn_replica::net::Addr;
+use ironhorn_runtime::net::Addr;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Semaphore;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ironhorn_proto::replica::{self as wire, Control, ControlReply, Header, Kind, WireError};
-use ironhorn_replica::direct_writer::DirectWriter;
-use ironhorn_replica::net::{self, Addr};
+use ironhorn_runtime::direct_writer::DirectWriter;
+use ironhorn_runtime::net::{self, Addr};
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
@@ -86,7 +86,7 @@ impl RemoteReplica {
                     Ok(h) => h,
                     Err(e) => break e.to_string(),
                 };
-                let mut payload = ironhorn_replica::buffers::take(header.payload_len as usize);
+                let mut payload = ironhorn_runtime::buffers::take(header.payload_len as usize);
                 if let Err(e) = reader.read_exact(&mut payload).await {
                     break e.to_string();
                 }

@@ -16,8 +16,8 @@ use ironhorn_frontend::blockdev::{
     self, Attached, BlockdevError, BlockdevPaths, FuseLoop, KernelNbd, KernelUblk,
 };
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
-use ironhorn_replica::net::{Addr, Listener};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
+use ironhorn_runtime::net::{Addr, Listener};
 use thiserror::Error;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;

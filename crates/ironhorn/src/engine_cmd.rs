@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use ironhorn_engine::{Engine, LocalReplicas, ReplicaSpec};
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
 use ironhorn_node::wire::path_segment;
-use ironhorn_replica::net::{Addr, Listener};
+use ironhorn_runtime::net::{Addr, Listener};
 
 use crate::engine_control::{
     router, ApiError, ControlState, EngineInfo, ReplicaStatus, SnapshotView,

@@ -384,7 +384,7 @@ impl Engine {
                     .await
                     .map_err(|e| on_target(format!("rebuilding: writing {file}").into())(e))?;
                 if let Ok(buffer) = Arc::try_unwrap(data) {
-                    ironhorn_replica::buffers::give(buffer);
+                    ironhorn_runtime::buffers::give(buffer);
                 }
                 Ok::<u64, EngineError>(n)
             }))

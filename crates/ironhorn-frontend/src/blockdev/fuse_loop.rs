@@ -32,8 +32,8 @@ pub struct FuseLoop {
     session: Option<BackgroundSession>,
     zeroing: Arc<ZeroingActivity>,
     /// The poll window stays shut while a block device is served here (see
-    /// `ironhorn_replica::poll_window::suppress`).
-    _no_poll_window: ironhorn_replica::poll_window::Suppressed,
+    /// `ironhorn_runtime::poll_window::suppress`).
+    _no_poll_window: ironhorn_runtime::poll_window::Suppressed,
 }
 
 /// `/sys/fs/fuse/connections/<id>` of the FUSE filesystem on device `major:minor`.
@@ -105,7 +105,7 @@ impl FuseLoop {
             connection: connection_dir(fs_device).display().to_string(),
             session: Some(session),
             zeroing,
-            _no_poll_window: ironhorn_replica::poll_window::suppress(),
+            _no_poll_window: ironhorn_runtime::poll_window::suppress(),
         };
         let bound = loop_device::bind(&mount_point.join(FILE_NAME)).and_then(|dev| {
             attached.device.path = dev.clone();
