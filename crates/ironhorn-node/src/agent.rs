@@ -13,12 +13,13 @@ use ironhorn_engine::{
     BlockDevice, Engine, EngineError, EngineErrorKind, LocalReplicas, ReplicaSpec,
 };
 use ironhorn_frontend::blockdev::{
-    self, Attached, BlockdevError, BlockdevPaths, FuseLoop, KernelNbd, KernelUblk,
+    self, Attached, BlockdevError, BlockdevErrorKind, BlockdevPaths, FuseLoop, KernelNbd,
+    KernelUblk,
 };
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
+use ironhorn_runtime::error::{BoxError, KindError};
 use ironhorn_runtime::net::{Addr, Listener};
-use thiserror::Error;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -37,35 +38,73 @@ const KEEPALIVE: Duration = Duration::from_secs(2);
 /// A trim is over once no discard has arrived for this long after fstrim returned.
 const TRIM_QUIET: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Error)]
-pub enum AgentError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Failed(String),
+/// What an [`AgentError`] means for the caller; the node API maps each to its status and
+/// code (`api.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentErrorKind {
+    /// No such replica, engine or snapshot on this node.
+    NotFound,
+    /// Turned down in the state things are in (in use, rebuilding, busy device).
+    Refused,
+    /// The request itself is wrong.
+    Invalid,
+    /// The node could not do it.
+    Failed,
+}
+
+/// Why the node agent could not do what it was asked: the kind, what it was doing, and the
+/// error underneath (the engine's, the block device's, an I/O error).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct AgentError(KindError<AgentErrorKind>);
+
+impl AgentError {
+    pub fn new(kind: AgentErrorKind, context: impl Into<String>) -> Self {
+        AgentError(KindError::new(kind, context))
+    }
+
+    /// For `map_err`: `context` went wrong because of the error given.
+    pub fn by<E: Into<BoxError>>(
+        kind: AgentErrorKind,
+        context: impl Into<String>,
+    ) -> impl FnOnce(E) -> Self {
+        let error = KindError::by(kind, context);
+        move |source| AgentError(error(source))
+    }
+
+    fn of(kind: AgentErrorKind, source: impl Into<BoxError>) -> Self {
+        AgentError(KindError::of(kind, source))
+    }
+
+    pub fn kind(&self) -> AgentErrorKind {
+        self.0.kind()
+    }
 }
 
 impl From<BlockdevError> for AgentError {
     fn from(e: BlockdevError) -> Self {
-        match e {
-            BlockdevError::Busy(m) | BlockdevError::Unavailable(m) => AgentError::Refused(m),
-            BlockdevError::Failed(m) => AgentError::Failed(m),
-        }
+        let kind = match e.kind() {
+            BlockdevErrorKind::Busy | BlockdevErrorKind::Unavailable => AgentErrorKind::Refused,
+            BlockdevErrorKind::Failed => AgentErrorKind::Failed,
+        };
+        AgentError::of(kind, e)
     }
 }
 
 impl From<EngineError> for AgentError {
     fn from(e: EngineError) -> Self {
-        match e.kind() {
-            EngineErrorKind::Refused => AgentError::Refused(e.to_string()),
-            EngineErrorKind::NoReplica | EngineErrorKind::Failed => {
-                AgentError::Failed(e.to_string())
-            }
-        }
+        let kind = match e.kind() {
+            EngineErrorKind::Refused => AgentErrorKind::Refused,
+            EngineErrorKind::NoReplica | EngineErrorKind::Failed => AgentErrorKind::Failed,
+        };
+        AgentError::of(kind, e)
+    }
+}
+
+/// A blocking task that did not finish (it panicked or the runtime is going down).
+impl From<tokio::task::JoinError> for AgentError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        AgentError::of(AgentErrorKind::Failed, e)
     }
 }
 
@@ -102,7 +141,7 @@ async fn on_blockdev<T: Send + 'static>(
     let device = device.clone();
     tokio::task::spawn_blocking(move || work(&mut device.lock().unwrap_or_else(|e| e.into_inner())))
         .await
-        .map_err(|e| AgentError::Failed(e.to_string()))
+        .map_err(AgentError::from)
 }
 
 /// How this node serves the blockdev frontend.
@@ -181,19 +220,25 @@ fn check_deletable(dir: &Path) -> Result<(), AgentError> {
         .and_then(|p| p.file_name())
         .is_some_and(|n| n == disk::REPLICAS_DIR);
     if !dir.is_absolute() || !under_replicas {
-        return Err(AgentError::Invalid(format!(
-            "{} is not a replica directory (<disk>/replicas/<name>)",
-            dir.display()
-        )));
+        return Err(AgentError::new(
+            AgentErrorKind::Invalid,
+            format!(
+                "{} is not a replica directory (<disk>/replicas/<name>)",
+                dir.display()
+            ),
+        ));
     }
     let empty = std::fs::read_dir(dir)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
     if !empty && !dir.join("volume.meta").exists() {
-        return Err(AgentError::Refused(format!(
-            "{} holds files but no volume.meta: not removing what is not a replica",
-            dir.display()
-        )));
+        return Err(AgentError::new(
+            AgentErrorKind::Refused,
+            format!(
+                "{} holds files but no volume.meta: not removing what is not a replica",
+                dir.display()
+            ),
+        ));
     }
     Ok(())
 }
@@ -231,8 +276,9 @@ impl Agent {
                 Some(Backend::FuseLoop)
             }
             Some(Backend::FuseLoop) => {
-                return Err(AgentError::Invalid(
-                    "the fuse-loop backend needs /dev/fuse and /dev/loop-control".into(),
+                return Err(AgentError::new(
+                    AgentErrorKind::Invalid,
+                    "the fuse-loop backend needs /dev/fuse and /dev/loop-control",
                 ))
             }
             Some(Backend::Nbd) => {
@@ -312,11 +358,14 @@ impl Agent {
         let mut replicas = self.replicas.lock().await;
         if let Some(running) = replicas.get(name) {
             if running.dir != dir {
-                return Err(AgentError::Refused(format!(
-                    "replica {name} runs from {} already, not {}",
-                    running.dir.display(),
-                    dir.display()
-                )));
+                return Err(AgentError::new(
+                    AgentErrorKind::Refused,
+                    format!(
+                        "replica {name} runs from {} already, not {}",
+                        running.dir.display(),
+                        dir.display()
+                    ),
+                ));
             }
             return Ok(ReplicaInstance {
                 name: name.to_string(),
@@ -326,10 +375,13 @@ impl Agent {
             });
         }
         if !dir.is_absolute() {
-            return Err(AgentError::Invalid(format!(
-                "replica directory {} is not an absolute path",
-                dir.display()
-            )));
+            return Err(AgentError::new(
+                AgentErrorKind::Invalid,
+                format!(
+                    "replica directory {} is not an absolute path",
+                    dir.display()
+                ),
+            ));
         }
         let open_dir = dir.clone();
         let size = start.size;
@@ -351,17 +403,14 @@ impl Agent {
                 Replica::create(&open_dir, size)
             }
         })
-        .await
-        .map_err(|e| AgentError::Failed(e.to_string()))?
-        .map_err(|e| AgentError::Failed(format!("opening replica {}: {e}", dir.display())))?;
+        .await?
+        .map_err(AgentError::by(AgentErrorKind::Failed, format!("opening replica {}", dir.display())))?;
         let listener = Listener::bind(&Addr::Tcp(format!("{}:0", self.data_host)))
             .await
-            .map_err(|e| {
-                AgentError::Failed(format!(
-                    "listening on {} for a replica: {e}",
-                    self.data_host
-                ))
-            })?;
+            .map_err(AgentError::by(
+                AgentErrorKind::Failed,
+                format!("listening on {} for a replica", self.data_host),
+            ))?;
         let address = listener.local_addr().to_string();
         let shared = Arc::new(SharedReplica::new(replica));
         let stop = CancellationToken::new();
@@ -407,9 +456,11 @@ impl Agent {
             Ok(shared) => shared.into_inner().close(),
             Err(shared) => shared.flush(),
         })
-        .await
-        .map_err(|e| AgentError::Failed(e.to_string()))?
-        .map_err(|e| AgentError::Failed(format!("closing replica {name}: {e}")))?;
+        .await?
+        .map_err(AgentError::by(
+            AgentErrorKind::Failed,
+            format!("closing replica {name}"),
+        ))?;
         tracing::info!(replica = name, "replica server stopped");
         Ok(())
     }
@@ -423,10 +474,10 @@ impl Agent {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(AgentError::Failed(format!(
-                    "removing {}: {e}",
-                    dir.display()
-                )))
+                return Err(AgentError::new(
+                    AgentErrorKind::Failed,
+                    format!("removing {}: {e}", dir.display()),
+                ))
             }
         }
         tracing::info!(replica = name, dir = %dir.display(), "replica removed");
@@ -447,20 +498,25 @@ impl Agent {
             (true, _) | (false, "nbd") => None,
             (false, "blockdev") => Some(self.blockdev_paths()?),
             (false, other) => {
-                return Err(AgentError::Invalid(format!(
-                    "unknown frontend {other:?}: nbd or blockdev"
-                )))
+                return Err(AgentError::new(
+                    AgentErrorKind::Invalid,
+                    format!("unknown frontend {other:?}: nbd or blockdev"),
+                ))
             }
         };
         let specs: Vec<ReplicaSpec> = start
             .replicas
             .iter()
-            .map(|a| a.parse::<ReplicaSpec>().map_err(AgentError::Invalid))
+            .map(|a| {
+                a.parse::<ReplicaSpec>()
+                    .map_err(|e| AgentError::new(AgentErrorKind::Invalid, e))
+            })
             .collect::<Result<_, _>>()?;
         if specs.is_empty() {
-            return Err(AgentError::Invalid(format!(
-                "volume {volume}: an engine needs at least one replica"
-            )));
+            return Err(AgentError::new(
+                AgentErrorKind::Invalid,
+                format!("volume {volume}: an engine needs at least one replica"),
+            ));
         }
         let engine = Engine::start(
             volume,
@@ -503,7 +559,7 @@ impl Agent {
                     .map(|d| Attached::Ublk(Box::new(d))),
             })
             .await
-            .map_err(|e| AgentError::Failed(e.to_string()))
+            .map_err(AgentError::from)
             .and_then(|r| r.map_err(AgentError::from));
             match attached {
                 Ok(attached) => {
@@ -523,7 +579,7 @@ impl Agent {
             ));
             let listener = Listener::bind(&Addr::Tcp(format!("{}:0", self.data_host)))
                 .await
-                .map_err(|e| AgentError::Failed(format!("listening for NBD: {e}")))?;
+                .map_err(AgentError::by(AgentErrorKind::Failed, "listening for NBD"))?;
             running.endpoint = nbd_uri(&listener.local_addr(), volume);
             running.frontend = Some(tokio::spawn(serve_nbd(
                 listener,
@@ -551,11 +607,11 @@ impl Agent {
                 backend: Some(backend),
                 ..
             }) => Ok((paths.clone(), *backend)),
-            Some(_) => Err(AgentError::Refused(format!(
+            Some(_) => Err(AgentError::new(AgentErrorKind::Refused, format!(
                 "node {} offers no block device backend (it needs /dev/fuse and loop devices): run `ironhorn check` there, or attach with frontend nbd",
                 self.name
             ))),
-            None => Err(AgentError::Refused(format!(
+            None => Err(AgentError::new(AgentErrorKind::Refused, format!(
                 "node {} runs without the blockdev frontend: attach with frontend nbd",
                 self.name
             ))),
@@ -578,7 +634,7 @@ impl Agent {
             if let Some(why) =
                 on_blockdev(device, |d| d.as_ref().and_then(|d| d.device().busy())).await?
             {
-                return Err(AgentError::Refused(why));
+                return Err(AgentError::new(AgentErrorKind::Refused, why));
             }
         }
         // The engine stays listed while it stops: until its last write is flushed, its
@@ -634,7 +690,7 @@ impl Agent {
                 .get(volume)
                 .ok_or_else(|| self.not_attached(volume))?;
             running.blockdev.clone().ok_or_else(|| {
-                AgentError::Refused(format!(
+                AgentError::new(AgentErrorKind::Refused, format!(
                     "volume {volume} has no block device here (frontend {:?}): trim runs on a filesystem mounted from /dev/ironhorn/{volume}",
                     running.frontend_name
                 ))
@@ -647,7 +703,7 @@ impl Agent {
                 .map(|d| d.device().mount_points())
                 .unwrap_or_default();
             let Some(point) = points.first() else {
-                return Err(AgentError::Refused(format!(
+                return Err(AgentError::new(AgentErrorKind::Refused, format!(
                     "volume {volume} is not mounted: mount /dev/ironhorn/{volume} first (trim works on a mounted filesystem)"
                 )));
             };
@@ -661,9 +717,7 @@ impl Agent {
                 .arg("-v")
                 .arg(point)
                 .output()
-                .map_err(|e| {
-                    AgentError::Failed(format!("running fstrim: {e} (install util-linux)"))
-                })?;
+                .map_err(AgentError::by(AgentErrorKind::Failed, "running fstrim (install util-linux)"))?;
             // The filesystem may answer before its discards have reached the volume (xfs
             // sends them on after FITRIM returns): wait until they stop arriving.
             let settled = d.as_ref().is_some_and(|device| {
@@ -677,7 +731,7 @@ impl Agent {
                 .map_or(0, |d| d.zeroed_bytes().saturating_sub(zeroed_before));
             let text = String::from_utf8_lossy(&output.stdout);
             if !output.status.success() {
-                return Err(AgentError::Failed(format!(
+                return Err(AgentError::new(AgentErrorKind::Failed, format!(
                     "fstrim {}: {}",
                     point.display(),
                     String::from_utf8_lossy(&output.stderr).trim()
@@ -693,10 +747,13 @@ impl Agent {
     }
 
     fn not_attached(&self, volume: &str) -> AgentError {
-        AgentError::NotFound(format!(
-            "volume {volume} has no engine on node {}: attach it first",
-            self.name
-        ))
+        AgentError::new(
+            AgentErrorKind::NotFound,
+            format!(
+                "volume {volume} has no engine on node {}: attach it first",
+                self.name
+            ),
+        )
     }
 
     /// The volume's engine as it runs now, with its block device's current mount points.
@@ -810,20 +867,12 @@ mod tests {
         std::fs::create_dir_all(replicas.join("vol-0a1b2c3d")).expect("mkdir");
         assert!(check_deletable(&replicas.join("vol-0a1b2c3d")).is_ok());
         assert!(check_deletable(&replicas.join("missing-0a1b2c3d")).is_ok());
-        assert!(matches!(
-            check_deletable(disk.path()),
-            Err(AgentError::Invalid(_))
-        ));
-        assert!(matches!(
-            check_deletable(Path::new("replicas/x")),
-            Err(AgentError::Invalid(_))
-        ));
+        let kind = |dir: &Path| check_deletable(dir).map_err(|e| e.kind());
+        assert_eq!(kind(disk.path()), Err(AgentErrorKind::Invalid));
+        assert_eq!(kind(Path::new("replicas/x")), Err(AgentErrorKind::Invalid));
         let other = replicas.join("notes");
         std::fs::create_dir_all(&other).expect("mkdir");
         std::fs::write(other.join("todo.txt"), b"keep me").expect("write");
-        assert!(matches!(
-            check_deletable(&other),
-            Err(AgentError::Refused(_))
-        ));
+        assert_eq!(kind(&other), Err(AgentErrorKind::Refused));
     }
 }

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use ironhorn_engine::ReplicaSpec;
 use ironhorn_format::names;
 
-use crate::agent::{probe_disk, Agent, AgentError};
+use crate::agent::{probe_disk, Agent, AgentError, AgentErrorKind};
 use crate::wire::{
     AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, ErrorBody, Expand,
     NodeReport, ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance,
@@ -21,11 +21,12 @@ use crate::wire::{
 
 impl IntoResponse for AgentError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            AgentError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            AgentError::Refused(_) => (StatusCode::CONFLICT, "refused"),
-            AgentError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-            AgentError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
+        // The codes the manager matches on: keep them.
+        let (status, code) = match self.kind() {
+            AgentErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AgentErrorKind::Refused => (StatusCode::CONFLICT, "refused"),
+            AgentErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+            AgentErrorKind::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
         };
         let body = ErrorBody {
             code: code.to_string(),
@@ -81,11 +82,9 @@ async fn observe(
 }
 
 async fn probe(Json(req): Json<ProbeRequest>) -> Result<Json<DiskReport>> {
-    let report = tokio::task::spawn_blocking(move || probe_disk(&req.path))
-        .await
-        .map_err(|e| AgentError::Failed(e.to_string()))?;
+    let report = tokio::task::spawn_blocking(move || probe_disk(&req.path)).await?;
     if !report.error.is_empty() {
-        return Err(AgentError::Invalid(report.error));
+        return Err(AgentError::new(AgentErrorKind::Invalid, report.error));
     }
     Ok(Json(report))
 }
@@ -132,7 +131,8 @@ async fn stop_engine(
     let req: StopEngine = if body.iter().all(u8::is_ascii_whitespace) {
         StopEngine::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| AgentError::Invalid(e.to_string()))?
+        serde_json::from_slice(&body)
+            .map_err(|e| AgentError::new(AgentErrorKind::Invalid, e.to_string()))?
     };
     agent.stop_engine(&volume, req.force).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -158,7 +158,10 @@ async fn add_replica(
     Json(req): Json<AddReplica>,
 ) -> Result<Json<RebuildResult>> {
     let (engine, _) = agent.engine(&volume).await?;
-    let spec: ReplicaSpec = req.address.parse().map_err(AgentError::Invalid)?;
+    let spec: ReplicaSpec = req
+        .address
+        .parse()
+        .map_err(|e| AgentError::new(AgentErrorKind::Invalid, e))?;
     let report = engine
         .add_returning_replica(&spec, req.previous.as_deref())
         .await?;
@@ -242,7 +245,7 @@ async fn revert(
 ) -> Result<StatusCode> {
     let (engine, clients) = agent.engine(&volume).await?;
     if clients > 0 {
-        return Err(AgentError::Refused(format!(
+        return Err(AgentError::new(AgentErrorKind::Refused, format!(
             "{clients} client(s) use volume {volume}: detach it and attach it in maintenance mode before reverting"
         )));
     }
