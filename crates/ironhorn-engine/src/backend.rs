@@ -1,7 +1,8 @@
 //! [`ReplicaBackend`]: how the engine reaches one replica, with a typed method per request.
 //! [`InProcess`] calls a replica of this process directly; the replica server's client is in
-//! [`crate::remote`]. The engine's slot puts its timeout around every call, so a backend
-//! that never answers is failed like one that errs.
+//! [`crate::remote`]. The engine's slot puts its timeout around every call of a backend
+//! that is [`ReplicaBackend::bounded`], so one that never answers is failed like one that
+//! errs.
 
 use std::fmt;
 use std::future::Future;
@@ -40,6 +41,11 @@ pub trait ReplicaBackend: Send + Sync + fmt::Debug {
     /// The replica itself when it lives in this process (reads prefer it: no network hop).
     fn in_process(&self) -> Option<&Arc<SharedReplica>> {
         None
+    }
+
+    /// Whether the engine's replica timeout bounds its calls.
+    fn bounded(&self) -> bool {
+        true
     }
 
     fn info(&self) -> CallFuture<'_, ReplicaInfo> {
@@ -211,5 +217,11 @@ impl ReplicaBackend for InProcess {
 
     fn in_process(&self) -> Option<&Arc<SharedReplica>> {
         Some(&self.replica)
+    }
+
+    /// Its work runs on this process's threads and cannot be abandoned: a timeout would mark
+    /// it ERR while the operation (a long purge, say) goes on, so it has none.
+    fn bounded(&self) -> bool {
+        false
     }
 }

@@ -154,9 +154,10 @@ impl RemoteReplica {
             .insert(id, waiter);
         // A response that never comes must not keep its waiter forever once the caller
         // gives up (its timeout drops this future).
-        let _forget = Forget {
+        let mut forget = Forget {
             pending: &self.pending,
             id,
+            armed: true,
         };
         let header = Header {
             kind,
@@ -178,23 +179,29 @@ impl RemoteReplica {
             let head = [encoded.as_slice(), prefix].concat();
             self.writer.send(&head, body.as_ref()).map_err(failed)?;
         }
-        wait.await
-            .unwrap_or_else(|_| Err(ClientError::Closed("connection dropped".into())))
+        let answer = wait.await;
+        // Answered or failed by the reader: it took the waiter out already.
+        forget.armed = false;
+        answer.unwrap_or_else(|_| Err(ClientError::Closed("connection dropped".into())))
     }
 }
 
-/// Removes a request's waiter when its call ends, answered or not.
+/// Removes a request's waiter when its call ends before the answer (the caller gave up, or
+/// the request could not be sent).
 struct Forget<'a> {
     pending: &'a Pending,
     id: u64,
+    armed: bool,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        if self.armed {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.id);
+        }
     }
 }
 

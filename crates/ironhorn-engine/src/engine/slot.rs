@@ -1,7 +1,7 @@
 //! One replica of the volume as the engine holds it: its backend, its mode (RW, WO, ERR)
 //! and why it failed, and, while it is failed, what it missed. Every call to the backend
 //! goes through [`Slot::timed`], so a replica that does not answer in time fails like one
-//! that errs.
+//! that errs (see [`ReplicaBackend::bounded`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -129,8 +129,11 @@ impl Slot {
         }
     }
 
-    /// `call` bounded by the engine's replica timeout.
+    /// `call`, bounded by the engine's replica timeout where its backend allows.
     pub(super) async fn timed<T>(&self, call: CallFuture<'_, T>) -> Result<T, CallError> {
+        if !self.backend.bounded() {
+            return call.await;
+        }
         tokio::time::timeout(self.timeout, call)
             .await
             .unwrap_or(Err(CallError::Timeout(self.timeout)))
