@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ironhorn_proto::replica::{Control, ControlReply, LayerInfo, ReplicaInfo};
 use ironhorn_replica::server::run_control;
-use ironhorn_replica::{ReplicaError, SharedReplica};
+use ironhorn_replica::{ReplicaError, SharedReplica, SnapshotSpec};
 
 use crate::error::CallError;
 
@@ -36,7 +36,8 @@ pub trait ReplicaBackend: Send + Sync + fmt::Debug {
     fn read_layer(&self, file: &str, offset: u64, len: u32) -> CallFuture<'_, Vec<u8>>;
     /// Rebuild target: `data` into layer `file` at `offset`.
     fn write_layer(&self, file: &str, offset: u64, data: Arc<Vec<u8>>) -> CallFuture<'_, ()>;
-    /// One control operation (snapshot, remove, purge, revert, expand, revision...).
+    /// One control operation, as the replica protocol carries it; the typed methods below
+    /// go through it.
     fn control(&self, control: Control) -> CallFuture<'_, ControlReply>;
     /// The replica itself when it lives in this process (reads prefer it: no network hop).
     fn in_process(&self) -> Option<&Arc<SharedReplica>> {
@@ -46,6 +47,71 @@ pub trait ReplicaBackend: Send + Sync + fmt::Debug {
     /// Whether the engine's replica timeout bounds its calls.
     fn bounded(&self) -> bool {
         true
+    }
+
+    /// A control operation that answers nothing but success.
+    fn act(&self, control: Control) -> CallFuture<'_, ()> {
+        Box::pin(async move {
+            match self.control(control).await? {
+                ControlReply::Done => Ok(()),
+                _ => Err(CallError::UnexpectedReply { asked: "an action" }),
+            }
+        })
+    }
+
+    /// Takes snapshot `spec.name`: the head so far becomes it.
+    fn snapshot(&self, spec: SnapshotSpec) -> CallFuture<'_, ()> {
+        self.act(Control::Snapshot {
+            name: spec.name,
+            user_created: spec.user_created,
+            created: spec.created,
+            labels: spec.labels,
+        })
+    }
+
+    /// Marks snapshot `name` removed (its data goes at the next purge).
+    fn remove_snapshot(&self, name: String) -> CallFuture<'_, ()> {
+        self.act(Control::Remove { name })
+    }
+
+    /// Coalesces removed snapshots into their children.
+    fn purge(&self) -> CallFuture<'_, ()> {
+        self.act(Control::Purge)
+    }
+
+    /// Starts a new head on snapshot `name`.
+    fn revert(&self, name: String) -> CallFuture<'_, ()> {
+        self.act(Control::Revert { name })
+    }
+
+    fn expand(&self, size: u64) -> CallFuture<'_, ()> {
+        self.act(Control::Expand { size })
+    }
+
+    fn set_revision(&self, revision: u64) -> CallFuture<'_, ()> {
+        self.act(Control::SetRevision { revision })
+    }
+
+    fn set_rebuilding(&self, rebuilding: bool) -> CallFuture<'_, ()> {
+        self.act(Control::SetRebuilding { rebuilding })
+    }
+
+    /// Clears the recent-writes ring (after a clean stop nothing needs reconciling).
+    fn forget_recent_writes(&self) -> CallFuture<'_, ()> {
+        self.act(Control::ForgetRecentWrites)
+    }
+
+    /// Rebuild target: lays out `layers` and starts a new head on `head_parent`.
+    fn prepare_rebuild(&self, head_parent: String, layers: Vec<LayerInfo>) -> CallFuture<'_, ()> {
+        self.act(Control::PrepareRebuild {
+            head_parent,
+            layers,
+        })
+    }
+
+    /// Rebuild target: done, at `revision`.
+    fn finish_rebuild(&self, revision: u64) -> CallFuture<'_, ()> {
+        self.act(Control::FinishRebuild { revision })
     }
 
     fn info(&self) -> CallFuture<'_, ReplicaInfo> {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use std::borrow::Cow;
 
-use ironhorn_proto::replica::{Control, LayerInfo, ReplicaInfo};
+use ironhorn_proto::replica::{LayerInfo, ReplicaInfo};
+use ironhorn_replica::SnapshotSpec;
 
 use super::slot::MISSED_REGION;
 use super::{Engine, Mode, RebuildReport, ReplicaSpec, Slot};
@@ -131,7 +132,7 @@ impl Engine {
         let regions = {
             let _paused = self.gate.write().await;
             target
-                .control(Control::SetRebuilding { rebuilding: true })
+                .timed(target.backend().set_rebuilding(true))
                 .await
                 .map_err(on_target())?;
             target.set_mode(Mode::WO);
@@ -178,11 +179,12 @@ impl Engine {
             .await
             .map_err(EngineError::replica(OP, &source.spec))?
             .revision;
-        for control in [
-            Control::SetRevision { revision },
-            Control::SetRebuilding { rebuilding: false },
+        let backend = target.backend();
+        for step in [
+            backend.set_revision(revision),
+            backend.set_rebuilding(false),
         ] {
-            if let Err(e) = target.control(control).await {
+            if let Err(e) = target.timed(step).await {
                 target.fail(&e);
                 return Err(on_target()(e));
             }
@@ -251,27 +253,29 @@ impl Engine {
         let layers = {
             let _paused = self.gate.write().await;
             let name = system_snapshot_name();
-            self.control_all(
-                "rebuilding: system snapshot",
-                Control::Snapshot {
-                    name: name.clone(),
-                    user_created: false,
-                    created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                        .to_string(),
-                    labels: Default::default(),
-                },
-            )
+            let snapshot = SnapshotSpec {
+                name: name.clone(),
+                user_created: false,
+                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+                labels: Default::default(),
+            };
+            self.control_all("rebuilding: system snapshot", |b| {
+                b.snapshot(snapshot.clone())
+            })
             .await?;
             let mut layers = source.layers().await.map_err(on_source())?;
             layers.retain(|l| !l.is_head);
             for l in &mut layers {
                 l.keep = identical.contains(&l.file);
             }
+            let head_parent = format!("volume-snap-{name}.img");
             target
-                .control(Control::PrepareRebuild {
-                    head_parent: format!("volume-snap-{name}.img"),
-                    layers: layers.clone(),
-                })
+                .timed(
+                    target
+                        .backend()
+                        .prepare_rebuild(head_parent, layers.clone()),
+                )
                 .await
                 .map_err(on_target())?;
             target.set_mode(Mode::WO);
@@ -297,7 +301,10 @@ impl Engine {
         }
         let _paused = self.gate.write().await;
         let revision = source.info().await.map_err(on_source())?.revision;
-        if let Err(e) = target.control(Control::FinishRebuild { revision }).await {
+        if let Err(e) = target
+            .timed(target.backend().finish_rebuild(revision))
+            .await
+        {
             target.fail(&e);
             return Err(on_target()(e));
         }

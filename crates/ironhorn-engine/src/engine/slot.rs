@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ironhorn_proto::replica::{Control, ControlReply, LayerInfo, ReplicaInfo};
+use ironhorn_proto::replica::{LayerInfo, ReplicaInfo};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
 
 use super::{Mode, ReplicaSpec};
@@ -149,10 +149,6 @@ impl Slot {
             });
         }
         Ok(data)
-    }
-
-    pub(super) async fn control(&self, control: Control) -> Result<ControlReply, CallError> {
-        self.timed(self.backend.control(control)).await
     }
 
     pub(super) async fn info(&self) -> Result<ReplicaInfo, CallError> {

@@ -7,9 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use ironhorn_proto::replica::{Control, LayerInfo};
+use ironhorn_proto::replica::LayerInfo;
+use ironhorn_replica::SnapshotSpec;
 
 use super::{Engine, Mode, Slot};
+use crate::backend::{CallFuture, ReplicaBackend};
 use crate::error::{CallError, EngineError, Refusal};
 use crate::BlockDevice;
 
@@ -19,13 +21,12 @@ impl Engine {
     pub(super) async fn control_all(
         &self,
         op: &'static str,
-        control: Control,
+        call: impl for<'a> Fn(&'a dyn ReplicaBackend) -> CallFuture<'a, ()>,
     ) -> Result<(), EngineError> {
-        if !matches!(control, Control::Info | Control::ListLayers) {
-            self.invalidate_missed();
-        }
+        // Every operation run here changes the snapshot tree or the size.
+        self.invalidate_missed();
         let targets = self.live();
-        let results = join_all(targets.iter().map(|s| s.control(control.clone()))).await;
+        let results = join_all(targets.iter().map(|s| s.timed(call(s.backend())))).await;
         let mut ok = 0;
         let mut refused: Option<(&Arc<Slot>, CallError)> = None;
         let mut failed = None;
@@ -72,17 +73,14 @@ impl Engine {
         labels: std::collections::BTreeMap<String, String>,
     ) -> Result<(), EngineError> {
         let _paused = self.gate.write().await;
-        self.control_all(
-            "snapshot",
-            Control::Snapshot {
-                name: name.to_string(),
-                user_created: true,
-                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    .to_string(),
-                labels,
-            },
-        )
-        .await
+        let spec = SnapshotSpec {
+            name: name.to_string(),
+            user_created: true,
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            labels,
+        };
+        self.control_all("snapshot", |b| b.snapshot(spec.clone()))
+            .await
     }
 
     /// The snapshot tree as a healthy replica holds it.
@@ -97,13 +95,8 @@ impl Engine {
         if self.rebuilding.load(Ordering::SeqCst) {
             return Err(Refusal::RebuildRunning("remove snapshots").into());
         }
-        self.control_all(
-            "remove snapshot",
-            Control::Remove {
-                name: name.to_string(),
-            },
-        )
-        .await
+        self.control_all("remove snapshot", |b| b.remove_snapshot(name.to_string()))
+            .await
     }
 
     pub async fn purge(&self) -> Result<(), EngineError> {
@@ -111,7 +104,7 @@ impl Engine {
             return Err(Refusal::RebuildRunning("purge").into());
         }
         let _paused = self.gate.write().await;
-        self.control_all("purge", Control::Purge).await
+        self.control_all("purge", |b| b.purge()).await
     }
 
     /// Reverts every replica to snapshot `name`. The caller makes sure no client is
@@ -121,13 +114,8 @@ impl Engine {
             return Err(Refusal::RebuildRunning("revert").into());
         }
         let _paused = self.gate.write().await;
-        self.control_all(
-            "revert",
-            Control::Revert {
-                name: name.to_string(),
-            },
-        )
-        .await
+        self.control_all("revert", |b| b.revert(name.to_string()))
+            .await
     }
 
     pub async fn expand(&self, size: u64) -> Result<(), EngineError> {
@@ -138,7 +126,7 @@ impl Engine {
             return Err(Refusal::RebuildRunning("expand").into());
         }
         let _paused = self.gate.write().await;
-        self.control_all("expand", Control::Expand { size }).await?;
+        self.control_all("expand", |b| b.expand(size)).await?;
         self.size.store(size, Ordering::SeqCst);
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use ironhorn_proto::replica::{Control, ReplicaInfo};
+use ironhorn_proto::replica::ReplicaInfo;
 
 use super::io::DataOp;
 use super::{Engine, Mode, ReconcileReport, ReplicaSpec, Slot};
@@ -264,7 +264,7 @@ impl Engine {
                 continue;
             }
             for target in targets.iter().filter(|t| t.mode() == Mode::RW) {
-                if let Err(e) = target.control(Control::SetRevision { revision }).await {
+                if let Err(e) = target.timed(target.backend().set_revision(revision)).await {
                     target.fail(format!("setting its revision failed: {e}"));
                 }
             }
@@ -289,7 +289,7 @@ impl Engine {
         // large discard, would take long and write zeros over the holes).
         if self.fan_out(0, DataOp::Flush).await.is_ok() {
             for slot in self.slots().into_iter().filter(|s| s.mode() == Mode::RW) {
-                if let Err(e) = slot.control(Control::ForgetRecentWrites).await {
+                if let Err(e) = slot.timed(slot.backend().forget_recent_writes()).await {
                     tracing::warn!(replica = %slot.spec, error = %e, "clearing the recent-writes ring at a clean stop");
                 }
             }
