@@ -154,14 +154,8 @@ impl BlockDevice for ReplicaDevice {
         Box::pin(async move {
             self.writable()?;
             self.check(offset, data.len() as u64)?;
-            self.blocking(move |r| {
-                r.write_at(&data, offset)?;
-                if fua {
-                    r.flush()?;
-                }
-                Ok(())
-            })
-            .await
+            self.blocking(move |r| crate::backend::write_through(r, &data, offset, fua))
+                .await
         })
     }
     fn write_zeroes(&self, offset: u64, len: u64) -> DeviceFuture<'_, ()> {

@@ -10,10 +10,27 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use ironhorn_proto::replica::{self as wire, Header, Kind};
-use ironhorn_replica::net::Addr;
+use ironhorn_runtime::net::Addr;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Semaphore;
+
+/// Why a layer copy to the target stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("target took no data for {0:?}")]
+    Stalled(Duration),
+    #[error("sending to the target: {0}")]
+    Send(#[source] io::Error),
+    #[error("target did not answer within {0:?}")]
+    NoAnswer(Duration),
+    #[error("reading the target's answer: {0}")]
+    Answer(#[source] io::Error),
+    #[error("target answered unknown request {0}")]
+    UnknownRequest(u64),
+    #[error("target refused a layer write: {}", .0.message)]
+    Refused(wire::WireError),
+}
 
 /// A connected socket, used through its descriptor.
 enum Socket {
@@ -74,7 +91,7 @@ impl LayerSender {
         chunks: &[(u64, u64)],
         in_flight: usize,
         progress: &std::sync::atomic::AtomicU64,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, SendError> {
         let window = Semaphore::new(in_flight);
         let prefix = wire::layer_payload_prefix(name);
         let first_id = self.next_id;
@@ -83,11 +100,10 @@ impl LayerSender {
         let timeout = self.timeout;
         let sending = async {
             for (i, &(offset, len)) in chunks.iter().enumerate() {
-                window
-                    .acquire()
-                    .await
-                    .map_err(|_| "rebuild window closed".to_string())?
-                    .forget();
+                // The semaphore is never closed: `acquire` fails only on a closed one.
+                if let Ok(permit) = window.acquire().await {
+                    permit.forget();
+                }
                 let header = Header {
                     kind: Kind::WriteLayer,
                     id: first_id + i as u64,
@@ -104,34 +120,33 @@ impl LayerSender {
                 };
                 tokio::time::timeout(timeout, step)
                     .await
-                    .map_err(|_| format!("target took no data for {timeout:?}"))?
-                    .map_err(|e| format!("sending to the target: {e}"))?;
+                    .map_err(|_| SendError::Stalled(timeout))?
+                    .map_err(SendError::Send)?;
             }
-            Ok::<(), String>(())
+            Ok::<(), SendError>(())
         };
         let answers = async {
             let mut copied = 0;
             for _ in chunks {
                 let (header, payload) = tokio::time::timeout(timeout, read_frame(socket))
                     .await
-                    .map_err(|_| format!("target did not answer within {timeout:?}"))?
-                    .map_err(|e| format!("reading the target's answer: {e}"))?;
+                    .map_err(|_| SendError::NoAnswer(timeout))?
+                    .map_err(SendError::Answer)?;
                 let Some(&(_, len)) = header
                     .id
                     .checked_sub(first_id)
                     .and_then(|i| chunks.get(i as usize))
                 else {
-                    return Err(format!("target answered unknown request {}", header.id));
+                    return Err(SendError::UnknownRequest(header.id));
                 };
                 if header.kind != Kind::ResponseOk {
-                    let error = wire::decode_error(&payload);
-                    return Err(format!("target refused a layer write: {}", error.message));
+                    return Err(SendError::Refused(wire::decode_error(&payload)));
                 }
                 copied += len;
                 progress.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                 window.add_permits(1);
             }
-            Ok::<u64, String>(copied)
+            Ok::<u64, SendError>(copied)
         };
         let ((), copied) = tokio::try_join!(sending, answers)?;
         Ok(copied)

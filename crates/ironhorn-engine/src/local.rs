@@ -1,46 +1,50 @@
-//! Replicas served by this process, by the address their server listens on. An engine in the
-//! same process (the node agent runs both) reaches such a replica directly: no TCP round
+//! The replicas served by this process, by the address their server listens on. An engine in
+//! the same process (the node agent runs both) reaches such a replica directly: no TCP round
 //! trip, no copies through a socket, no thread hops for page-cache I/O. A replica whose server
 //! was stopped is retired: its slot fails at the next call, as a remote one would.
+//!
+//! [`LocalReplicas`] is a handle: the node agent makes one, registers its replica servers in
+//! it and gives it to the engines it starts; a process without replica servers gives its
+//! engines an empty one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use ironhorn_replica::SharedReplica;
 
-fn registry() -> &'static Mutex<HashMap<String, Arc<SharedReplica>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<SharedReplica>>>> = OnceLock::new();
-    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+/// Replicas of this process by server address. Clones share one set.
+#[derive(Debug, Clone, Default)]
+pub struct LocalReplicas {
+    by_address: Arc<Mutex<HashMap<String, Arc<SharedReplica>>>>,
 }
 
-/// `replica` is served at `address` (as engines are given it) by this process.
-pub fn register(address: &str, replica: Arc<SharedReplica>) {
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(address.to_string(), replica);
-}
-
-/// The server at `address` stopped: engines opening it from now on connect over the network,
-/// and the ones that use it directly fail it (see [`SharedReplica::retire`]).
-pub fn unregister(address: &str) {
-    if let Some(replica) = registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(address)
-    {
-        replica.retire();
+impl LocalReplicas {
+    /// An empty set: engines given it reach every replica over the network.
+    pub fn new() -> Self {
+        Self::default()
     }
-}
 
-/// The in-process replica served at `address`, if any.
-pub(crate) fn lookup(address: &str) -> Option<Arc<SharedReplica>> {
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(address)
-        .filter(|r| !r.is_retired())
-        .cloned()
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SharedReplica>>> {
+        self.by_address.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `replica` is served at `address` (as engines are given it) by this process.
+    pub fn register(&self, address: &str, replica: Arc<SharedReplica>) {
+        self.map().insert(address.to_string(), replica);
+    }
+
+    /// The server at `address` stopped: engines opening it from now on connect over the
+    /// network, and the ones that use it directly fail it (see [`SharedReplica::retire`]).
+    pub fn unregister(&self, address: &str) {
+        if let Some(replica) = self.map().remove(address) {
+            replica.retire();
+        }
+    }
+
+    /// The in-process replica served at `address`, if any.
+    pub(crate) fn lookup(&self, address: &str) -> Option<Arc<SharedReplica>> {
+        self.map().get(address).filter(|r| !r.is_retired()).cloned()
+    }
 }
 
 #[cfg(test)]
@@ -58,11 +62,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let replica = Replica::create(&tmp.path().join("vol-0a0b0c0d"), 1 << 20).unwrap();
         let shared = Arc::new(SharedReplica::new(replica));
+        let locals = LocalReplicas::new();
         // Nothing listens at this address: the engine can only have reached it directly.
         let address = "127.0.0.1:1";
-        register(address, shared.clone());
+        locals.register(address, shared.clone());
         let spec: ReplicaSpec = address.parse().unwrap();
-        let engine = Engine::start("vol", 1 << 20, &[spec], Duration::from_secs(5))
+        let engine = Engine::start("vol", 1 << 20, &[spec], Duration::from_secs(5), &locals)
             .await
             .unwrap();
         engine.write(vec![7u8; 8192], 4096, false).await.unwrap();
@@ -76,11 +81,11 @@ mod tests {
 
         // Its server stops: the engine's next call fails the replica, as a closed
         // connection would, and a new engine cannot find it any more.
-        unregister(address);
+        locals.unregister(address);
         assert!(shared.is_retired());
         assert!(engine.write(vec![1u8; 4096], 0, false).await.is_err());
         assert_eq!(engine.status()[0].mode, Mode::ERR);
-        assert!(lookup(address).is_none());
+        assert!(locals.lookup(address).is_none());
         engine.shutdown().await;
     }
 }

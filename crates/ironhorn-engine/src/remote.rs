@@ -1,6 +1,7 @@
 //! A client of one replica server: one connection, many requests in flight, responses
 //! matched to requests by id. Any connection error fails every pending request and closes
-//! the client for good (the engine then treats the replica as failed).
+//! the client for good (the engine then treats the replica as failed). [`RemoteReplica`]
+//! is the [`ReplicaBackend`] of a replica behind a server; the engine's slot times its calls.
 
 use std::collections::HashMap;
 use std::io;
@@ -8,19 +9,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ironhorn_proto::replica::{self as wire, Header, Kind, WireError};
-use ironhorn_replica::direct_writer::DirectWriter;
-use ironhorn_replica::net::{self, Addr};
+use ironhorn_proto::replica::{self as wire, Control, ControlReply, Header, Kind, WireError};
+use ironhorn_runtime::direct_writer::DirectWriter;
+use ironhorn_runtime::net::{self, Addr};
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
+
+use crate::backend::{CallFuture, ReplicaBackend};
+use crate::error::CallError;
 
 /// Why a request to a replica failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     #[error("connection to replica lost: {0}")]
     Closed(String),
-    #[error("replica did not answer within {0:?}")]
-    Timeout(Duration),
     #[error("replica refused: {0:?}: {1}")]
     Remote(wire::ErrorCode, String),
 }
@@ -84,7 +86,7 @@ impl RemoteReplica {
                     Ok(h) => h,
                     Err(e) => break e.to_string(),
                 };
-                let mut payload = ironhorn_replica::buffers::take(header.payload_len as usize);
+                let mut payload = ironhorn_runtime::buffers::take(header.payload_len as usize);
                 if let Err(e) = reader.read_exact(&mut payload).await {
                     break e.to_string();
                 }
@@ -124,15 +126,14 @@ impl RemoteReplica {
         len: u32,
         flags: u32,
         payload: Option<Arc<Vec<u8>>>,
-        timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
-        self.call_parts(kind, offset, len, flags, &[], payload, timeout)
+        self.call_parts(kind, offset, len, flags, &[], payload)
             .await
     }
 
     /// Sends one request whose payload is `prefix` followed by `body` (a large body is
-    /// written from its own buffer, never copied) and waits for its response payload.
-    #[allow(clippy::too_many_arguments)]
+    /// written from its own buffer, never copied) and waits for its response payload. The
+    /// caller bounds the wait: dropping the future forgets the request.
     pub async fn call_parts(
         &self,
         kind: Kind,
@@ -141,7 +142,6 @@ impl RemoteReplica {
         flags: u32,
         prefix: &[u8],
         body: Option<Arc<Vec<u8>>>,
-        timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
         if self.is_closed() {
             return Err(ClientError::Closed("closed earlier".into()));
@@ -152,6 +152,13 @@ impl RemoteReplica {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, waiter);
+        // A response that never comes must not keep its waiter forever once the caller
+        // gives up (its timeout drops this future).
+        let mut forget = Forget {
+            pending: &self.pending,
+            id,
+            armed: true,
+        };
         let header = Header {
             kind,
             id,
@@ -160,31 +167,105 @@ impl RemoteReplica {
             flags,
             payload_len: (prefix.len() + body.as_ref().map_or(0, |p| p.len())) as u32,
         };
-        let sent = async {
-            let failed = |e: io::Error| {
-                self.closed.store(true, Ordering::SeqCst);
-                ClientError::Closed(e.to_string())
-            };
-            self.writer.ready().await.map_err(failed)?;
-            let encoded = header.encode();
-            if prefix.is_empty() {
-                self.writer.send(&encoded, body.as_ref()).map_err(failed)?;
-            } else {
-                let head = [encoded.as_slice(), prefix].concat();
-                self.writer.send(&head, body.as_ref()).map_err(failed)?;
-            }
-            wait.await
-                .unwrap_or_else(|_| Err(ClientError::Closed("connection dropped".into())))
+        let failed = |e: io::Error| {
+            self.closed.store(true, Ordering::SeqCst);
+            ClientError::Closed(e.to_string())
         };
-        match tokio::time::timeout(timeout, sent).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                Err(ClientError::Timeout(timeout))
-            }
+        self.writer.ready().await.map_err(failed)?;
+        let encoded = header.encode();
+        if prefix.is_empty() {
+            self.writer.send(&encoded, body.as_ref()).map_err(failed)?;
+        } else {
+            let head = [encoded.as_slice(), prefix].concat();
+            self.writer.send(&head, body.as_ref()).map_err(failed)?;
         }
+        let answer = wait.await;
+        // Answered or failed by the reader: it took the waiter out already.
+        forget.armed = false;
+        answer.unwrap_or_else(|_| Err(ClientError::Closed("connection dropped".into())))
+    }
+}
+
+/// Removes a request's waiter when its call ends before the answer (the caller gave up, or
+/// the request could not be sent).
+struct Forget<'a> {
+    pending: &'a Pending,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.id);
+        }
+    }
+}
+
+impl RemoteReplica {
+    async fn done(&self, kind: Kind, offset: u64, len: u32, flags: u32) -> Result<(), CallError> {
+        self.call(kind, offset, len, flags, None).await?;
+        Ok(())
+    }
+}
+
+impl ReplicaBackend for RemoteReplica {
+    fn read(&self, offset: u64, len: u32) -> CallFuture<'_, Vec<u8>> {
+        Box::pin(async move { Ok(self.call(Kind::Read, offset, len, 0, None).await?) })
+    }
+
+    fn write(&self, offset: u64, data: Arc<Vec<u8>>, fua: bool) -> CallFuture<'_, ()> {
+        let flags = if fua { wire::FLAG_FUA } else { 0 };
+        Box::pin(async move {
+            let len = data.len() as u32;
+            self.call(Kind::Write, offset, len, flags, Some(data))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u32) -> CallFuture<'_, ()> {
+        Box::pin(self.done(Kind::WriteZeroes, offset, len, 0))
+    }
+
+    fn unmap(&self, offset: u64, len: u32) -> CallFuture<'_, ()> {
+        Box::pin(self.done(Kind::Unmap, offset, len, 0))
+    }
+
+    fn flush(&self) -> CallFuture<'_, ()> {
+        Box::pin(self.done(Kind::Flush, 0, 0, 0))
+    }
+
+    fn ping(&self) -> CallFuture<'_, ()> {
+        Box::pin(self.done(Kind::Ping, 0, 0, 0))
+    }
+
+    fn read_layer(&self, file: &str, offset: u64, len: u32) -> CallFuture<'_, Vec<u8>> {
+        let name = Arc::new(wire::layer_payload_prefix(file));
+        Box::pin(async move {
+            Ok(self
+                .call(Kind::ReadLayer, offset, len, 0, Some(name))
+                .await?)
+        })
+    }
+
+    fn write_layer(&self, file: &str, offset: u64, data: Arc<Vec<u8>>) -> CallFuture<'_, ()> {
+        let prefix = wire::layer_payload_prefix(file);
+        Box::pin(async move {
+            self.call_parts(Kind::WriteLayer, offset, 0, 0, &prefix, Some(data))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn control(&self, control: Control) -> CallFuture<'_, ControlReply> {
+        let payload = Arc::new(wire::encode_json(&control));
+        Box::pin(async move {
+            let reply = self.call(Kind::Control, 0, 0, 0, Some(payload)).await?;
+            wire::decode_control_reply(&reply).map_err(CallError::Decode)
+        })
     }
 }

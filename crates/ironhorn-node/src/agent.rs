@@ -9,14 +9,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironhorn_engine::{BlockDevice, Engine, EngineError, ReplicaSpec};
+use ironhorn_engine::{
+    BlockDevice, Engine, EngineError, EngineErrorKind, LocalReplicas, ReplicaSpec,
+};
 use ironhorn_frontend::blockdev::{
-    self, Attached, BlockdevError, BlockdevPaths, FuseLoop, KernelNbd, KernelUblk,
+    self, Attached, BlockdevError, BlockdevErrorKind, BlockdevPaths, FuseLoop, KernelNbd,
+    KernelUblk,
 };
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
-use ironhorn_replica::net::{Addr, Listener};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
-use thiserror::Error;
+use ironhorn_runtime::error::{BoxError, KindError};
+use ironhorn_runtime::net::{Addr, Listener};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,33 +38,73 @@ const KEEPALIVE: Duration = Duration::from_secs(2);
 /// A trim is over once no discard has arrived for this long after fstrim returned.
 const TRIM_QUIET: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Error)]
-pub enum AgentError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Failed(String),
+/// What an [`AgentError`] means for the caller; the node API maps each to its status and
+/// code (`api.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentErrorKind {
+    /// No such replica, engine or snapshot on this node.
+    NotFound,
+    /// Turned down in the state things are in (in use, rebuilding, busy device).
+    Refused,
+    /// The request itself is wrong.
+    Invalid,
+    /// The node could not do it.
+    Failed,
+}
+
+/// Why the node agent could not do what it was asked: the kind, what it was doing, and the
+/// error underneath (the engine's, the block device's, an I/O error).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct AgentError(KindError<AgentErrorKind>);
+
+impl AgentError {
+    pub fn new(kind: AgentErrorKind, context: impl Into<String>) -> Self {
+        AgentError(KindError::new(kind, context))
+    }
+
+    /// For `map_err`: `context` went wrong because of the error given.
+    pub fn by<E: Into<BoxError>>(
+        kind: AgentErrorKind,
+        context: impl Into<String>,
+    ) -> impl FnOnce(E) -> Self {
+        let error = KindError::by(kind, context);
+        move |source| AgentError(error(source))
+    }
+
+    fn of(kind: AgentErrorKind, source: impl Into<BoxError>) -> Self {
+        AgentError(KindError::of(kind, source))
+    }
+
+    pub fn kind(&self) -> AgentErrorKind {
+        self.0.kind()
+    }
 }
 
 impl From<BlockdevError> for AgentError {
     fn from(e: BlockdevError) -> Self {
-        match e {
-            BlockdevError::Busy(m) | BlockdevError::Unavailable(m) => AgentError::Refused(m),
-            BlockdevError::Failed(m) => AgentError::Failed(m),
-        }
+        let kind = match e.kind() {
+            BlockdevErrorKind::Busy | BlockdevErrorKind::Unavailable => AgentErrorKind::Refused,
+            BlockdevErrorKind::Failed => AgentErrorKind::Failed,
+        };
+        AgentError::of(kind, e)
     }
 }
 
 impl From<EngineError> for AgentError {
     fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::Refused(m) => AgentError::Refused(m),
-            other => AgentError::Failed(other.to_string()),
-        }
+        let kind = match e.kind() {
+            EngineErrorKind::Refused => AgentErrorKind::Refused,
+            EngineErrorKind::NoReplica | EngineErrorKind::Failed => AgentErrorKind::Failed,
+        };
+        AgentError::of(kind, e)
+    }
+}
+
+/// A blocking task that did not finish (it panicked or the runtime is going down).
+impl From<tokio::task::JoinError> for AgentError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        AgentError::of(AgentErrorKind::Failed, e)
     }
 }
 
@@ -98,7 +141,7 @@ async fn on_blockdev<T: Send + 'static>(
     let device = device.clone();
     tokio::task::spawn_blocking(move || work(&mut device.lock().unwrap_or_else(|e| e.into_inner())))
         .await
-        .map_err(|e| AgentError::Failed(e.to_string()))
+        .map_err(AgentError::from)
 }
 
 /// How this node serves the blockdev frontend.
@@ -117,6 +160,8 @@ pub struct Agent {
     /// The address data-path listeners bind to and advertise (replica servers, NBD).
     data_host: String,
     replicas: Mutex<BTreeMap<String, RunningReplica>>,
+    /// The replica servers above, for this process's engines to reach directly.
+    local_replicas: LocalReplicas,
     engines: Mutex<BTreeMap<String, RunningEngine>>,
     blockdev: Option<BlockdevSupport>,
 }
@@ -175,19 +220,25 @@ fn check_deletable(dir: &Path) -> Result<(), AgentError> {
         .and_then(|p| p.file_name())
         .is_some_and(|n| n == disk::REPLICAS_DIR);
     if !dir.is_absolute() || !under_replicas {
-        return Err(AgentError::Invalid(format!(
-            "{} is not a replica directory (<disk>/replicas/<name>)",
-            dir.display()
-        )));
+        return Err(AgentError::new(
+            AgentErrorKind::Invalid,
+            format!(
+                "{} is not a replica directory (<disk>/replicas/<name>)",
+                dir.display()
+            ),
+        ));
     }
     let empty = std::fs::read_dir(dir)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
     if !empty && !dir.join("volume.meta").exists() {
-        return Err(AgentError::Refused(format!(
-            "{} holds files but no volume.meta: not removing what is not a replica",
-            dir.display()
-        )));
+        return Err(AgentError::new(
+            AgentErrorKind::Refused,
+            format!(
+                "{} holds files but no volume.meta: not removing what is not a replica",
+                dir.display()
+            ),
+        ));
     }
     Ok(())
 }
@@ -199,6 +250,7 @@ impl Agent {
             name: name.to_string(),
             data_host: data_host.to_string(),
             replicas: Mutex::new(BTreeMap::new()),
+            local_replicas: LocalReplicas::new(),
             engines: Mutex::new(BTreeMap::new()),
             blockdev: None,
         }
@@ -224,8 +276,9 @@ impl Agent {
                 Some(Backend::FuseLoop)
             }
             Some(Backend::FuseLoop) => {
-                return Err(AgentError::Invalid(
-                    "the fuse-loop backend needs /dev/fuse and /dev/loop-control".into(),
+                return Err(AgentError::new(
+                    AgentErrorKind::Invalid,
+                    "the fuse-loop backend needs /dev/fuse and /dev/loop-control",
                 ))
             }
             Some(Backend::Nbd) => {
@@ -299,11 +352,14 @@ impl Agent {
         let mut replicas = self.replicas.lock().await;
         if let Some(running) = replicas.get(name) {
             if running.dir != dir {
-                return Err(AgentError::Refused(format!(
-                    "replica {name} runs from {} already, not {}",
-                    running.dir.display(),
-                    dir.display()
-                )));
+                return Err(AgentError::new(
+                    AgentErrorKind::Refused,
+                    format!(
+                        "replica {name} runs from {} already, not {}",
+                        running.dir.display(),
+                        dir.display()
+                    ),
+                ));
             }
             return Ok(ReplicaInstance {
                 name: name.to_string(),
@@ -313,10 +369,13 @@ impl Agent {
             });
         }
         if !dir.is_absolute() {
-            return Err(AgentError::Invalid(format!(
-                "replica directory {} is not an absolute path",
-                dir.display()
-            )));
+            return Err(AgentError::new(
+                AgentErrorKind::Invalid,
+                format!(
+                    "replica directory {} is not an absolute path",
+                    dir.display()
+                ),
+            ));
         }
         let open_dir = dir.clone();
         let size = start.size;
@@ -338,17 +397,14 @@ impl Agent {
                 Replica::create(&open_dir, size)
             }
         })
-        .await
-        .map_err(|e| AgentError::Failed(e.to_string()))?
-        .map_err(|e| AgentError::Failed(format!("opening replica {}: {e}", dir.display())))?;
+        .await?
+        .map_err(AgentError::by(AgentErrorKind::Failed, format!("opening replica {}", dir.display())))?;
         let listener = Listener::bind(&Addr::Tcp(format!("{}:0", self.data_host)))
             .await
-            .map_err(|e| {
-                AgentError::Failed(format!(
-                    "listening on {} for a replica: {e}",
-                    self.data_host
-                ))
-            })?;
+            .map_err(AgentError::by(
+                AgentErrorKind::Failed,
+                format!("listening on {} for a replica", self.data_host),
+            ))?;
         let address = listener.local_addr().to_string();
         let shared = Arc::new(SharedReplica::new(replica));
         let stop = CancellationToken::new();
@@ -358,7 +414,7 @@ impl Agent {
             stop.clone(),
         ));
         // An engine of this process reaches it directly.
-        ironhorn_engine::local::register(&address, shared.clone());
+        self.local_replicas.register(&address, shared.clone());
         tracing::info!(replica = name, dir = %dir.display(), %address, "replica server started");
         replicas.insert(
             name.to_string(),
@@ -386,7 +442,7 @@ impl Agent {
         };
         // An engine of this process that uses it directly fails it from now on, as one
         // connected over the network sees its connection close.
-        ironhorn_engine::local::unregister(&running.address);
+        self.local_replicas.unregister(&running.address);
         running.stop.cancel();
         let _ = running.task.await;
         let shared = running.shared;
@@ -394,9 +450,11 @@ impl Agent {
             Ok(shared) => shared.into_inner().close(),
             Err(shared) => shared.flush(),
         })
-        .await
-        .map_err(|e| AgentError::Failed(e.to_string()))?
-        .map_err(|e| AgentError::Failed(format!("closing replica {name}: {e}")))?;
+        .await?
+        .map_err(AgentError::by(
+            AgentErrorKind::Failed,
+            format!("closing replica {name}"),
+        ))?;
         tracing::info!(replica = name, "replica server stopped");
         Ok(())
     }
@@ -410,10 +468,10 @@ impl Agent {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(AgentError::Failed(format!(
-                    "removing {}: {e}",
-                    dir.display()
-                )))
+                return Err(AgentError::new(
+                    AgentErrorKind::Failed,
+                    format!("removing {}: {e}", dir.display()),
+                ))
             }
         }
         tracing::info!(replica = name, dir = %dir.display(), "replica removed");
@@ -434,26 +492,32 @@ impl Agent {
             (true, _) | (false, "nbd") => None,
             (false, "blockdev") => Some(self.blockdev_paths()?),
             (false, other) => {
-                return Err(AgentError::Invalid(format!(
-                    "unknown frontend {other:?}: nbd or blockdev"
-                )))
+                return Err(AgentError::new(
+                    AgentErrorKind::Invalid,
+                    format!("unknown frontend {other:?}: nbd or blockdev"),
+                ))
             }
         };
         let specs: Vec<ReplicaSpec> = start
             .replicas
             .iter()
-            .map(|a| a.parse::<ReplicaSpec>().map_err(AgentError::Invalid))
+            .map(|a| {
+                a.parse::<ReplicaSpec>()
+                    .map_err(|e| AgentError::new(AgentErrorKind::Invalid, e))
+            })
             .collect::<Result<_, _>>()?;
         if specs.is_empty() {
-            return Err(AgentError::Invalid(format!(
-                "volume {volume}: an engine needs at least one replica"
-            )));
+            return Err(AgentError::new(
+                AgentErrorKind::Invalid,
+                format!("volume {volume}: an engine needs at least one replica"),
+            ));
         }
         let engine = Engine::start(
             volume,
             start.size,
             &specs,
             Duration::from_secs(start.replica_timeout.max(1)),
+            &self.local_replicas,
         )
         .await?;
         let engine = Arc::new(engine);
@@ -489,7 +553,7 @@ impl Agent {
                     .map(|d| Attached::Ublk(Box::new(d))),
             })
             .await
-            .map_err(|e| AgentError::Failed(e.to_string()))
+            .map_err(AgentError::from)
             .and_then(|r| r.map_err(AgentError::from));
             match attached {
                 Ok(attached) => {
@@ -509,7 +573,7 @@ impl Agent {
             ));
             let listener = Listener::bind(&Addr::Tcp(format!("{}:0", self.data_host)))
                 .await
-                .map_err(|e| AgentError::Failed(format!("listening for NBD: {e}")))?;
+                .map_err(AgentError::by(AgentErrorKind::Failed, "listening for NBD"))?;
             running.endpoint = nbd_uri(&listener.local_addr(), volume);
             running.frontend = Some(tokio::spawn(serve_nbd(
                 listener,
@@ -537,11 +601,11 @@ impl Agent {
                 backend: Some(backend),
                 ..
             }) => Ok((paths.clone(), *backend)),
-            Some(_) => Err(AgentError::Refused(format!(
+            Some(_) => Err(AgentError::new(AgentErrorKind::Refused, format!(
                 "node {} offers no block device backend (it needs /dev/fuse and loop devices): run `ironhorn check` there, or attach with frontend nbd",
                 self.name
             ))),
-            None => Err(AgentError::Refused(format!(
+            None => Err(AgentError::new(AgentErrorKind::Refused, format!(
                 "node {} runs without the blockdev frontend: attach with frontend nbd",
                 self.name
             ))),
@@ -564,7 +628,7 @@ impl Agent {
             if let Some(why) =
                 on_blockdev(device, |d| d.as_ref().and_then(|d| d.device().busy())).await?
             {
-                return Err(AgentError::Refused(why));
+                return Err(AgentError::new(AgentErrorKind::Refused, why));
             }
         }
         // The engine stays listed while it stops: until its last write is flushed, its
@@ -620,7 +684,7 @@ impl Agent {
                 .get(volume)
                 .ok_or_else(|| self.not_attached(volume))?;
             running.blockdev.clone().ok_or_else(|| {
-                AgentError::Refused(format!(
+                AgentError::new(AgentErrorKind::Refused, format!(
                     "volume {volume} has no block device here (frontend {:?}): trim runs on a filesystem mounted from /dev/ironhorn/{volume}",
                     running.frontend_name
                 ))
@@ -633,7 +697,7 @@ impl Agent {
                 .map(|d| d.device().mount_points())
                 .unwrap_or_default();
             let Some(point) = points.first() else {
-                return Err(AgentError::Refused(format!(
+                return Err(AgentError::new(AgentErrorKind::Refused, format!(
                     "volume {volume} is not mounted: mount /dev/ironhorn/{volume} first (trim works on a mounted filesystem)"
                 )));
             };
@@ -647,9 +711,7 @@ impl Agent {
                 .arg("-v")
                 .arg(point)
                 .output()
-                .map_err(|e| {
-                    AgentError::Failed(format!("running fstrim: {e} (install util-linux)"))
-                })?;
+                .map_err(AgentError::by(AgentErrorKind::Failed, "running fstrim (install util-linux)"))?;
             // The filesystem may answer before its discards have reached the volume (xfs
             // sends them on after FITRIM returns): wait until they stop arriving.
             let settled = d.as_ref().is_some_and(|device| {
@@ -663,7 +725,7 @@ impl Agent {
                 .map_or(0, |d| d.zeroed_bytes().saturating_sub(zeroed_before));
             let text = String::from_utf8_lossy(&output.stdout);
             if !output.status.success() {
-                return Err(AgentError::Failed(format!(
+                return Err(AgentError::new(AgentErrorKind::Failed, format!(
                     "fstrim {}: {}",
                     point.display(),
                     String::from_utf8_lossy(&output.stderr).trim()
@@ -679,10 +741,13 @@ impl Agent {
     }
 
     fn not_attached(&self, volume: &str) -> AgentError {
-        AgentError::NotFound(format!(
-            "volume {volume} has no engine on node {}: attach it first",
-            self.name
-        ))
+        AgentError::new(
+            AgentErrorKind::NotFound,
+            format!(
+                "volume {volume} has no engine on node {}: attach it first",
+                self.name
+            ),
+        )
     }
 
     /// Every engine running here.
@@ -817,20 +882,12 @@ mod tests {
         std::fs::create_dir_all(replicas.join("vol-0a1b2c3d")).expect("mkdir");
         assert!(check_deletable(&replicas.join("vol-0a1b2c3d")).is_ok());
         assert!(check_deletable(&replicas.join("missing-0a1b2c3d")).is_ok());
-        assert!(matches!(
-            check_deletable(disk.path()),
-            Err(AgentError::Invalid(_))
-        ));
-        assert!(matches!(
-            check_deletable(Path::new("replicas/x")),
-            Err(AgentError::Invalid(_))
-        ));
+        let kind = |dir: &Path| check_deletable(dir).map_err(|e| e.kind());
+        assert_eq!(kind(disk.path()), Err(AgentErrorKind::Invalid));
+        assert_eq!(kind(Path::new("replicas/x")), Err(AgentErrorKind::Invalid));
         let other = replicas.join("notes");
         std::fs::create_dir_all(&other).expect("mkdir");
         std::fs::write(other.join("todo.txt"), b"keep me").expect("write");
-        assert!(matches!(
-            check_deletable(&other),
-            Err(AgentError::Refused(_))
-        ));
+        assert_eq!(kind(&other), Err(AgentErrorKind::Refused));
     }
 }

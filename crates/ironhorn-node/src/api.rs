@@ -25,16 +25,16 @@ use ironhorn_api::{ErrorBody, ErrorCode};
 use ironhorn_engine::{Engine, ReplicaSpec};
 use ironhorn_format::names;
 
-use crate::agent::{probe_disk, Agent, AgentError};
+use crate::agent::{probe_disk, Agent, AgentError, AgentErrorKind};
 
 impl AgentError {
     /// The API's code for this error: the one place agent errors meet HTTP.
     pub fn code(&self) -> ErrorCode {
-        match self {
-            AgentError::NotFound(_) => ErrorCode::NotFound,
-            AgentError::Refused(_) => ErrorCode::Conflict,
-            AgentError::Invalid(_) => ErrorCode::Invalid,
-            AgentError::Failed(_) => ErrorCode::Internal,
+        match self.kind() {
+            AgentErrorKind::NotFound => ErrorCode::NotFound,
+            AgentErrorKind::Refused => ErrorCode::Conflict,
+            AgentErrorKind::Invalid => ErrorCode::Invalid,
+            AgentErrorKind::Failed => ErrorCode::Internal,
         }
     }
 }
@@ -130,11 +130,9 @@ async fn observe(
 }
 
 async fn probe(Json(req): Json<ProbeRequest>) -> Result<Json<DiskReport>> {
-    let report = tokio::task::spawn_blocking(move || probe_disk(&req.path))
-        .await
-        .map_err(|e| AgentError::Failed(e.to_string()))?;
+    let report = tokio::task::spawn_blocking(move || probe_disk(&req.path)).await?;
     if !report.error.is_empty() {
-        return Err(AgentError::Invalid(report.error));
+        return Err(AgentError::new(AgentErrorKind::Invalid, report.error));
     }
     Ok(Json(report))
 }
@@ -181,7 +179,8 @@ async fn stop_engine(
     let req: StopEngine = if body.iter().all(u8::is_ascii_whitespace) {
         StopEngine::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| AgentError::Invalid(e.to_string()))?
+        serde_json::from_slice(&body)
+            .map_err(|e| AgentError::new(AgentErrorKind::Invalid, e.to_string()))?
     };
     agent.stop_engine(&volume, req.force).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -211,7 +210,10 @@ async fn add_replica<H: EngineHost>(
     Json(req): Json<AddReplica>,
 ) -> Result<Json<RebuildResult>> {
     let (engine, _) = host.engine(&volume).await?;
-    let spec: ReplicaSpec = req.address.parse().map_err(AgentError::Invalid)?;
+    let spec: ReplicaSpec = req
+        .address
+        .parse()
+        .map_err(|e| AgentError::new(AgentErrorKind::Invalid, e))?;
     let report = engine
         .add_returning_replica(&spec, req.previous.as_deref())
         .await?;
@@ -298,7 +300,7 @@ async fn revert<H: EngineHost>(
 ) -> Result<StatusCode> {
     let (engine, clients) = host.engine(&volume).await?;
     if clients > 0 {
-        return Err(AgentError::Refused(format!(
+        return Err(AgentError::new(AgentErrorKind::Refused, format!(
             "{clients} client(s) use volume {volume}: detach it and attach it in maintenance mode before reverting"
         )));
     }

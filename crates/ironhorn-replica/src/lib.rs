@@ -3,13 +3,9 @@
 //! and the metadata operations (snapshot, remove, purge, revert, expand), all crash-safe;
 //! and the replica server that serves a store over the replica protocol.
 
-pub mod buffers;
-pub mod direct_writer;
 pub mod error;
 pub mod fsio;
-pub mod net;
 mod ops;
-pub mod poll_window;
 mod rebuild;
 mod replica;
 pub mod scan;

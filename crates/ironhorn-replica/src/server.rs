@@ -15,12 +15,12 @@ use tokio::io::{AsyncBufRead, AsyncReadExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::direct_writer::DirectWriter;
 use crate::error::ReplicaError;
-use crate::net::{accept_loop, Listener, Stream};
 use crate::ops::SnapshotSpec;
 use crate::shared::SharedReplica;
 use crate::splice::Splicer;
+use ironhorn_runtime::direct_writer::DirectWriter;
+use ironhorn_runtime::net::{accept_loop, Listener, Stream};
 
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -134,7 +134,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             Kind::Read | Kind::Write | Kind::Unmap | Kind::WriteZeroes | Kind::Flush
         ) {
             // Volume I/O, not the engine's health pings: those must leave an idle replica idle.
-            crate::poll_window::note_activity();
+            ironhorn_runtime::poll_window::note_activity();
         }
         if let (Kind::WriteLayer, Some(splicer)) = (header.kind, splicer) {
             if header.payload_len as usize >= SPLICE_MIN {
@@ -150,7 +150,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 continue;
             }
         }
-        let mut payload = crate::buffers::take(header.payload_len as usize);
+        let mut payload = ironhorn_runtime::buffers::take(header.payload_len as usize);
         reader.read_exact(&mut payload).await?;
         // Page-cache I/O takes microseconds: done right here, it saves two thread hops per
         // request. Anything that may wait on the disk (a read of uncached data, flush, FUA,
@@ -454,7 +454,7 @@ fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Respons
         // FUA writes never get here: `read_requests` writes them and flushes in a task.
         Kind::Write => {
             let written = replica.write_at(&payload, header.offset);
-            crate::buffers::give(payload);
+            ironhorn_runtime::buffers::give(payload);
             match written {
                 Ok(()) => ok_response(id, Vec::new()),
                 Err(e) => fail(e),
@@ -493,7 +493,7 @@ fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Respons
                 }
             } else {
                 let written = replica.read().write_layer(file, data, header.offset);
-                crate::buffers::give(payload);
+                ironhorn_runtime::buffers::give(payload);
                 match written {
                     Ok(()) => ok_response(id, Vec::new()),
                     Err(e) => fail(e),

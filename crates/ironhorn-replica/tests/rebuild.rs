@@ -75,8 +75,8 @@ fn a_refused_large_layer_write_leaves_the_connection_in_step() {
     use std::sync::Arc;
 
     use ironhorn_proto::replica::{self as wire, Header, Kind};
-    use ironhorn_replica::net::{Addr, Listener};
     use ironhorn_replica::SharedReplica;
+    use ironhorn_runtime::net::{Addr, Listener};
 
     let tmp = tempfile::tempdir().unwrap();
     let replica = Replica::create(&tmp.path().join("r"), 16 << 20).unwrap();

@@ -10,10 +10,10 @@ use clap::{Args, Subcommand};
 use ironhorn_api::client::{ApiClient, ClientError};
 use ironhorn_api::node::{AddReplica, CreateSnapshot, EngineReplica};
 use ironhorn_api::{node_api, Request};
-use ironhorn_engine::{Engine, ReplicaSpec};
+use ironhorn_engine::{Engine, LocalReplicas, ReplicaSpec};
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
 use ironhorn_node::api::engine_routes;
-use ironhorn_replica::net::{Addr, Listener};
+use ironhorn_runtime::net::{Addr, Listener};
 
 use crate::client::snapshot_table;
 use crate::engine_control::StandaloneEngine;
@@ -322,6 +322,8 @@ fn serve(args: ServeArgs) -> Result<()> {
             args.size,
             &args.replicas,
             args.engine_replica_timeout,
+            // This process serves no replica: every one is reached over the network.
+            &LocalReplicas::new(),
         )
         .await
         .context("starting the engine")?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ironhorn_api::node::EngineInstance;
 use ironhorn_engine::Engine;
 use ironhorn_frontend::nbd::Export;
-use ironhorn_node::agent::{engine_view, AgentError};
+use ironhorn_node::agent::{engine_view, AgentError, AgentErrorKind};
 use ironhorn_node::api::EngineHost;
 
 /// One engine with its NBD export.
@@ -39,10 +39,10 @@ impl StandaloneEngine {
         if volume == self.volume {
             Ok(())
         } else {
-            Err(AgentError::NotFound(format!(
-                "this engine serves volume {}, not {volume}",
-                self.volume
-            )))
+            Err(AgentError::new(
+                AgentErrorKind::NotFound,
+                format!("this engine serves volume {}, not {volume}", self.volume),
+            ))
         }
     }
 }

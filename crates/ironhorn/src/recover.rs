@@ -18,8 +18,8 @@ use ironhorn_engine::ReplicaDevice;
 use ironhorn_format::chain::{Layout, Warning};
 use ironhorn_format::names;
 use ironhorn_frontend::nbd::{nbd_uri, serve as serve_nbd, Export};
-use ironhorn_replica::net::{Addr, Listener};
 use ironhorn_replica::{Chunk, Replica, ReplicaOptions, StreamError, StreamOptions};
+use ironhorn_runtime::net::{Addr, Listener};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 

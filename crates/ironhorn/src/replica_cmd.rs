@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use ironhorn_replica::net::{Addr, Listener};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
+use ironhorn_runtime::net::{Addr, Listener};
 
 use crate::units::{human_size, parse_size};
 

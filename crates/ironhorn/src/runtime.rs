@@ -39,7 +39,7 @@ where
     result
 }
 
-/// The poll window of a data-path server (see `ironhorn_replica::poll_window`).
+/// The poll window of a data-path server (see `ironhorn_runtime::poll_window`).
 #[derive(Debug, Args)]
 pub struct PollArgs {
     /// While requests arrive, keep CPUs warm at idle priority until this long after the last
@@ -58,7 +58,7 @@ pub enum PollWindowSetting {
 
 impl PollArgs {
     pub fn install(&self) {
-        use ironhorn_replica::poll_window;
+        use ironhorn_runtime::poll_window;
         let window = match self.poll_window {
             PollWindowSetting::Fixed(window) => window,
             PollWindowSetting::Auto if poll_window::cpu_quota_applies() => {

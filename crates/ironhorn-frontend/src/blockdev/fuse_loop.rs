@@ -17,7 +17,7 @@ use rustix::mount::{unmount, UnmountFlags};
 use super::fuse_file::{VolumeFile, FILE_NAME};
 use super::kernel_device::{self, wait_for, KernelDevice};
 use super::zeroing::{CountingDevice, ZeroingActivity};
-use super::{links, loop_device, mounts, BlockdevError, BlockdevPaths};
+use super::{links, loop_device, mounts, BlockdevError, BlockdevErrorKind, BlockdevPaths};
 
 /// How long a detach waits for the kernel to let go of the file before it aborts the FUSE
 /// connection (which fails whatever I/O is still queued).
@@ -32,8 +32,8 @@ pub struct FuseLoop {
     session: Option<BackgroundSession>,
     zeroing: Arc<ZeroingActivity>,
     /// The poll window stays shut while a block device is served here (see
-    /// `ironhorn_replica::poll_window::suppress`).
-    _no_poll_window: ironhorn_replica::poll_window::Suppressed,
+    /// `ironhorn_runtime::poll_window::suppress`).
+    _no_poll_window: ironhorn_runtime::poll_window::Suppressed,
 }
 
 /// `/sys/fs/fuse/connections/<id>` of the FUSE filesystem on device `major:minor`.
@@ -64,9 +64,10 @@ impl FuseLoop {
             // Left by a run of this node that was killed; the cleanup at start missed it.
             let _ = unmount(&mount_point, UnmountFlags::DETACH);
         }
-        std::fs::create_dir_all(&mount_point).map_err(|e| {
-            BlockdevError::Failed(format!("creating {}: {e}", mount_point.display()))
-        })?;
+        std::fs::create_dir_all(&mount_point).map_err(BlockdevError::by(
+            BlockdevErrorKind::Failed,
+            format!("creating {}", mount_point.display()),
+        ))?;
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::FSName("ironhorn".into()),
@@ -84,13 +85,14 @@ impl FuseLoop {
             &config,
         )
         .map_err(|e| {
-            BlockdevError::Unavailable(format!(
-                "mounting the FUSE file for volume {volume} at {}: {e} (needs /dev/fuse and root; see `ironhorn check`)",
+            BlockdevError::new(BlockdevErrorKind::Unavailable, format!(
+                "mounting the FUSE file for volume {volume} at {} (needs /dev/fuse and root; see `ironhorn check`)",
                 mount_point.display()
             ))
+            .because(e)
         })?
         .spawn()
-        .map_err(|e| BlockdevError::Failed(format!("starting the FUSE session: {e}")))?;
+        .map_err(BlockdevError::by(BlockdevErrorKind::Failed, "starting the FUSE session"))?;
         let fs_device = rustix::fs::stat(&mount_point)
             .map(|st| (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
             .unwrap_or((0, 0));
@@ -105,12 +107,15 @@ impl FuseLoop {
             connection: connection_dir(fs_device).display().to_string(),
             session: Some(session),
             zeroing,
-            _no_poll_window: ironhorn_replica::poll_window::suppress(),
+            _no_poll_window: ironhorn_runtime::poll_window::suppress(),
         };
         let bound = loop_device::bind(&mount_point.join(FILE_NAME)).and_then(|dev| {
             attached.device.path = dev.clone();
             attached.device.number = kernel_device::device_number(&dev).ok_or_else(|| {
-                BlockdevError::Failed(format!("{} has no device number", dev.display()))
+                BlockdevError::new(
+                    BlockdevErrorKind::Failed,
+                    format!("{} has no device number", dev.display()),
+                )
             })?;
             links::publish(&paths.dev_dir, volume, &dev)
         });
@@ -133,19 +138,26 @@ impl FuseLoop {
         // before the loop device asks for it.
         let seen = std::fs::metadata(self.mount_point.join(FILE_NAME))
             .map(|m| m.len())
-            .map_err(|e| BlockdevError::Failed(format!("reading the FUSE file's size: {e}")))?;
+            .map_err(BlockdevError::by(
+                BlockdevErrorKind::Failed,
+                "reading the FUSE file's size",
+            ))?;
         if seen != size {
-            return Err(BlockdevError::Failed(format!(
-                "the FUSE file shows {seen} bytes, not {size}"
-            )));
+            return Err(BlockdevError::new(
+                BlockdevErrorKind::Failed,
+                format!("the FUSE file shows {seen} bytes, not {size}"),
+            ));
         }
         loop_device::refresh_size(&self.device.path)?;
         match loop_device::size_bytes(&self.device.path) {
             Some(now) if now == size => Ok(()),
-            other => Err(BlockdevError::Failed(format!(
-                "{} shows {other:?} bytes after the resize, not {size}",
-                self.device.path.display()
-            ))),
+            other => Err(BlockdevError::new(
+                BlockdevErrorKind::Failed,
+                format!(
+                    "{} shows {other:?} bytes after the resize, not {size}",
+                    self.device.path.display()
+                ),
+            )),
         }
     }
 
@@ -195,18 +207,23 @@ impl FuseLoop {
 /// Holds the node's run directory for this process: a second process on the same data
 /// directory would tear down this one's devices at its start.
 pub fn lock_run_dir(paths: &BlockdevPaths) -> Result<OwnedFd, BlockdevError> {
-    std::fs::create_dir_all(&paths.run_dir)
-        .map_err(|e| BlockdevError::Failed(format!("creating {}: {e}", paths.run_dir.display())))?;
+    std::fs::create_dir_all(&paths.run_dir).map_err(BlockdevError::by(
+        BlockdevErrorKind::Failed,
+        format!("creating {}", paths.run_dir.display()),
+    ))?;
     let lock = paths.run_dir.join(".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock)
-        .map_err(|e| BlockdevError::Failed(format!("opening {}: {e}", lock.display())))?;
+        .map_err(BlockdevError::by(
+            BlockdevErrorKind::Failed,
+            format!("opening {}", lock.display()),
+        ))?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
         |_| {
-            BlockdevError::Busy(format!(
+            BlockdevError::new(BlockdevErrorKind::Busy, format!(
                 "another ironhorn process serves block devices from {}: one node per data directory",
                 paths.run_dir.display()
             ))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rustix::mount::{unmount, UnmountFlags};
 
-use super::{links, mounts, BlockdevError};
+use super::{links, mounts, BlockdevError, BlockdevErrorKind};
 
 /// A kernel block device serving a volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,10 @@ impl KernelDevice {
     pub fn flush(&self) -> Result<(), BlockdevError> {
         File::open(&self.path)
             .and_then(|f| f.sync_all())
-            .map_err(|e| BlockdevError::Failed(format!("flushing {}: {e}", self.path.display())))
+            .map_err(BlockdevError::by(
+                BlockdevErrorKind::Failed,
+                format!("flushing {}", self.path.display()),
+            ))
     }
 
     /// The first half of every detach: syncs and unmounts the filesystems still mounted from

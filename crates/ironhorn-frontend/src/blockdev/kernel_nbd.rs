@@ -19,7 +19,7 @@ use super::kernel_device::{self, wait_for, KernelDevice};
 use ironhorn_engine::BlockDevice;
 
 use super::zeroing::{CountingDevice, ZeroingActivity};
-use super::{links, BlockdevError, BlockdevPaths};
+use super::{links, BlockdevError, BlockdevErrorKind, BlockdevPaths};
 use crate::nbd::{serve_connected, Export};
 use ironhorn_proto::nbd_netlink::{self as msg, Answer, Connect};
 
@@ -38,10 +38,14 @@ struct Netlink {
 
 impl Netlink {
     fn open() -> Result<Netlink, BlockdevError> {
-        let socket = rustix::net::socket(AddressFamily::NETLINK, SocketType::RAW, Some(GENERIC))
-            .map_err(|e| BlockdevError::Unavailable(format!("opening a netlink socket: {e}")))?;
-        rustix::net::bind(&socket, &SocketAddrNetlink::new(0, 0))
-            .map_err(|e| BlockdevError::Unavailable(format!("binding a netlink socket: {e}")))?;
+        let socket =
+            rustix::net::socket(AddressFamily::NETLINK, SocketType::RAW, Some(GENERIC)).map_err(
+                BlockdevError::by(BlockdevErrorKind::Unavailable, "opening a netlink socket"),
+            )?;
+        rustix::net::bind(&socket, &SocketAddrNetlink::new(0, 0)).map_err(BlockdevError::by(
+            BlockdevErrorKind::Unavailable,
+            "binding a netlink socket",
+        ))?;
         Ok(Netlink { socket, seq: 0 })
     }
 
@@ -58,17 +62,26 @@ impl Netlink {
             SendFlags::empty(),
             &SocketAddrNetlink::new(0, 0),
         )
-        .map_err(|e| BlockdevError::Failed(format!("sending to the kernel: {e}")))?;
+        .map_err(BlockdevError::by(
+            BlockdevErrorKind::Failed,
+            "sending to the kernel",
+        ))?;
         let mut answers = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         // The kernel answers with the message (if any), then the ack.
         while !answers.iter().any(|a| matches!(a, Answer::Ack(_))) {
-            let (n, _) = rustix::net::recv(&self.socket, &mut buf, RecvFlags::empty())
-                .map_err(|e| BlockdevError::Failed(format!("reading from the kernel: {e}")))?;
-            let got = msg::decode(buf.get(..n).unwrap_or_default())
-                .map_err(|e| BlockdevError::Failed(e.to_string()))?;
+            let (n, _) = rustix::net::recv(&self.socket, &mut buf, RecvFlags::empty()).map_err(
+                BlockdevError::by(BlockdevErrorKind::Failed, "reading from the kernel"),
+            )?;
+            let got = msg::decode(buf.get(..n).unwrap_or_default()).map_err(BlockdevError::by(
+                BlockdevErrorKind::Failed,
+                "decoding the kernel's answer",
+            ))?;
             if got.is_empty() {
-                return Err(BlockdevError::Failed("the kernel answered nothing".into()));
+                return Err(BlockdevError::new(
+                    BlockdevErrorKind::Failed,
+                    "the kernel answered nothing",
+                ));
             }
             answers.extend(got);
         }
@@ -79,16 +92,19 @@ impl Netlink {
     fn nbd_family(&mut self) -> Result<u16, BlockdevError> {
         let answers = self.transact(msg::get_family)?;
         match (msg::error(&answers), msg::family_id(&answers)) {
-            (Some(ENOENT), _) => Err(BlockdevError::Unavailable(
-                "the kernel NBD driver is not loaded (modprobe nbd)".into(),
+            (Some(ENOENT), _) => Err(BlockdevError::new(
+                BlockdevErrorKind::Unavailable,
+                "the kernel NBD driver is not loaded (modprobe nbd)",
             )),
-            (Some(errno), _) => Err(BlockdevError::Failed(format!(
-                "looking up the nbd netlink family: {}",
-                std::io::Error::from_raw_os_error(errno)
-            ))),
+            (Some(errno), _) => Err(BlockdevError::new(
+                BlockdevErrorKind::Failed,
+                "looking up the nbd netlink family",
+            )
+            .because(std::io::Error::from_raw_os_error(errno))),
             (None, Some(id)) => Ok(id),
-            (None, None) => Err(BlockdevError::Failed(
-                "the kernel's answer named no nbd family".into(),
+            (None, None) => Err(BlockdevError::new(
+                BlockdevErrorKind::Failed,
+                "the kernel's answer named no nbd family",
             )),
         }
     }
@@ -140,7 +156,10 @@ impl KernelNbd {
         for _ in 0..CONNECTIONS {
             let (ours, kernels) = UnixStream::pair()
                 .and_then(|(a, b)| a.set_nonblocking(true).map(|()| (a, b)))
-                .map_err(|e| BlockdevError::Failed(format!("making a socket pair: {e}")))?;
+                .map_err(BlockdevError::by(
+                    BlockdevErrorKind::Failed,
+                    "making a socket pair",
+                ))?;
             theirs.push(kernels);
             let (export, stop) = (export.clone(), stop.clone());
             runtime.spawn(async move {
@@ -167,22 +186,29 @@ impl KernelNbd {
         let answers = answers.inspect_err(|_| stop.cancel())?;
         if let Some(errno) = msg::error(&answers) {
             stop.cancel();
-            return Err(BlockdevError::Failed(format!(
-                "the kernel NBD driver refused the connection: {}",
-                std::io::Error::from_raw_os_error(errno)
-            )));
+            return Err(BlockdevError::new(
+                BlockdevErrorKind::Failed,
+                "the kernel NBD driver refused the connection",
+            )
+            .because(std::io::Error::from_raw_os_error(errno)));
         }
         let Some(index) = msg::connected_index(&answers) else {
             stop.cancel();
-            return Err(BlockdevError::Failed(
-                "the kernel named no NBD device".into(),
+            return Err(BlockdevError::new(
+                BlockdevErrorKind::Failed,
+                "the kernel named no NBD device",
             ));
         };
         let path = PathBuf::from(format!("/dev/nbd{index}"));
         let attached = wait_for(Duration::from_secs(10), || path.exists())
             .then(|| kernel_device::device_number(&path))
             .flatten()
-            .ok_or_else(|| BlockdevError::Failed(format!("{} did not appear", path.display())))
+            .ok_or_else(|| {
+                BlockdevError::new(
+                    BlockdevErrorKind::Failed,
+                    format!("{} did not appear", path.display()),
+                )
+            })
             .and_then(|number| {
                 let link = links::publish(&paths.dev_dir, volume, &path)?;
                 Ok(KernelNbd {
@@ -239,10 +265,11 @@ pub fn resize(index: u32, size: u64, backend: &str) -> Result<(), BlockdevError>
     let family = netlink.nbd_family()?;
     let answers = netlink.transact(|seq| msg::resize(family, seq, index, size, backend))?;
     match msg::error(&answers) {
-        Some(errno) => Err(BlockdevError::Failed(format!(
-            "resizing /dev/nbd{index} to {size} bytes: {}",
-            std::io::Error::from_raw_os_error(errno)
-        ))),
+        Some(errno) => Err(BlockdevError::new(
+            BlockdevErrorKind::Failed,
+            format!("resizing /dev/nbd{index} to {size} bytes"),
+        )
+        .because(std::io::Error::from_raw_os_error(errno))),
         None => Ok(()),
     }
 }
@@ -272,10 +299,11 @@ pub fn disconnect(index: u32) -> Result<(), BlockdevError> {
     let family = netlink.nbd_family()?;
     let answers = netlink.transact(|seq| msg::disconnect(family, seq, index))?;
     match msg::error(&answers) {
-        Some(errno) => Err(BlockdevError::Failed(format!(
-            "disconnecting /dev/nbd{index}: {}",
-            std::io::Error::from_raw_os_error(errno)
-        ))),
+        Some(errno) => Err(BlockdevError::new(
+            BlockdevErrorKind::Failed,
+            format!("disconnecting /dev/nbd{index}"),
+        )
+        .because(std::io::Error::from_raw_os_error(errno))),
         None => Ok(()),
     }
 }
@@ -291,8 +319,8 @@ mod tests {
         let loaded = Path::new("/sys/module/nbd").exists();
         match available() {
             Ok(()) => assert!(loaded, "the nbd family answered without the module"),
-            Err(BlockdevError::Unavailable(why)) if !loaded => {
-                assert!(why.contains("modprobe nbd"), "{why}")
+            Err(e) if e.kind() == BlockdevErrorKind::Unavailable && !loaded => {
+                assert!(e.to_string().contains("modprobe nbd"), "{e}")
             }
             Err(e) => panic!("unexpected answer (module loaded: {loaded}): {e}"),
         }

@@ -24,7 +24,7 @@ use ironhorn_proto::ublk::{self as cmd, ControlCmd, DevInfo, IoDesc};
 
 use super::kernel_device::{self, wait_for, KernelDevice};
 use super::zeroing::{CountingDevice, ZeroingActivity};
-use super::{links, mounts, BlockdevError, BlockdevPaths};
+use super::{links, mounts, BlockdevError, BlockdevErrorKind, BlockdevPaths};
 
 pub const CONTROL_DEVICE: &str = "/dev/ublk-control";
 /// Requests in flight at once (tags).
@@ -63,16 +63,20 @@ impl Control {
             .write(true)
             .open(CONTROL_DEVICE)
             .map_err(|e| {
-                BlockdevError::Unavailable(if e.kind() == std::io::ErrorKind::NotFound {
-                    "the kernel ublk driver is not loaded (modprobe ublk_drv; Linux 6.0 or later)"
-                        .to_string()
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    BlockdevError::new(BlockdevErrorKind::Unavailable,
+                        "the kernel ublk driver is not loaded (modprobe ublk_drv; Linux 6.0 or later)",
+                    )
                 } else {
-                    format!("opening {CONTROL_DEVICE}: {e}")
-                })
+                    BlockdevError::new(BlockdevErrorKind::Unavailable, format!("opening {CONTROL_DEVICE}")).because(e)
+                }
             })?;
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
             .build(4)
-            .map_err(|e| BlockdevError::Unavailable(format!("making an io_uring: {e}")))?;
+            .map_err(BlockdevError::by(
+                BlockdevErrorKind::Unavailable,
+                "making an io_uring",
+            ))?;
         let mut control = Control {
             file,
             ring: Mutex::new(ring),
@@ -136,7 +140,8 @@ impl Control {
     }
 
     fn failed(&self, what: &str, result: i32) -> BlockdevError {
-        BlockdevError::Failed(format!("ublk {what}: {}", errno_text(result)))
+        BlockdevError::new(BlockdevErrorKind::Failed, format!("ublk {what}"))
+            .because(std::io::Error::from_raw_os_error(-result))
     }
 
     fn device_info(&self, dev_id: u32) -> Result<DevInfo, i32> {
@@ -260,7 +265,10 @@ impl Descriptors {
                 0,
             )
         }
-        .map_err(|e| BlockdevError::Failed(format!("mapping the ublk descriptors: {e}")))?;
+        .map_err(BlockdevError::by(
+            BlockdevErrorKind::Failed,
+            "mapping the ublk descriptors",
+        ))?;
         Ok(Descriptors { base, len })
     }
 
@@ -487,7 +495,10 @@ impl KernelUblk {
         let control = Control::open()?;
         let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
             .map(Arc::new)
-            .map_err(|e| BlockdevError::Failed(format!("making an eventfd: {e}")))?;
+            .map_err(BlockdevError::by(
+                BlockdevErrorKind::Failed,
+                "making an eventfd",
+            ))?;
         let mut flags = cmd::F_URING_CMD_COMP_IN_TASK;
         if control.encoded {
             flags |= cmd::F_CMD_IOCTL_ENCODE;
@@ -566,16 +577,19 @@ impl KernelUblk {
             .map_err(|e| self.control.failed("setting the device's parameters", e))?;
         let char_path = PathBuf::from(format!("/dev/ublkc{dev_id}"));
         if !wait_for(Duration::from_secs(10), || char_path.exists()) {
-            return Err(BlockdevError::Failed(format!(
-                "{} did not appear",
-                char_path.display()
-            )));
+            return Err(BlockdevError::new(
+                BlockdevErrorKind::Failed,
+                format!("{} did not appear", char_path.display()),
+            ));
         }
         let char_device = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&char_path)
-            .map_err(|e| BlockdevError::Failed(format!("opening {}: {e}", char_path.display())))?;
+            .map_err(BlockdevError::by(
+                BlockdevErrorKind::Failed,
+                format!("opening {}", char_path.display()),
+            ))?;
         let descriptors = Descriptors::map(&char_device, QUEUE_DEPTH)?;
         let queue = Queue {
             char_device,
@@ -591,14 +605,22 @@ impl KernelUblk {
             std::thread::Builder::new()
                 .name(format!("ublk{dev_id}"))
                 .spawn(move || queue.run(ready_tx))
-                .map_err(|e| {
-                    BlockdevError::Failed(format!("starting the ublk queue thread: {e}"))
-                })?,
+                .map_err(BlockdevError::by(
+                    BlockdevErrorKind::Failed,
+                    "starting the ublk queue thread",
+                ))?,
         );
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(BlockdevError::Failed(format!("ublk queue: {e}"))),
-            Err(_) => return Err(BlockdevError::Failed("the ublk queue thread ended".into())),
+            Ok(Err(e)) => {
+                return Err(BlockdevError::new(BlockdevErrorKind::Failed, "ublk queue").because(e))
+            }
+            Err(_) => {
+                return Err(BlockdevError::new(
+                    BlockdevErrorKind::Failed,
+                    "the ublk queue thread ended",
+                ))
+            }
         }
         let mut start = ControlCmd::for_device(dev_id);
         start.data = u64::from(std::process::id());
@@ -609,7 +631,12 @@ impl KernelUblk {
         let number = wait_for(Duration::from_secs(10), || path.exists())
             .then(|| kernel_device::device_number(&path))
             .flatten()
-            .ok_or_else(|| BlockdevError::Failed(format!("{} did not appear", path.display())))?;
+            .ok_or_else(|| {
+                BlockdevError::new(
+                    BlockdevErrorKind::Failed,
+                    format!("{} did not appear", path.display()),
+                )
+            })?;
         self.device.number = number;
         write_record(&self.record, volume, number)?;
         self.device.link = links::publish(&paths.dev_dir, volume, &path)?;
@@ -629,7 +656,7 @@ impl KernelUblk {
     /// Makes the device take the volume's new size, where the driver can (`UPDATE_SIZE`).
     pub fn refresh_size(&self, size: u64) -> Result<(), BlockdevError> {
         if !can_resize(self.control.features) {
-            return Err(BlockdevError::Unavailable(format!(
+            return Err(BlockdevError::new(BlockdevErrorKind::Unavailable, format!(
                 "the volume grew to {size} bytes, but this kernel's ublk driver cannot resize a live device (UBLK_F_UPDATE_SIZE, in newer kernels): unmount, detach and attach {} again, or run the node with --blockdev-backend nbd",
                 self.device.link.display()
             )));
@@ -677,7 +704,10 @@ fn write_record(path: &Path, volume: &str, number: (u32, u32)) -> Result<(), Blo
     let temp = path.with_extension("tmp");
     std::fs::write(&temp, text)
         .and_then(|()| std::fs::rename(&temp, path))
-        .map_err(|e| BlockdevError::Failed(format!("writing {}: {e}", path.display())))
+        .map_err(BlockdevError::by(
+            BlockdevErrorKind::Failed,
+            format!("writing {}", path.display()),
+        ))
 }
 
 /// (volume, device number) from a record file.
@@ -756,8 +786,8 @@ mod tests {
         let present = Path::new(CONTROL_DEVICE).exists();
         match available() {
             Ok(_) => assert!(present),
-            Err(BlockdevError::Unavailable(why)) if !present => {
-                assert!(why.contains("modprobe ublk_drv"), "{why}")
+            Err(e) if e.kind() == BlockdevErrorKind::Unavailable && !present => {
+                assert!(e.to_string().contains("modprobe ublk_drv"), "{e}")
             }
             Err(e) => panic!("unexpected answer (control device present: {present}): {e}"),
         }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::BlockdevError;
+use super::{BlockdevError, BlockdevErrorKind};
 
 /// A volume name that is safe as a file name in the device directory.
 pub fn check_volume_name(volume: &str) -> Result<(), BlockdevError> {
@@ -19,9 +19,10 @@ pub fn check_volume_name(volume: &str) -> Result<(), BlockdevError> {
     if ok {
         Ok(())
     } else {
-        Err(BlockdevError::Failed(format!(
-            "{volume:?} cannot name a device: letters, digits, '-', '_' and '.' only"
-        )))
+        Err(BlockdevError::new(
+            BlockdevErrorKind::Failed,
+            format!("{volume:?} cannot name a device: letters, digits, '-', '_' and '.' only"),
+        ))
     }
 }
 
@@ -29,7 +30,11 @@ pub fn check_volume_name(volume: &str) -> Result<(), BlockdevError> {
 pub fn publish(dir: &Path, volume: &str, target: &Path) -> Result<PathBuf, BlockdevError> {
     check_volume_name(volume)?;
     let fail = |what: &str, path: &Path, e: std::io::Error| {
-        BlockdevError::Failed(format!("{what} {}: {e}", path.display()))
+        BlockdevError::new(
+            BlockdevErrorKind::Failed,
+            format!("{what} {}", path.display()),
+        )
+        .because(e)
     };
     std::fs::create_dir_all(dir).map_err(|e| fail("creating", dir, e))?;
     let link = dir.join(volume);
@@ -55,10 +60,11 @@ pub fn withdraw(link: &Path, expected: &Path) -> Result<bool, BlockdevError> {
     match std::fs::remove_file(link) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(BlockdevError::Failed(format!(
-            "removing {}: {e}",
-            link.display()
-        ))),
+        Err(e) => Err(BlockdevError::new(
+            BlockdevErrorKind::Failed,
+            format!("removing {}", link.display()),
+        )
+        .because(e)),
     }
 }
 

@@ -5,35 +5,44 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::BlockdevError;
+use super::{BlockdevError, BlockdevErrorKind};
 
 /// Runs `losetup` with `args`; its trimmed stdout, or an error with what it printed.
 fn losetup(args: &[&str]) -> Result<String, BlockdevError> {
-    let output = Command::new("losetup").args(args).output().map_err(|e| {
-        BlockdevError::Unavailable(format!(
-            "running losetup: {e} (install util-linux; `ironhorn check` lists what a node needs)"
-        ))
-    })?;
+    let output = Command::new("losetup")
+        .args(args)
+        .output()
+        .map_err(BlockdevError::by(
+            BlockdevErrorKind::Unavailable,
+            "running losetup (install util-linux; `ironhorn check` lists what a node needs)",
+        ))?;
     if !output.status.success() {
-        return Err(BlockdevError::Failed(format!(
-            "losetup {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        return Err(BlockdevError::new(
+            BlockdevErrorKind::Failed,
+            format!(
+                "losetup {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 /// Binds `file` to a free loop device with direct I/O; returns the device path.
 pub fn bind(file: &Path) -> Result<PathBuf, BlockdevError> {
-    let file = file
-        .to_str()
-        .ok_or_else(|| BlockdevError::Failed(format!("{} is not a UTF-8 path", file.display())))?;
+    let file = file.to_str().ok_or_else(|| {
+        BlockdevError::new(
+            BlockdevErrorKind::Failed,
+            format!("{} is not a UTF-8 path", file.display()),
+        )
+    })?;
     let device = losetup(&["--find", "--show", "--direct-io=on", file])?;
     if !device.starts_with("/dev/loop") {
-        return Err(BlockdevError::Failed(format!(
-            "losetup answered {device:?}, not a loop device"
-        )));
+        return Err(BlockdevError::new(
+            BlockdevErrorKind::Failed,
+            format!("losetup answered {device:?}, not a loop device"),
+        ));
     }
     Ok(PathBuf::from(device))
 }

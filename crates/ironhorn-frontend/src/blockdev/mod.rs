@@ -23,8 +23,6 @@ pub mod zeroing;
 
 use std::path::PathBuf;
 
-use thiserror::Error;
-
 pub use fuse_loop::{cleanup_stale, FuseLoop};
 pub use kernel_device::KernelDevice;
 pub use kernel_nbd::KernelNbd;
@@ -43,17 +41,20 @@ pub struct BlockdevPaths {
     pub dev_dir: PathBuf,
 }
 
-#[derive(Debug, Error)]
-pub enum BlockdevError {
+/// What a [`BlockdevError`] means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockdevErrorKind {
     /// The device is in use (mounted); the message says where and what to do.
-    #[error("{0}")]
-    Busy(String),
+    Busy,
     /// A tool or kernel feature the backend needs is missing.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Failed(String),
+    Unavailable,
+    /// The kernel or a tool failed.
+    Failed,
 }
+
+/// Why a block device could not be attached, resized or detached: the kind of problem, what
+/// was being done, and the error underneath (an I/O error, an errno, a decoder's error).
+pub type BlockdevError = ironhorn_runtime::error::KindError<BlockdevErrorKind>;
 
 /// A volume's block device, whichever backend serves it.
 #[derive(Debug)]

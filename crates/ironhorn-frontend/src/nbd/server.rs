@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ironhorn_engine::{BlockDevice, DeviceError};
-use ironhorn_replica::direct_writer::DirectWriter;
-use ironhorn_replica::net::{accept_loop, Addr, Listener};
+use ironhorn_runtime::direct_writer::DirectWriter;
+use ironhorn_runtime::net::{accept_loop, Addr, Listener};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -302,7 +302,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 Err(e) => return Err(e),
             },
         }
-        ironhorn_replica::poll_window::note_activity();
+        ironhorn_runtime::poll_window::note_activity();
         let request = proto::decode_request(&header).map_err(protocol_error)?;
         let mut payload = Vec::new();
         match request.command {
