@@ -6,13 +6,18 @@
 #  2. rebuild of a fully written 4 GiB replica against `cp --sparse=always` + sync of its files;
 #  3. idle CPU of an engine with 3 replicas and no I/O.
 # Usage: bench/engine.sh   (env: REPEATS=2 RUNTIME=5 MODES="local1 tcp1 mixed3" SKIP_REBUILD=1
-#        POLL_WINDOW=0 to measure without the poll window)
+#        POLL_WINDOW=0 to measure without the poll window, IRONHORN_BIN=path to measure that
+#        binary instead of building this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${REPEATS:=2}" "${RUNTIME:=5}" "${MODES:=local1 tcp1 mixed3}"
 SHARED=${SHARED:-$(cd .. && pwd)/shared}
-cargo build --release --locked -q -p ironhorn
-BIN=$PWD/target/release/ironhorn
+# IRONHORN_BIN measures another build (an older commit's, for a before/after comparison).
+if [ -z "${IRONHORN_BIN:-}" ]; then
+  cargo build --release --locked -q -p ironhorn
+fi
+BIN=${IRONHORN_BIN:-$PWD/target/release/ironhorn}
+export IRONHORN_BIN=$BIN
 OUT=$(mktemp -d /tmp/ironhorn-engine-bench.XXXXXX)
 echo "results in $OUT"
 
