@@ -343,6 +343,7 @@ impl Agent {
     }
 
     /// Starts a replica server for `start.dir` unless one runs already.
+    #[tracing::instrument(skip_all, fields(node = %self.name, replica = %name))]
     pub async fn start_replica(
         &self,
         name: &str,
@@ -436,6 +437,7 @@ impl Agent {
 
     /// Stops a replica server and closes its replica cleanly. Stopping one that does not run
     /// is not an error.
+    #[tracing::instrument(skip_all, fields(node = %self.name, replica = %name))]
     pub async fn stop_replica(&self, name: &str) -> Result<(), AgentError> {
         let Some(running) = self.replicas.lock().await.remove(name) else {
             return Ok(());
@@ -460,6 +462,7 @@ impl Agent {
     }
 
     /// Stops a replica server and removes its directory.
+    #[tracing::instrument(skip_all, fields(node = %self.name, replica = %name))]
     pub async fn delete_replica(&self, name: &str, dir: &str) -> Result<(), AgentError> {
         let dir = PathBuf::from(dir);
         check_deletable(&dir)?;
@@ -479,6 +482,7 @@ impl Agent {
     }
 
     /// Starts the volume's engine and frontend unless it runs already.
+    #[tracing::instrument(skip_all, fields(node = %self.name, volume = %volume))]
     pub async fn start_engine(
         &self,
         volume: &str,
@@ -616,6 +620,7 @@ impl Agent {
     /// a block device is flushed and removed) and its engine (every replica flushed).
     /// Without `force`, a block device that is mounted is refused, and everything keeps
     /// running. Stopping one that does not run is not an error.
+    #[tracing::instrument(skip_all, fields(node = %self.name, volume = %volume, force = force))]
     pub async fn stop_engine(&self, volume: &str, force: bool) -> Result<(), AgentError> {
         let mut engines = self.engines.lock().await;
         let Some(running) = engines.get_mut(volume) else {
@@ -659,6 +664,7 @@ impl Agent {
     }
 
     /// Grows the volume; a block device takes the new size at once.
+    #[tracing::instrument(skip_all, fields(node = %self.name, volume = %volume, size = size))]
     pub async fn expand(&self, volume: &str, size: u64) -> Result<(), AgentError> {
         let (engine, device) = {
             let engines = self.engines.lock().await;
@@ -677,6 +683,7 @@ impl Agent {
     }
 
     /// Runs `fstrim` on the filesystem mounted from the volume's block device.
+    #[tracing::instrument(skip_all, fields(node = %self.name, volume = %volume))]
     pub async fn trim(&self, volume: &str) -> Result<TrimResult, AgentError> {
         let device = {
             let engines = self.engines.lock().await;

@@ -201,7 +201,7 @@ impl Engine {
         op: &'static str,
     ) -> Result<(Arc<Slot>, ReplicaInfo), EngineError> {
         let on_target = || EngineError::replica(op, spec);
-        let target = Slot::open(spec, self.size(), self.timeout, &self.locals)
+        let target = Slot::open(&self.volume, spec, self.size(), self.timeout, &self.locals)
             .await
             .map_err(on_target())?;
         let info = target.info().await.map_err(on_target())?;

@@ -31,6 +31,8 @@ pub(super) struct Missed {
 /// One replica of the volume.
 #[derive(Debug)]
 pub(crate) struct Slot {
+    /// The volume it belongs to (named in what is logged about it).
+    volume: Arc<str>,
     pub(crate) spec: ReplicaSpec,
     backend: Box<dyn ReplicaBackend>,
     timeout: Duration,
@@ -42,11 +44,13 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub(crate) fn new(
+        volume: &str,
         spec: ReplicaSpec,
         backend: Box<dyn ReplicaBackend>,
         timeout: Duration,
     ) -> Slot {
         Slot {
+            volume: volume.into(),
             spec,
             backend,
             timeout,
@@ -59,6 +63,7 @@ impl Slot {
     /// Opens the replica of `spec`: a directory opened (or created) in this process, a
     /// replica this process serves (found in `locals`), or a replica server.
     pub(super) async fn open(
+        volume: &str,
         spec: &ReplicaSpec,
         size: u64,
         timeout: Duration,
@@ -87,7 +92,7 @@ impl Slot {
                 ),
             },
         };
-        Ok(Slot::new(spec.clone(), backend, timeout))
+        Ok(Slot::new(volume, spec.clone(), backend, timeout))
     }
 
     pub fn mode(&self) -> Mode {
@@ -123,7 +128,7 @@ impl Slot {
         let mut mode = self.mode.lock().unwrap_or_else(|e| e.into_inner());
         if *mode != Mode::ERR {
             let why = why.to_string();
-            tracing::error!(replica = %self.spec, reason = %why, "replica failed: marked ERR");
+            tracing::error!(volume = %self.volume, replica = %self.spec, reason = %why, "replica failed: marked ERR");
             *mode = Mode::ERR;
             *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = why;
         }

@@ -67,7 +67,7 @@ impl Engine {
         let mut slots = Vec::new();
         let mut problems = Vec::new();
         for spec in specs {
-            match Slot::open(spec, size, timeout, locals).await {
+            match Slot::open(volume, spec, size, timeout, locals).await {
                 Ok(slot) => slots.push(Arc::new(slot)),
                 Err(e) => problems.push(format!("{spec}: {e}")),
             }

@@ -23,7 +23,7 @@ async fn engine(n: usize) -> (Engine, Vec<Arc<Faults>>) {
     for i in 0..n {
         let (backend, switch) = Faulty::new(SIZE);
         let spec = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-        slots.push(Arc::new(Slot::new(spec, Box::new(backend), TIMEOUT)));
+        slots.push(Arc::new(Slot::new("vol", spec, Box::new(backend), TIMEOUT)));
         faults.push(switch);
     }
     let engine = Engine::with_slots(
