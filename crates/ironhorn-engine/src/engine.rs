@@ -212,4 +212,12 @@ impl Engine {
         live.sort_by_key(|s| s.is_local());
         live
     }
+
+    /// Replicas that serve reads and must acknowledge writes.
+    fn rw(&self) -> Vec<Arc<Slot>> {
+        self.slots()
+            .into_iter()
+            .filter(|s| s.mode() == Mode::RW)
+            .collect()
+    }
 }

@@ -124,11 +124,7 @@ impl Engine {
     /// One read request of at most `MAX_CALL` bytes, retried on another replica when one fails.
     async fn read_call(&self, offset: u64, len: usize) -> DeviceResult<Vec<u8>> {
         loop {
-            let readable: Vec<Arc<Slot>> = self
-                .slots()
-                .into_iter()
-                .filter(|s| s.mode() == Mode::RW)
-                .collect();
+            let readable = self.rw();
             if readable.is_empty() {
                 return Err(self.no_healthy_replica());
             }

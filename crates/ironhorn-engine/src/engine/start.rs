@@ -185,11 +185,7 @@ impl Engine {
     /// source's revision again. A replica that fails meanwhile is marked ERR.
     async fn reconcile(&self, revision: u64, newest: &[Arc<Slot>]) -> Option<ReconcileReport> {
         loop {
-            let rw: Vec<Arc<Slot>> = self
-                .slots()
-                .into_iter()
-                .filter(|s| s.mode() == Mode::RW)
-                .collect();
+            let rw = self.rw();
             let is_newest = |s: &Arc<Slot>| newest.iter().any(|n| Arc::ptr_eq(n, s));
             if !rw.iter().any(is_newest) {
                 // Only replicas a little behind are left: nothing proves they hold every
