@@ -251,3 +251,89 @@ async fn apply(
         }
     }
 }
+
+/// Reads backup `backup` of `volume` block by block in offset order, checked like a
+/// restore, and hands each block to `emit(offset, data)`; offsets the backup does not list
+/// are zeros, for the caller to fill. Returns the volume size. Needs no lock-free target:
+/// it takes a restore lock like any restore.
+pub async fn stream_in_order<F>(
+    target: &BackupTarget,
+    volume: &str,
+    backup: &str,
+    progress: Arc<Progress>,
+    mut emit: F,
+) -> Result<(u64, BackupConfig)>
+where
+    F: FnMut(u64, Vec<u8>) -> std::result::Result<(), String>,
+{
+    let volume_config =
+        target
+            .volume_config(volume)
+            .await?
+            .ok_or_else(|| BackupStoreError::NotFound {
+                what: format!("backup volume {volume}"),
+            })?;
+    let cfg = target.backup_config(volume, backup).await?;
+    if !cfg.is_complete() {
+        return Err(BackupStoreError::Invalid(format!(
+            "backup {backup} of volume {volume} is in progress or was interrupted; pick a completed backup"
+        )));
+    }
+    let block_size = cfg.block_size()?;
+    let compression = Compression::from_cfg(cfg.compression_method.as_deref())
+        .or_else(|_| volume_config.compression())?;
+    let size = volume_config
+        .size
+        .max(cfg.blocks.last().map_or(0, |b| b.offset + block_size));
+    let lock = VolumeLock::acquire(
+        target.driver.clone(),
+        volume,
+        LockType::BackupOrRestore,
+        target.lock_settle,
+    )
+    .await?;
+    progress.start(cfg.blocks.len() as u64);
+    let result = async {
+        let mut blocks = futures::stream::iter(cfg.blocks.clone())
+            .map(|entry| {
+                let progress = progress.clone();
+                async move {
+                    progress.check_cancelled()?;
+                    let path = block_path(volume, &entry.checksum);
+                    let stored = target.driver.read(&path).await.map_err(|e| {
+                        if e.is_not_found() {
+                            BackupStoreError::BadBlock {
+                                checksum: entry.checksum.clone(),
+                                offset: entry.offset,
+                                reason: "its block file is missing from the backup target".into(),
+                            }
+                        } else {
+                            e.into()
+                        }
+                    })?;
+                    let fetched = stored.len() as u64;
+                    let data = tokio::task::spawn_blocking(move || {
+                        decode_block(
+                            compression,
+                            &stored,
+                            block_size,
+                            &entry.checksum,
+                            entry.offset,
+                        )
+                    })
+                    .await
+                    .map_err(|e| BackupStoreError::Sink(e.to_string()))??;
+                    progress.block_done(block_size, fetched);
+                    Ok::<_, BackupStoreError>((entry.offset, data))
+                }
+            })
+            .buffered(target.concurrency.max(1));
+        while let Some((offset, data)) = blocks.try_next().await? {
+            emit(offset, data).map_err(BackupStoreError::Sink)?;
+        }
+        Ok(())
+    }
+    .await;
+    lock.release().await;
+    result.map(|()| (size, cfg))
+}

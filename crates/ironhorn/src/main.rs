@@ -5,6 +5,7 @@ mod client;
 mod engine_cmd;
 mod engine_control;
 mod recover;
+mod recover_backup;
 mod replica_cmd;
 mod runtime;
 mod server_cmd;

@@ -34,6 +34,11 @@ pub enum RecoverCommand {
     Export(ExportArgs),
     /// Serve the volume (head or a snapshot) over NBD; read-only unless --writable.
     Serve(ServeArgs),
+    /// Write a backup from a backup target (file://, nfs://, s3://) as a raw image: no
+    /// cluster, no manager, only the target.
+    Backup(crate::recover_backup::BackupArgs),
+    /// List the backup volumes of a backup target, or the backups of one volume.
+    Backups(crate::recover_backup::ListArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +89,8 @@ pub fn run(cmd: RecoverCommand) -> Result<()> {
         RecoverCommand::Inspect(args) => inspect(&args),
         RecoverCommand::Export(args) => export(&args),
         RecoverCommand::Serve(args) => serve(&args),
+        RecoverCommand::Backup(args) => crate::recover_backup::restore(&args),
+        RecoverCommand::Backups(args) => crate::recover_backup::list(&args),
     }
 }
 
@@ -299,7 +306,7 @@ fn write_tree(out: &mut impl Write, layout: &Layout) -> io::Result<()> {
     Ok(())
 }
 
-enum Sink {
+pub(crate) enum Sink {
     /// A regular file: holes are skipped and stay holes.
     Sparse(File),
     /// A stream or device: every byte is written, holes as zeros.
@@ -307,24 +314,35 @@ enum Sink {
 }
 
 fn open_sink(args: &ExportArgs, size: u64) -> Result<Sink> {
-    if args.output.as_os_str() == "-" {
+    let dir = args
+        .dir
+        .canonicalize()
+        .context("resolving the replica directory")?;
+    open_output(&args.output, args.force, size, Some(&dir))
+}
+
+/// Opens where an image goes: `-` (standard output) or a device as a stream, a regular
+/// file (created, or replaced with `force`) sized to `size` so holes stay holes. Refuses
+/// a file inside `protected`.
+pub(crate) fn open_output(
+    out: &Path,
+    force: bool,
+    size: u64,
+    protected: Option<&Path>,
+) -> Result<Sink> {
+    if out.as_os_str() == "-" {
         return Ok(Sink::Stream(Box::new(io::BufWriter::with_capacity(
             1 << 20,
             io::stdout().lock(),
         ))));
     }
-    let out = &args.output;
-    let dir = args
-        .dir
-        .canonicalize()
-        .context("resolving the replica directory")?;
     let out_parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .canonicalize()
         .with_context(|| format!("the directory of {} does not exist", out.display()))?;
-    if out_parent.starts_with(&dir) {
+    if let Some(dir) = protected.filter(|dir| out_parent.starts_with(dir)) {
         bail!(
             "refusing to write {} inside the replica directory {}: export never writes into it",
             out.display(),
@@ -332,7 +350,7 @@ fn open_sink(args: &ExportArgs, size: u64) -> Result<Sink> {
         );
     }
     match std::fs::metadata(out) {
-        Ok(md) if md.file_type().is_file() && !args.force => {
+        Ok(md) if md.file_type().is_file() && !force => {
             bail!("{} exists; pass --force to overwrite it", out.display())
         }
         Ok(md) if !md.file_type().is_file() => {

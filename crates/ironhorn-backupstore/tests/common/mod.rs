@@ -133,10 +133,11 @@ pub fn file_target(dir: &Path) -> BackupTarget {
     t
 }
 
-/// Deterministic, partly compressible bytes: text-like runs and noise.
+/// Deterministic, partly compressible bytes: text-like and noise pages, every 4 KiB page
+/// stamped with `seed` and its index so no two pages (or blocks) are alike.
 pub fn pattern(len: u64, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let base: Vec<u8> = (0..MIB)
         .map(|i| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -147,7 +148,14 @@ pub fn pattern(len: u64, seed: u64) -> Vec<u8> {
                 (x >> 24) as u8
             }
         })
-        .collect()
+        .collect();
+    let mut out: Vec<u8> = base.iter().copied().cycle().take(len as usize).collect();
+    for (page, chunk) in out.chunks_mut(4096).enumerate() {
+        let stamp = [seed.to_le_bytes(), (page as u64).to_le_bytes()].concat();
+        let n = stamp.len().min(chunk.len());
+        chunk[..n].copy_from_slice(&stamp[..n]);
+    }
+    out
 }
 
 pub fn labels() -> BTreeMap<String, String> {
