@@ -10,6 +10,7 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod backup;
 pub mod error;
 pub mod manager_api;
 pub mod node;

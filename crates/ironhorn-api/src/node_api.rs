@@ -7,6 +7,7 @@ use crate::node::{
     ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
     StartEngine, StartReplica, StopEngine, TrimResult,
 };
+use crate::backup::{JobStatus, StartBackup, StartRestore};
 use crate::path::path_segment;
 use crate::request::{Request, Timeout};
 
@@ -119,6 +120,26 @@ pub fn purge(volume: &str) -> Request<()> {
 
 pub fn expand(volume: &str, size: u64) -> Request<()> {
     Request::post(engine_path(volume, "/expand")).json(&Expand { size })
+}
+
+/// Starts backing up a snapshot of a replica on that node (answers at once; poll
+/// [`backup_job`]).
+pub fn start_backup(request: &StartBackup) -> Request<JobStatus> {
+    Request::post("/node/v1/backups".into()).json(request)
+}
+
+pub fn backup_job(name: &str) -> Request<JobStatus> {
+    Request::get(format!("/node/v1/backups/{}", path_segment(name)))
+}
+
+/// Starts restoring a backup into the volume through its engine there (poll
+/// [`restore_job`]).
+pub fn start_restore(volume: &str, request: &StartRestore) -> Request<JobStatus> {
+    Request::post(engine_path(volume, "/restore")).json(request)
+}
+
+pub fn restore_job(volume: &str) -> Request<JobStatus> {
+    Request::get(engine_path(volume, "/restore"))
 }
 
 #[cfg(test)]

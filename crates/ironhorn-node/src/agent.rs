@@ -164,6 +164,8 @@ pub struct Agent {
     local_replicas: LocalReplicas,
     engines: Mutex<BTreeMap<String, RunningEngine>>,
     blockdev: Option<BlockdevSupport>,
+    /// Backup and restore jobs running or finished here.
+    pub jobs: crate::backup::Jobs,
 }
 
 impl std::fmt::Debug for Agent {
@@ -253,6 +255,7 @@ impl Agent {
             local_replicas: LocalReplicas::new(),
             engines: Mutex::new(BTreeMap::new()),
             blockdev: None,
+            jobs: crate::backup::Jobs::default(),
         }
     }
 

@@ -21,6 +21,7 @@ use ironhorn_api::node::{
     ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
     StartEngine, StartReplica, StopEngine, TrimResult,
 };
+use ironhorn_api::backup::{JobStatus, StartBackup, StartRestore};
 use ironhorn_api::{ErrorBody, ErrorCode};
 use ironhorn_engine::{Engine, ReplicaSpec};
 use ironhorn_format::names;
@@ -91,6 +92,12 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/node/v1/engines/{volume}", put(start_engine))
         .route("/node/v1/engines/{volume}/trim", post(trim))
         .route("/node/v1/engines/{volume}/stop", post(stop_engine))
+        .route("/node/v1/backups", post(start_backup))
+        .route("/node/v1/backups/{name}", get(backup_status))
+        .route(
+            "/node/v1/engines/{volume}/restore",
+            post(start_restore).get(restore_status),
+        )
         .with_state(agent.clone())
         .merge(engine_routes(agent))
 }
@@ -120,6 +127,36 @@ pub fn engine_routes<H: EngineHost>(host: Arc<H>) -> Router {
         .route("/node/v1/engines/{volume}/purge", post(purge::<H>))
         .route("/node/v1/engines/{volume}/expand", post(expand::<H>))
         .with_state(host)
+}
+
+async fn start_backup(
+    State(agent): State<Arc<Agent>>,
+    Json(req): Json<StartBackup>,
+) -> Result<Json<JobStatus>> {
+    Ok(Json(agent.jobs.start_backup(req)?))
+}
+
+async fn backup_status(
+    State(agent): State<Arc<Agent>>,
+    Path(name): Path<String>,
+) -> Result<Json<JobStatus>> {
+    Ok(Json(agent.jobs.backup_status(&name)?))
+}
+
+async fn start_restore(
+    State(agent): State<Arc<Agent>>,
+    Path(volume): Path<String>,
+    Json(req): Json<StartRestore>,
+) -> Result<Json<JobStatus>> {
+    let (engine, _) = agent.engine(&volume).await?;
+    Ok(Json(agent.jobs.start_restore(&volume, engine, req)?))
+}
+
+async fn restore_status(
+    State(agent): State<Arc<Agent>>,
+    Path(volume): Path<String>,
+) -> Result<Json<JobStatus>> {
+    Ok(Json(agent.jobs.restore_status(&volume)?))
 }
 
 async fn observe(
