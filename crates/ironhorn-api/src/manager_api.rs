@@ -2,6 +2,10 @@
 //! register), the CSI driver and tests send. Send them with
 //! [`crate::client::ApiClient::call`]; the server parses the same structs.
 
+use crate::backup::{
+    Backup, BackupTarget, BackupTargetSpec, BackupVolume, CreateBackup, Page, SecretData,
+    SecretView,
+};
 use crate::node::{CreateSnapshot, SnapshotInfo, TrimResult};
 use crate::path::path_segment;
 use crate::request::{Request, Timeout};
@@ -172,4 +176,102 @@ mod tests {
         assert_eq!(request.method, Method::Patch);
         assert_eq!(request.body.as_deref(), Some(&b"{}"[..]));
     }
+}
+
+// ---- backups ----
+
+fn with_target(path: String, target: Option<&str>) -> String {
+    match target {
+        Some(t) => format!("{path}?backupTarget={}", path_segment(t)),
+        None => path,
+    }
+}
+
+fn backup_volume_path(volume: &str) -> String {
+    format!("/v1/backupvolumes/{}", path_segment(volume))
+}
+
+/// Starts a backup of an attached volume (of a new snapshot unless one is named).
+pub fn create_backup(volume: &str, request: &CreateBackup) -> Request<Backup> {
+    Request::post(volume_path(volume, "/backups")).json(request)
+}
+
+/// Turns a standby volume into a normal one (once it holds the last backup).
+pub fn activate(volume: &str) -> Request<Volume> {
+    Request::post(volume_path(volume, "/activate"))
+}
+
+pub fn list_backup_targets() -> Request<List<BackupTarget>> {
+    Request::get("/v1/backuptargets".into())
+}
+
+pub fn put_backup_target(name: &str, spec: &BackupTargetSpec) -> Request<BackupTarget> {
+    Request::put(format!("/v1/backuptargets/{}", path_segment(name)))
+        .json(spec)
+        .timeout(Timeout::Long)
+}
+
+pub fn delete_backup_target(name: &str) -> Request<()> {
+    Request::delete(format!("/v1/backuptargets/{}", path_segment(name)))
+}
+
+pub fn list_secrets() -> Request<List<SecretView>> {
+    Request::get("/v1/secrets".into())
+}
+
+pub fn put_secret(name: &str, data: &SecretData) -> Request<SecretView> {
+    Request::put(format!("/v1/secrets/{}", path_segment(name))).json(data)
+}
+
+pub fn delete_secret(name: &str) -> Request<()> {
+    Request::delete(format!("/v1/secrets/{}", path_segment(name)))
+}
+
+pub fn list_backup_volumes(target: Option<&str>) -> Request<List<BackupVolume>> {
+    Request::get(with_target("/v1/backupvolumes".into(), target)).timeout(Timeout::Long)
+}
+
+/// Removes every backup of the volume from the target.
+pub fn delete_backup_volume(volume: &str, target: Option<&str>) -> Request<()> {
+    Request::delete(with_target(backup_volume_path(volume), target)).timeout(Timeout::Long)
+}
+
+/// One page of a backup volume's backups, oldest first.
+pub fn list_backups(
+    volume: &str,
+    target: Option<&str>,
+    limit: Option<usize>,
+    continue_token: Option<&str>,
+) -> Request<Page<Backup>> {
+    let mut query = Vec::new();
+    if let Some(t) = target {
+        query.push(format!("backupTarget={}", path_segment(t)));
+    }
+    if let Some(l) = limit {
+        query.push(format!("limit={l}"));
+    }
+    if let Some(c) = continue_token {
+        query.push(format!("continue={}", path_segment(c)));
+    }
+    let mut path = format!("{}/backups", backup_volume_path(volume));
+    if !query.is_empty() {
+        path = format!("{path}?{}", query.join("&"));
+    }
+    Request::get(path).timeout(Timeout::Long)
+}
+
+pub fn get_backup(volume: &str, backup: &str, target: Option<&str>) -> Request<Backup> {
+    Request::get(with_target(
+        format!("{}/backups/{}", backup_volume_path(volume), path_segment(backup)),
+        target,
+    ))
+}
+
+/// Deletes a backup and the blocks no other backup uses.
+pub fn delete_backup(volume: &str, backup: &str, target: Option<&str>) -> Request<()> {
+    Request::delete(with_target(
+        format!("{}/backups/{}", backup_volume_path(volume), path_segment(backup)),
+        target,
+    ))
+    .timeout(Timeout::Long)
 }

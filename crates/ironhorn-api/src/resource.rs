@@ -122,6 +122,28 @@ pub struct VolumeSpec {
     /// Attach without a frontend (for snapshot revert and other maintenance).
     #[serde(default)]
     pub maintenance: bool,
+    /// A backup URL (`<target>?backup=B&volume=V`) to restore from, or, for a standby
+    /// volume, a backup volume URL (`<target>?volume=V`) to follow.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub from_backup: String,
+    /// A disaster-recovery volume: restores each new backup of its backup volume and cannot
+    /// be attached until activated.
+    #[serde(default)]
+    pub standby: bool,
+}
+
+/// A restore into a volume, as it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// The backup being (or last) restored.
+    pub backup: String,
+    /// `InProgress`, `Completed` or `Error`.
+    pub state: String,
+    /// 0 to 100.
+    pub progress: u8,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -151,6 +173,14 @@ pub struct VolumeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blockdev: Option<BlockdevStatus>,
     pub conditions: Vec<Condition>,
+    /// True until the volume holds the backup it was created from; it cannot attach before.
+    #[serde(default)]
+    pub restore_required: bool,
+    /// The last backup fully restored into the volume.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_restored_backup: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
 }
 
 /// A volume's block device on the node it is attached to.

@@ -46,6 +46,13 @@ pub struct CreateVolume {
     pub disk_selector: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Restore from this backup URL (`<target>?backup=B&volume=V`; without `backup`, the
+    /// volume's last backup): Longhorn's `fromBackup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<String>,
+    /// A disaster-recovery volume that follows `fromBackup`'s backup volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<bool>,
 }
 
 /// `POST /v1/volumes/{name}/attach` (the body may be left out).

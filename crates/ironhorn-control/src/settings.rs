@@ -57,6 +57,8 @@ pub const AUTO_SALVAGE: &str = "auto-salvage";
 pub const ORPHAN_RESOURCE_AUTO_DELETION: &str = "orphan-resource-auto-deletion";
 pub const BACKUP_TARGET: &str = "backup-target";
 pub const BACKUP_TARGET_CREDENTIAL_SECRET: &str = "backup-target-credential-secret";
+pub const BACKUPSTORE_POLL_INTERVAL: &str = "backupstore-poll-interval";
+pub const BACKUP_COMPRESSION_METHOD: &str = "backup-compression-method";
 
 /// Older keys accepted for the current ones (Longhorn renamed them).
 const ALIASES: &[(&str, &str)] = &[("orphan-auto-deletion", ORPHAN_RESOURCE_AUTO_DELETION)];
@@ -192,6 +194,24 @@ pub const DEFINITIONS: &[Definition] = &[
         category: "backup",
         kind: SettingKind::String { required: false },
         default: "",
+    },
+    Definition {
+        key: BACKUPSTORE_POLL_INTERVAL,
+        display_name: "Backupstore Poll Interval",
+        description: "Seconds between reads of the backup target: its health, the backup listing, and new backups for standby (disaster-recovery) volumes. 0 stops polling.",
+        category: "backup",
+        kind: int(0, None),
+        default: "300",
+    },
+    Definition {
+        key: BACKUP_COMPRESSION_METHOD,
+        display_name: "Backup Compression Method",
+        description: "Compression of the blocks of a new backup volume (an existing one keeps its own).",
+        category: "backup",
+        kind: SettingKind::Choice {
+            options: Cow::Borrowed(&[Cow::Borrowed("lz4"), Cow::Borrowed("gzip"), Cow::Borrowed("none")]),
+        },
+        default: "lz4",
     },
 ];
 

@@ -4,6 +4,7 @@
 //! process; `ironhorn node` agents on other machines register with it.
 
 pub mod api;
+pub mod backups;
 pub mod controller;
 pub mod error;
 pub mod metrics;
@@ -45,6 +46,8 @@ pub struct Manager {
     rebuilds: Mutex<Rebuilds>,
     pub(crate) parsed_volumes: state::ParseCache<ironhorn_api::resource::Volume>,
     pub(crate) parsed_replicas: state::ParseCache<ironhorn_api::resource::Replica>,
+    /// Backup targets, their listing cache and the backup jobs under way.
+    pub backups: backups::Backups,
 }
 
 impl std::fmt::Debug for Manager {
@@ -67,6 +70,7 @@ impl Manager {
             rebuilds: Mutex::new(Rebuilds::default()),
             parsed_volumes: Default::default(),
             parsed_replicas: Default::default(),
+            backups: Default::default(),
         }
     }
 

@@ -35,6 +35,10 @@ enum Command {
     Volume(client::VolumeCli),
     /// Settings, with Longhorn's names.
     Setting(client::SettingCli),
+    /// Backups, backup volumes and backup targets.
+    Backup(client::BackupCli),
+    /// Credentials for backup targets.
+    Secret(client::SecretCli),
     /// Replica directories no volume owns.
     Orphan(client::OrphanCli),
     /// Check this node: kernel features for block devices, filesystem tools, room on the
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
         }) => return client_exit(client::node(cmd, &opts)),
         Command::Volume(cli) => return client_exit(client::volume(cli.command, &cli.opts)),
         Command::Setting(cli) => return client_exit(client::setting(cli.command, &cli.opts)),
+        Command::Backup(cli) => return client_exit(client::backup(cli.command, &cli.opts)),
+        Command::Secret(cli) => return client_exit(client::secret(cli.command, &cli.opts)),
         Command::Orphan(cli) => return client_exit(client::orphan(cli.command, &cli.opts)),
         Command::Check(args) => return check_cmd::run(&args),
         Command::Recover(cmd) => recover::run(cmd),

@@ -212,12 +212,17 @@ pub fn server(args: ServerArgs) -> Result<()> {
             manager.clone(),
             shutdown.clone(),
         ));
+        let backups = tokio::spawn(ironhorn_manager::backups::run(
+            manager.clone(),
+            shutdown.clone(),
+        ));
         eprintln!(
             "ironhorn server: API at http://{address}, node {node_name}, data in {}",
             dir.display()
         );
         serve(listener, app, &shutdown).await?;
         let _ = controllers.await;
+        let _ = backups.await;
         agent.shutdown().await;
         Ok(())
     })

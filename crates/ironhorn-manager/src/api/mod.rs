@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::Manager;
 
+mod backups;
 mod nodes;
 mod settings;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod tests;
 mod volumes;
 
 pub use nodes::register;
+use backups::*;
 use nodes::*;
 use settings::*;
 use volumes::*;
@@ -85,14 +87,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         list_snapshots, create_snapshot, delete_snapshot, revert_snapshot, purge_snapshots,
         list_nodes, register_node, get_node, update_node, delete_node, add_disk, update_disk, remove_disk,
         list_orphans, get_orphan, delete_orphan,
-        list_settings, get_setting, set_setting
+        list_settings, get_setting, set_setting,
+        list_backup_targets, get_backup_target, put_backup_target, delete_backup_target,
+        list_secrets, put_secret, delete_secret,
+        list_backup_volumes, get_backup_volume, delete_backup_volume,
+        list_backups, get_backup, delete_backup, create_backup, activate
     ),
     tags(
         (name = "volumes", description = "Replicated block volumes"),
         (name = "snapshots", description = "Snapshots of an attached volume"),
         (name = "nodes", description = "Nodes and their disks"),
         (name = "orphans", description = "Replica directories no volume owns"),
-        (name = "settings", description = "Settings with Longhorn's keys")
+        (name = "settings", description = "Settings with Longhorn's keys"),
+        (name = "backups", description = "Backup targets, backup volumes and backups (Longhorn's backupstore layout), restores and standby volumes")
     )
 )]
 pub struct ApiDoc;
@@ -121,6 +128,14 @@ async fn metrics(State(m): Shared) -> Result<impl IntoResponse> {
         )],
         crate::metrics::render(&m).await?,
     ))
+}
+
+/// The node address of the volume's running engine, or why there is none.
+pub(crate) async fn engine_node_address(
+    m: &Manager,
+    volume: &ironhorn_api::resource::Volume,
+) -> Result<String> {
+    volumes::engine_address(m, volume).await
 }
 
 pub fn router(manager: Arc<Manager>) -> Router {
@@ -159,6 +174,27 @@ pub fn router(manager: Arc<Manager>) -> Router {
         )
         .route("/v1/orphans", get(list_orphans))
         .route("/v1/orphans/{name}", get(get_orphan).delete(delete_orphan))
+        .route("/v1/volumes/{name}/backups", post(create_backup))
+        .route("/v1/volumes/{name}/activate", post(activate))
+        .route("/v1/backuptargets", get(list_backup_targets))
+        .route(
+            "/v1/backuptargets/{name}",
+            get(get_backup_target)
+                .put(put_backup_target)
+                .delete(delete_backup_target),
+        )
+        .route("/v1/secrets", get(list_secrets))
+        .route("/v1/secrets/{name}", put(put_secret).delete(delete_secret))
+        .route("/v1/backupvolumes", get(list_backup_volumes))
+        .route(
+            "/v1/backupvolumes/{volume}",
+            get(get_backup_volume).delete(delete_backup_volume),
+        )
+        .route("/v1/backupvolumes/{volume}/backups", get(list_backups))
+        .route(
+            "/v1/backupvolumes/{volume}/backups/{backup}",
+            get(get_backup).delete(delete_backup),
+        )
         .route("/v1/settings", get(list_settings))
         .route("/v1/settings/{name}", put(set_setting).get(get_setting))
         .fallback(not_found)

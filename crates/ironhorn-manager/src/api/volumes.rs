@@ -104,7 +104,17 @@ pub(super) async fn create_volume(
 ) -> Result<(StatusCode, Json<Volume>)> {
     check_name("volume", &req.name, MAX_VOLUME_NAME)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let size = volume_size(&req.size)?;
+    let (size, from_backup) = match &req.from_backup {
+        None if req.standby == Some(true) => {
+            return Err(ApiError::invalid(
+                "a standby volume follows a backup volume: give fromBackup (`<target>?volume=NAME`)",
+            ))
+        }
+        None => (volume_size(&req.size)?, String::new()),
+        Some(url) => restore_source(&m, url, &req.size, req.standby == Some(true)).await?,
+    };
+    let standby = req.standby == Some(true);
+    let restore_required = !from_backup.is_empty();
     let settings = state::settings(m.store.as_ref()).await?;
     let replicas = req
         .number_of_replicas
@@ -138,8 +148,13 @@ pub(super) async fn create_volume(
             labels: req.labels,
             node_id: String::new(),
             maintenance: false,
+            from_backup,
+            standby,
         },
-        status: VolumeStatus::default(),
+        status: VolumeStatus {
+            restore_required,
+            ..VolumeStatus::default()
+        },
     };
     match state::put(
         m.store.as_ref(),
@@ -160,6 +175,67 @@ pub(super) async fn create_volume(
     }
     m.wake.notify_one();
     Ok((StatusCode::CREATED, Json(volume)))
+}
+
+/// Checks a `fromBackup` URL against its target (the backup volume and backup exist and
+/// are complete, the size holds it); returns the volume's size (the backup volume's when
+/// `size` is 0) and the URL to restore from.
+async fn restore_source(
+    m: &Manager,
+    raw: &str,
+    size: &SizeInput,
+    standby: bool,
+) -> Result<(u64, String)> {
+    use ironhorn_backupstore::{BackupTarget, BackupUrl, Credentials};
+    let url = BackupUrl::parse(raw)?;
+    let access = crate::backups::access_for_url(m, &url).await?;
+    let target = BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials)).await?;
+    let source = target.volume_config(&url.volume).await?.ok_or_else(|| {
+        ApiError::invalid(format!(
+            "the backup target {} has no backup volume {:?}",
+            url.target, url.volume
+        ))
+    })?;
+    let backup = match (&url.backup, standby) {
+        (_, true) => None,
+        (Some(b), false) => Some(b.clone()),
+        (None, false) => Some(source.last_backup_name.clone()).filter(|b| !b.is_empty()),
+    };
+    if !standby {
+        let Some(b) = &backup else {
+            return Err(ApiError::invalid(format!(
+                "backup volume {:?} has no backups to restore",
+                url.volume
+            )));
+        };
+        let cfg = target.backup_config(&url.volume, b).await.map_err(|e| match e {
+            ironhorn_backupstore::BackupStoreError::NotFound { .. } => {
+                ApiError::invalid(e.to_string())
+            }
+            other => other.into(),
+        })?;
+        if !cfg.is_complete() {
+            return Err(ApiError::invalid(format!(
+                "backup {b} of volume {} is not complete; restore a completed backup",
+                url.volume
+            )));
+        }
+    }
+    let bytes = if size_bytes(size)? == 0 {
+        source.size.div_ceil(SIZE_ALIGNMENT) * SIZE_ALIGNMENT
+    } else {
+        volume_size(size)?
+    };
+    if bytes < source.size {
+        return Err(ApiError::invalid(format!(
+            "a {bytes}-byte volume cannot hold backup volume {:?} of {} bytes: ask for at least that size (or 0 for the backup's size)",
+            url.volume, source.size
+        )));
+    }
+    Ok((
+        bytes,
+        BackupUrl::format(&url.target, &url.volume, backup.as_deref()),
+    ))
 }
 
 pub(super) async fn update_volume(
@@ -231,6 +307,19 @@ pub(super) async fn attach(
         if v.status.state == VolumeState::Deleting {
             return Err(ApiError::conflict(format!(
                 "volume {name} is being deleted"
+            )));
+        }
+        if v.spec.standby {
+            return Err(ApiError::conflict(format!(
+                "volume {name} is a standby volume following {}: activate it first (`ironhorn volume activate {name}`)",
+                v.spec.from_backup
+            )));
+        }
+        if v.status.restore_required {
+            let progress = v.status.restore.as_ref().map_or(0, |r| r.progress);
+            return Err(ApiError::conflict(format!(
+                "volume {name} is being restored from {} ({progress}%): it attaches when the restore completes",
+                v.spec.from_backup
             )));
         }
         let frontend = req.frontend.unwrap_or(v.spec.frontend);
@@ -400,6 +489,7 @@ pub(super) async fn delete_snapshot(
     Path((name, snapshot)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let volume = load_volume(&m, &name).await?;
+    refuse_while_backing_up(&m, &name)?;
     let address = engine_address(&m, &volume).await?;
     m.client
         .call(&address, node_api::remove_snapshot(&name, &snapshot))
@@ -431,7 +521,18 @@ pub(super) async fn purge_snapshots(
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
     let volume = load_volume(&m, &name).await?;
+    refuse_while_backing_up(&m, &name)?;
     let address = engine_address(&m, &volume).await?;
     m.client.call(&address, node_api::purge(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Snapshots must not change under a backup that reads them.
+fn refuse_while_backing_up(m: &Manager, volume: &str) -> Result<()> {
+    match m.backups.volume_busy(volume) {
+        Some(backup) => Err(ApiError::conflict(format!(
+            "backup {backup} of volume {volume} is reading its snapshots; retry when it completes"
+        ))),
+        None => Ok(()),
+    }
 }

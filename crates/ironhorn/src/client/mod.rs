@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::units::parse_size;
 
+pub use backup::{backup, secret, BackupCli, SecretCli};
 pub use node::{node, NodeCli};
 pub use setting::{orphan, setting, OrphanCli, SettingCli};
 pub use volume::{snapshot_table, volume, VolumeCli};
@@ -36,6 +37,7 @@ macro_rules! out {
 }
 
 // After the macros, which they use.
+mod backup;
 mod node;
 mod setting;
 mod volume;

@@ -26,9 +26,17 @@ pub enum VolumeCommand {
     /// Create a volume.
     Create {
         name: String,
-        /// Size, e.g. 10Gi.
+        /// Size, e.g. 10Gi (with --from-backup: the backup's size when omitted).
+        #[arg(long, required_unless_present = "from_backup")]
+        size: Option<String>,
+        /// Restore from a backup URL (`<target>?backup=B&volume=V`, as `backup ls VOLUME`
+        /// shows); the volume attaches once the restore completes.
         #[arg(long)]
-        size: String,
+        from_backup: Option<String>,
+        /// A standby (disaster-recovery) volume following the backup volume of
+        /// --from-backup: it restores each new backup until `volume activate`.
+        #[arg(long, requires = "from_backup")]
+        standby: bool,
         /// Number of replicas (default: the default-replica-count setting).
         #[arg(long)]
         replicas: Option<u32>,
@@ -92,6 +100,13 @@ pub enum VolumeCommand {
         /// New size, e.g. 20Gi.
         #[arg(long)]
         size: String,
+    },
+    /// Turn a standby volume into a normal one (once it holds the last backup; with --wait,
+    /// until then).
+    Activate {
+        name: String,
+        #[command(flatten)]
+        wait: WaitOpts,
     },
     /// Delete a volume and its data.
     Delete {
@@ -277,6 +292,8 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
         VolumeCommand::Create {
             name,
             size,
+            from_backup,
+            standby,
             replicas,
             frontend,
             stale_replica_timeout,
@@ -288,7 +305,7 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
         } => {
             let request = CreateVolume {
                 name: name.clone(),
-                size: SizeInput::Bytes(size_arg(&size)?),
+                size: SizeInput::Bytes(size.as_deref().map(size_arg).transpose()?.unwrap_or(0)),
                 number_of_replicas: replicas,
                 stale_replica_timeout,
                 frontend: frontend.map(|f| wire_arg("frontend", &f)).transpose()?,
@@ -298,6 +315,8 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                 node_selector,
                 disk_selector,
                 labels: labels(&label_list)?,
+                from_backup,
+                standby: standby.then_some(true),
             };
             let mut volume = client.call(manager_api::create_volume(&request))?;
             if wait.wait {
@@ -411,6 +430,24 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                     result.mount_point,
                     name,
                     human_size(result.discarded_bytes)
+                )
+            })
+        }
+        VolumeCommand::Activate { name, wait } => {
+            let deadline = Instant::now() + wait.timeout;
+            let volume = loop {
+                match client.call(manager_api::activate(&name)) {
+                    Ok(v) => break v,
+                    Err(f) if wait.wait && f.code == exit::CONFLICT && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    Err(f) => return Err(f),
+                }
+            };
+            print(opts.output, &volume, || {
+                outln!(
+                    "volume {name} activated: it holds backup {}; attach it to use it",
+                    volume.status.last_restored_backup
                 )
             })
         }
