@@ -17,8 +17,10 @@ pub struct BackupTargetSpec {
     /// `AWS_ENDPOINTS`; or `file:/path` of an env file on the nodes.
     #[serde(default)]
     pub credential_secret: String,
-    /// Seconds between polls of the target (health, listing, standby volumes).
+    /// Seconds between polls of the target (health, listing, standby volumes); 0 keeps
+    /// the current interval.
     #[serde(default)]
+    #[schema(maximum = 604800)]
     pub poll_interval: u64,
 }
 

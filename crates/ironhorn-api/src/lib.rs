@@ -8,9 +8,9 @@
 //! With the `client` feature, [`client::ApiClient`] sends any of those requests over HTTP:
 //! one generic call for every endpoint. Without it the crate does no I/O.
 
+pub mod backup;
 #[cfg(feature = "client")]
 pub mod client;
-pub mod backup;
 pub mod error;
 pub mod manager_api;
 pub mod node;

@@ -160,24 +160,6 @@ pub fn set_setting(name: &str, value: &str) -> Request<SettingView> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::request::Method;
-
-    #[test]
-    fn paths_follow_the_openapi_document() {
-        assert_eq!(
-            snapshot_path("v", "s 1", "/revert"),
-            "/v1/volumes/v/snapshots/s%201/revert"
-        );
-        assert_eq!(disk_path("n", "d"), "/v1/nodes/n/disks/d");
-        let request = update_disk("n", "d", &DiskUpdate::default());
-        assert_eq!(request.method, Method::Patch);
-        assert_eq!(request.body.as_deref(), Some(&b"{}"[..]));
-    }
-}
-
 // ---- backups ----
 
 fn with_target(path: String, target: Option<&str>) -> String {
@@ -199,6 +181,14 @@ pub fn create_backup(volume: &str, request: &CreateBackup) -> Request<Backup> {
 /// Turns a standby volume into a normal one (once it holds the last backup).
 pub fn activate(volume: &str) -> Request<Volume> {
     Request::post(volume_path(volume, "/activate"))
+}
+
+pub fn get_backup_target(name: &str) -> Request<BackupTarget> {
+    Request::get(format!("/v1/backuptargets/{}", path_segment(name)))
+}
+
+pub fn get_backup_volume(volume: &str, target: Option<&str>) -> Request<BackupVolume> {
+    Request::get(with_target(backup_volume_path(volume), target))
 }
 
 pub fn list_backup_targets() -> Request<List<BackupTarget>> {
@@ -262,7 +252,11 @@ pub fn list_backups(
 
 pub fn get_backup(volume: &str, backup: &str, target: Option<&str>) -> Request<Backup> {
     Request::get(with_target(
-        format!("{}/backups/{}", backup_volume_path(volume), path_segment(backup)),
+        format!(
+            "{}/backups/{}",
+            backup_volume_path(volume),
+            path_segment(backup)
+        ),
         target,
     ))
 }
@@ -270,8 +264,30 @@ pub fn get_backup(volume: &str, backup: &str, target: Option<&str>) -> Request<B
 /// Deletes a backup and the blocks no other backup uses.
 pub fn delete_backup(volume: &str, backup: &str, target: Option<&str>) -> Request<()> {
     Request::delete(with_target(
-        format!("{}/backups/{}", backup_volume_path(volume), path_segment(backup)),
+        format!(
+            "{}/backups/{}",
+            backup_volume_path(volume),
+            path_segment(backup)
+        ),
         target,
     ))
     .timeout(Timeout::Long)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Method;
+
+    #[test]
+    fn paths_follow_the_openapi_document() {
+        assert_eq!(
+            snapshot_path("v", "s 1", "/revert"),
+            "/v1/volumes/v/snapshots/s%201/revert"
+        );
+        assert_eq!(disk_path("n", "d"), "/v1/nodes/n/disks/d");
+        let request = update_disk("n", "d", &DiskUpdate::default());
+        assert_eq!(request.method, Method::Patch);
+        assert_eq!(request.body.as_deref(), Some(&b"{}"[..]));
+    }
 }

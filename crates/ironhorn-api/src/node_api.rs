@@ -2,12 +2,12 @@
 //! what `ironhorn engine` asks a standalone engine (which serves the engine routes below for
 //! its one volume). Send them with [`crate::client::ApiClient::call`].
 
+use crate::backup::{JobStatus, StartBackup, StartRestore};
 use crate::node::{
     AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, Expand, NodeReport,
     ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
     StartEngine, StartReplica, StopEngine, TrimResult,
 };
-use crate::backup::{JobStatus, StartBackup, StartRestore};
 use crate::path::path_segment;
 use crate::request::{Request, Timeout};
 

@@ -227,6 +227,8 @@ mod tests {
             node_selector: vec!["ssd".into()],
             disk_selector: vec![],
             labels: BTreeMap::from([("app".into(), "db".into())]),
+            from_backup: None,
+            standby: None,
         };
         let json = serde_json::to_string(&create).unwrap();
         assert!(!json.contains("null"), "{json}");

@@ -99,12 +99,14 @@ pub async fn credentials(m: &Manager, secret: &str) -> Result<BTreeMap<String, S
         return Ok(BTreeMap::new());
     }
     if let Some(path) = secret.strip_prefix("file:") {
-        let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-            ApiError::invalid(format!("reading the credential file {path}: {e}"))
-        })?;
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| ApiError::invalid(format!("reading the credential file {path}: {e}")))?;
         if text.trim_start().starts_with('{') {
             return serde_json::from_str(&text).map_err(|e| {
-                ApiError::invalid(format!("credential file {path} is not a JSON object of strings: {e}"))
+                ApiError::invalid(format!(
+                    "credential file {path} is not a JSON object of strings: {e}"
+                ))
             });
         }
         return Ok(text
@@ -115,7 +117,9 @@ pub async fn credentials(m: &Manager, secret: &str) -> Result<BTreeMap<String, S
             .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
             .collect());
     }
-    let Some((data, _)) = state::get::<SecretData>(m.store.as_ref(), &format!("{SECRETS}{secret}")).await? else {
+    let Some((data, _)) =
+        state::get::<SecretData>(m.store.as_ref(), &format!("{SECRETS}{secret}")).await?
+    else {
         return Err(ApiError::invalid(format!(
             "no secret {secret:?}: create it with `ironhorn secret set {secret} KEY=VALUE...` (or use file:/path)"
         )));
@@ -136,7 +140,11 @@ pub async fn target_spec(m: &Manager, name: &str) -> Result<BackupTargetSpec, Ap
     state::get::<TargetResource>(m.store.as_ref(), &format!("{BACKUP_TARGETS}{name}"))
         .await?
         .map(|(t, _)| t.spec)
-        .ok_or_else(|| ApiError::not_found(format!("no backup target {name:?}; `ironhorn backup target ls` lists them")))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no backup target {name:?}; `ironhorn backup target ls` lists them"
+            ))
+        })
 }
 
 /// Every target: `default` and the named ones.
@@ -164,14 +172,20 @@ impl Backups {
     }
 
     /// The open target `name` (opened again when its URL or credentials changed).
-    pub async fn open(&self, m: &Manager, name: &str) -> Result<(store::BackupTarget, TargetAccess), ApiError> {
+    pub async fn open(
+        &self,
+        m: &Manager,
+        name: &str,
+    ) -> Result<(store::BackupTarget, TargetAccess), ApiError> {
         let access = self.access(m, name).await?;
         if let Some((a, t)) = lock(&self.opened).get(name) {
             if *a == access {
                 return Ok((t.clone(), access));
             }
         }
-        let target = store::BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials)).await?;
+        let target =
+            store::BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials))
+                .await?;
         lock(&self.opened).insert(name.to_string(), (access.clone(), target.clone()));
         Ok((target, access))
     }
@@ -214,7 +228,12 @@ impl Backups {
         let names = store::list::volume_names(&target).await?;
         entry.volumes.retain(|v, _| names.contains(v));
         for volume in names {
-            let fresh = refresh_volume(&target, &volume, entry.volumes.remove(&volume).unwrap_or_default()).await?;
+            let fresh = refresh_volume(
+                &target,
+                &volume,
+                entry.volumes.remove(&volume).unwrap_or_default(),
+            )
+            .await?;
             entry.volumes.insert(volume, fresh);
         }
         entry.refreshed = Some(Instant::now());
@@ -230,7 +249,12 @@ impl Backups {
             drop(cache);
             return self.refresh(m, name).await;
         }
-        let fresh = refresh_volume(&target, volume, entry.volumes.remove(volume).unwrap_or_default()).await?;
+        let fresh = refresh_volume(
+            &target,
+            volume,
+            entry.volumes.remove(volume).unwrap_or_default(),
+        )
+        .await?;
         if fresh.config.is_some() {
             entry.volumes.insert(volume.to_string(), fresh);
         }
@@ -238,14 +262,23 @@ impl Backups {
     }
 
     async fn ensure_listed(&self, m: &Manager, name: &str) -> Result<(), ApiError> {
-        let listed = self.cache.lock().await.get(name).is_some_and(|c| c.refreshed.is_some());
+        let listed = self
+            .cache
+            .lock()
+            .await
+            .get(name)
+            .is_some_and(|c| c.refreshed.is_some());
         if !listed {
             self.poll_target(m, name).await?;
         }
         Ok(())
     }
 
-    pub async fn backup_volumes(&self, m: &Manager, name: &str) -> Result<Vec<BackupVolume>, ApiError> {
+    pub async fn backup_volumes(
+        &self,
+        m: &Manager,
+        name: &str,
+    ) -> Result<Vec<BackupVolume>, ApiError> {
         self.ensure_listed(m, name).await?;
         let cache = self.cache.lock().await;
         let Some(entry) = cache.get(name) else {
@@ -258,7 +291,12 @@ impl Backups {
             .collect())
     }
 
-    pub async fn backup_volume(&self, m: &Manager, name: &str, volume: &str) -> Result<BackupVolume, ApiError> {
+    pub async fn backup_volume(
+        &self,
+        m: &Manager,
+        name: &str,
+        volume: &str,
+    ) -> Result<BackupVolume, ApiError> {
         self.ensure_listed(m, name).await?;
         let cache = self.cache.lock().await;
         cache
@@ -266,11 +304,20 @@ impl Backups {
             .and_then(|c| c.volumes.get(volume))
             .and_then(|e| e.config.as_ref())
             .map(|c| volume_view(name, volume, c))
-            .ok_or_else(|| ApiError::not_found(format!("no backup volume {volume:?} in backup target {name}")))
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no backup volume {volume:?} in backup target {name}"
+                ))
+            })
     }
 
     /// The backups of `volume` in target `name`, oldest first, with running jobs overlaid.
-    pub async fn backups(&self, m: &Manager, name: &str, volume: &str) -> Result<Vec<Backup>, ApiError> {
+    pub async fn backups(
+        &self,
+        m: &Manager,
+        name: &str,
+        volume: &str,
+    ) -> Result<Vec<Backup>, ApiError> {
         self.ensure_listed(m, name).await?;
         let mut out: BTreeMap<String, Backup> = {
             let cache = self.cache.lock().await;
@@ -280,7 +327,10 @@ impl Backups {
                 .map(|e| e.backups.clone())
                 .unwrap_or_default()
         };
-        for (backup, job) in lock(&self.jobs).iter().filter(|(_, j)| j.volume == volume && j.target == name) {
+        for (backup, job) in lock(&self.jobs)
+            .iter()
+            .filter(|(_, j)| j.volume == volume && j.target == name)
+        {
             let view = out.entry(backup.clone()).or_insert_with(|| Backup {
                 name: backup.clone(),
                 volume_name: volume.to_string(),
@@ -292,13 +342,26 @@ impl Backups {
             overlay(view, &job.status);
         }
         let mut list: Vec<Backup> = out.into_values().collect();
-        list.sort_by(|a, b| a.snapshot_created.cmp(&b.snapshot_created).then(a.name.cmp(&b.name)));
+        list.sort_by(|a, b| {
+            a.snapshot_created
+                .cmp(&b.snapshot_created)
+                .then(a.name.cmp(&b.name))
+        });
         Ok(list)
     }
 
     /// Records a started job.
     #[allow(clippy::too_many_arguments)]
-    pub fn track(&self, name: &str, volume: &str, target: &str, node_address: &str, snapshot: &str, url: &str, status: JobStatus) {
+    pub fn track(
+        &self,
+        name: &str,
+        volume: &str,
+        target: &str,
+        node_address: &str,
+        snapshot: &str,
+        url: &str,
+        status: JobStatus,
+    ) {
         lock(&self.jobs).insert(
             name.to_string(),
             Job {
@@ -317,7 +380,13 @@ impl Backups {
     pub fn volume_busy(&self, volume: &str) -> Option<String> {
         lock(&self.jobs)
             .iter()
-            .find(|(_, j)| j.volume == volume && matches!(j.status.state, BackupState::Pending | BackupState::InProgress))
+            .find(|(_, j)| {
+                j.volume == volume
+                    && matches!(
+                        j.status.state,
+                        BackupState::Pending | BackupState::InProgress
+                    )
+            })
             .map(|(n, _)| n.clone())
     }
 
@@ -325,11 +394,20 @@ impl Backups {
     pub async fn poll_jobs(&self, m: &Manager) -> bool {
         let running: Vec<(String, Job)> = lock(&self.jobs)
             .iter()
-            .filter(|(_, j)| matches!(j.status.state, BackupState::Pending | BackupState::InProgress))
+            .filter(|(_, j)| {
+                matches!(
+                    j.status.state,
+                    BackupState::Pending | BackupState::InProgress
+                )
+            })
             .map(|(n, j)| (n.clone(), j.clone()))
             .collect();
         for (name, job) in &running {
-            let status = match m.client.call(&job.node_address, node_api::backup_job(name)).await {
+            let status = match m
+                .client
+                .call(&job.node_address, node_api::backup_job(name))
+                .await
+            {
                 Ok(s) => s,
                 Err(e) if e.code() == ErrorCode::NotFound => JobStatus {
                     name: name.clone(),
@@ -410,13 +488,23 @@ fn volume_view(target: &str, name: &str, c: &store::VolumeConfig) -> BackupVolum
         created: c.created_time.clone(),
         last_backup_name: c.last_backup_name.clone(),
         last_backup_at: c.last_backup_at.clone(),
-        data_stored: c.block_count.saturating_mul(store::layout::DEFAULT_BLOCK_SIZE),
-        compression_method: c.compression().map(|c| c.as_str().to_string()).unwrap_or_default(),
+        data_stored: c
+            .block_count
+            .saturating_mul(store::layout::DEFAULT_BLOCK_SIZE),
+        compression_method: c
+            .compression()
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default(),
         storage_class_name: c.storage_class_name.clone(),
     }
 }
 
-pub fn backup_view(target_url: &store::TargetUrl, volume: &str, name: &str, cfg: &Result<store::BackupConfig, BackupStoreError>) -> Backup {
+pub fn backup_view(
+    target_url: &store::TargetUrl,
+    volume: &str,
+    name: &str,
+    cfg: &Result<store::BackupConfig, BackupStoreError>,
+) -> Backup {
     let url = BackupUrl::format(target_url, volume, Some(name));
     match cfg {
         Ok(cfg) => Backup {
@@ -427,13 +515,20 @@ pub fn backup_view(target_url: &store::TargetUrl, volume: &str, name: &str, cfg:
             created: cfg.created_time.clone(),
             size: cfg.size,
             labels: cfg.labels.clone().unwrap_or_default(),
-            state: if cfg.is_complete() { BackupState::Completed } else { BackupState::InProgress },
+            state: if cfg.is_complete() {
+                BackupState::Completed
+            } else {
+                BackupState::InProgress
+            },
             progress: if cfg.is_complete() { 100 } else { 0 },
             bytes_processed: 0,
             bytes_uploaded: cfg.newly_uploaded_data_size.unwrap_or(0),
             url,
             error: String::new(),
-            compression_method: cfg.compression_method.clone().unwrap_or_else(|| "gzip".into()),
+            compression_method: cfg
+                .compression_method
+                .clone()
+                .unwrap_or_else(|| "gzip".into()),
             is_incremental: cfg.is_incremental,
         },
         Err(e) => Backup {
@@ -447,7 +542,11 @@ pub fn backup_view(target_url: &store::TargetUrl, volume: &str, name: &str, cfg:
     }
 }
 
-async fn refresh_volume(target: &store::BackupTarget, volume: &str, mut entry: VolumeEntry) -> Result<VolumeEntry, ApiError> {
+async fn refresh_volume(
+    target: &store::BackupTarget,
+    volume: &str,
+    mut entry: VolumeEntry,
+) -> Result<VolumeEntry, ApiError> {
     entry.config = target.volume_config(volume).await.unwrap_or_else(|e| {
         tracing::warn!(volume, error = %e, "a backup volume's volume.cfg cannot be read");
         None
@@ -456,7 +555,12 @@ async fn refresh_volume(target: &store::BackupTarget, volume: &str, mut entry: V
     entry.backups.retain(|n, _| names.binary_search(n).is_ok());
     let stale: Vec<String> = names
         .into_iter()
-        .filter(|n| entry.backups.get(n).is_none_or(|b| b.state != BackupState::Completed))
+        .filter(|n| {
+            entry
+                .backups
+                .get(n)
+                .is_none_or(|b| b.state != BackupState::Completed)
+        })
         .collect();
     for (name, cfg) in store::list::load_backups(target, volume, stale).await {
         let mut view = backup_view(&target.url, volume, &name, &cfg);
@@ -471,7 +575,10 @@ async fn refresh_volume(target: &store::BackupTarget, volume: &str, mut entry: V
 }
 
 /// Finds which known target a URL's target part is, for its credentials.
-pub async fn target_of_url(m: &Manager, url: &store::TargetUrl) -> Result<Option<String>, ApiError> {
+pub async fn target_of_url(
+    m: &Manager,
+    url: &store::TargetUrl,
+) -> Result<Option<String>, ApiError> {
     for name in target_names(m).await? {
         let spec = match target_spec(m, &name).await {
             Ok(s) => s,
@@ -505,7 +612,9 @@ pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
         match target_names(&manager).await {
             Ok(names) => {
                 for name in names {
-                    let Ok(spec) = target_spec(&manager, &name).await else { continue };
+                    let Ok(spec) = target_spec(&manager, &name).await else {
+                        continue;
+                    };
                     if spec.backup_target_url.is_empty() || spec.poll_interval == 0 {
                         continue;
                     }
@@ -526,7 +635,11 @@ pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
             Ok(b) => busy |= b,
             Err(e) => tracing::warn!(error = %e, "restore controller round failed"),
         }
-        let pause = if busy { Duration::from_millis(500) } else { Duration::from_secs(2) };
+        let pause = if busy {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(2)
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
@@ -561,7 +674,11 @@ pub async fn reconcile_restores(m: &Manager) -> Result<bool, ApiError> {
     Ok(busy)
 }
 
-async fn update_status(m: &Manager, name: &str, mut change: impl FnMut(&mut Volume)) -> Result<Volume, ApiError> {
+async fn update_status(
+    m: &Manager,
+    name: &str,
+    mut change: impl FnMut(&mut Volume),
+) -> Result<Volume, ApiError> {
     let v = state::update(
         m.store.as_ref(),
         &format!("{VOLUMES}{name}"),
@@ -577,7 +694,11 @@ async fn update_status(m: &Manager, name: &str, mut change: impl FnMut(&mut Volu
 }
 
 /// The backup a restoring or standby volume should hold now.
-async fn wanted_backup(m: &Manager, volume: &Volume, url: &BackupUrl) -> Result<Option<String>, ApiError> {
+async fn wanted_backup(
+    m: &Manager,
+    volume: &Volume,
+    url: &BackupUrl,
+) -> Result<Option<String>, ApiError> {
     if !volume.spec.standby {
         return Ok(url.backup.clone());
     }
@@ -596,7 +717,8 @@ async fn wanted_backup(m: &Manager, volume: &Volume, url: &BackupUrl) -> Result<
         checked.insert(volume.name.clone(), Instant::now());
     }
     let access = access_for_url(m, url).await?;
-    let target = store::BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials)).await?;
+    let target =
+        store::BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials)).await?;
     let Some(cfg) = target.volume_config(&url.volume).await? else {
         return Ok(None);
     };
@@ -633,13 +755,20 @@ async fn restore_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
         return Ok(false);
     }
     let address = crate::api::engine_node_address(m, volume).await?;
-    let job = match m.client.call(&address, node_api::restore_job(&volume.name)).await {
+    let job = match m
+        .client
+        .call(&address, node_api::restore_job(&volume.name))
+        .await
+    {
         Ok(job) => Some(job),
         Err(e) if e.code() == ErrorCode::NotFound => None,
         Err(e) => return Err(e.into()),
     };
     match job {
-        Some(job) if job.backup == wanted && matches!(job.state, BackupState::Pending | BackupState::InProgress) => {
+        Some(job)
+            if job.backup == wanted
+                && matches!(job.state, BackupState::Pending | BackupState::InProgress) =>
+        {
             update_status(m, &volume.name, |v| {
                 v.status.restore = Some(RestoreStatus {
                     backup: wanted.clone(),
@@ -672,12 +801,16 @@ async fn restore_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
             Ok(!standby)
         }
         previous => {
-            if let Some(failed) = previous.filter(|j| j.backup == wanted && j.state == BackupState::Error) {
+            if let Some(failed) =
+                previous.filter(|j| j.backup == wanted && j.state == BackupState::Error)
+            {
                 let retry_after = Duration::from_secs(10);
                 let too_soon = {
                     let mut checked = lock(&m.backups.standby_checked);
                     let key = format!("retry/{}", volume.name);
-                    let too_soon = checked.get(&key).is_some_and(|at| at.elapsed() < retry_after);
+                    let too_soon = checked
+                        .get(&key)
+                        .is_some_and(|at| at.elapsed() < retry_after);
                     if !too_soon {
                         checked.insert(key, Instant::now());
                     }
@@ -706,7 +839,9 @@ async fn restore_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
                 backup: wanted.clone(),
                 last_restored: last,
             };
-            m.client.call(&address, node_api::start_restore(&volume.name, &request)).await?;
+            m.client
+                .call(&address, node_api::start_restore(&volume.name, &request))
+                .await?;
             tracing::info!(volume = %volume.name, backup = %wanted, "restore started");
             Ok(true)
         }

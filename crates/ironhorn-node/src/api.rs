@@ -16,12 +16,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use ironhorn_api::backup::{JobStatus, StartBackup, StartRestore};
 use ironhorn_api::node::{
     AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, Expand, NodeReport,
     ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
     StartEngine, StartReplica, StopEngine, TrimResult,
 };
-use ironhorn_api::backup::{JobStatus, StartBackup, StartRestore};
 use ironhorn_api::{ErrorBody, ErrorCode};
 use ironhorn_engine::{Engine, ReplicaSpec};
 use ironhorn_format::names;

@@ -34,12 +34,11 @@ pub struct ReplicaSnapshot {
 impl ReplicaSnapshot {
     /// Opens `dir` read-only at `snapshot` (blocking).
     pub fn open(dir: &std::path::Path, snapshot: &str) -> Result<ReplicaSnapshot, AgentError> {
-        let replica = Replica::open(dir, &ReplicaOptions::snapshot(snapshot)).map_err(
-            AgentError::by(
+        let replica =
+            Replica::open(dir, &ReplicaOptions::snapshot(snapshot)).map_err(AgentError::by(
                 AgentErrorKind::Invalid,
                 format!("opening snapshot {snapshot} of {}", dir.display()),
-            ),
-        )?;
+            ))?;
         Ok(ReplicaSnapshot { replica })
     }
 }
@@ -49,7 +48,11 @@ impl BlockSource for ReplicaSnapshot {
         self.replica.size()
     }
 
-    fn changed_blocks(&self, base: Option<&str>, block_size: u64) -> Result<Option<Vec<u64>>, String> {
+    fn changed_blocks(
+        &self,
+        base: Option<&str>,
+        block_size: u64,
+    ) -> Result<Option<Vec<u64>>, String> {
         let chain = self.replica.chain();
         let above = match base {
             None => 0,
@@ -136,7 +139,11 @@ impl Job {
         JobStatus {
             name: name.to_string(),
             state,
-            progress: if state == BackupState::Completed { 100 } else { view.percent },
+            progress: if state == BackupState::Completed {
+                100
+            } else {
+                view.percent
+            },
             bytes_processed: view.bytes_processed,
             bytes_transferred: view.bytes_transferred,
             error,
@@ -158,7 +165,10 @@ fn set_state(state: &Mutex<(BackupState, String)>, to: BackupState, error: Strin
     }
 }
 
-async fn open_target(url: &str, credentials: &BTreeMap<String, String>) -> Result<BackupTarget, String> {
+async fn open_target(
+    url: &str,
+    credentials: &BTreeMap<String, String>,
+) -> Result<BackupTarget, String> {
     BackupTarget::open(url, &Credentials::from_map(credentials))
         .await
         .map_err(|e| format!("opening the backup target: {e}"))
@@ -196,7 +206,8 @@ impl Jobs {
             return Ok(job.status(&request.name));
         }
         let job = Job::new(&request.name);
-        let (progress, state, slots) = (job.progress.clone(), job.state.clone(), self.slots.clone());
+        let (progress, state, slots) =
+            (job.progress.clone(), job.state.clone(), self.slots.clone());
         let name = request.name.clone();
         let status = job.status(&request.name);
         jobs.insert(request.name.clone(), job);
@@ -207,10 +218,11 @@ impl Jobs {
                 let target = open_target(&request.target.url, &request.target.credentials).await?;
                 let dir = PathBuf::from(&request.replica_dir);
                 let snapshot = request.snapshot.clone();
-                let source = tokio::task::spawn_blocking(move || ReplicaSnapshot::open(&dir, &snapshot))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                let source =
+                    tokio::task::spawn_blocking(move || ReplicaSnapshot::open(&dir, &snapshot))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
                 let backup_request = BackupRequest {
                     volume: request.volume.clone(),
                     snapshot: request.snapshot.clone(),
@@ -242,7 +254,12 @@ impl Jobs {
             .map_err(|_| poisoned())?
             .get(name)
             .map(|j| j.status(name))
-            .ok_or_else(|| AgentError::new(AgentErrorKind::NotFound, format!("no backup job {name} on this node")))
+            .ok_or_else(|| {
+                AgentError::new(
+                    AgentErrorKind::NotFound,
+                    format!("no backup job {name} on this node"),
+                )
+            })
     }
 
     /// Starts restoring into `engine` (or reports the restore already running for it).
@@ -257,7 +274,10 @@ impl Jobs {
             if job.backup != request.backup {
                 return Err(AgentError::new(
                     AgentErrorKind::Refused,
-                    format!("volume {volume} is being restored from {} already", job.backup),
+                    format!(
+                        "volume {volume} is being restored from {} already",
+                        job.backup
+                    ),
                 ));
             }
             return Ok(job.status(volume));
@@ -277,10 +297,20 @@ impl Jobs {
                     Some(last) => RestoreMode::Since { last },
                     None => RestoreMode::Fresh,
                 };
-                let report = restore_backup(&target, &request.backup_volume, &request.backup, &mode, sink, progress)
+                let report = restore_backup(
+                    &target,
+                    &request.backup_volume,
+                    &request.backup,
+                    &mode,
+                    sink,
+                    progress,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                engine
+                    .flush()
                     .await
-                    .map_err(|e| e.to_string())?;
-                engine.flush().await.map_err(|e| format!("flushing the restored volume: {e}"))?;
+                    .map_err(|e| format!("flushing the restored volume: {e}"))?;
                 Ok::<_, String>(report)
             }
             .await;
@@ -307,7 +337,12 @@ impl Jobs {
             .map_err(|_| poisoned())?
             .get(volume)
             .map(|j| j.status(volume))
-            .ok_or_else(|| AgentError::new(AgentErrorKind::NotFound, format!("no restore job for volume {volume} on this node")))
+            .ok_or_else(|| {
+                AgentError::new(
+                    AgentErrorKind::NotFound,
+                    format!("no restore job for volume {volume} on this node"),
+                )
+            })
     }
 }
 
@@ -328,17 +363,27 @@ mod tests {
         r.write_at(&[1u8; 4096], 0).expect("write");
         r.write_at(&[2u8; 4096], 3 * bs + 4096).expect("write");
         r.snapshot(&SnapshotSpec::user("s1")).expect("snap");
-        r.write_at(&[0u8; 8192], 5 * bs - 4096).expect("zeros are data"); // spans blocks 4 and 5
+        r.write_at(&[0u8; 8192], 5 * bs - 4096)
+            .expect("zeros are data"); // spans blocks 4 and 5
         r.snapshot(&SnapshotSpec::user("s2")).expect("snap");
         r.write_at(&[3u8; 4096], 7 * bs).expect("write after s2");
         r.close().expect("close");
 
         let s2 = ReplicaSnapshot::open(dir.path(), "s2").expect("open");
-        assert_eq!(s2.changed_blocks(None, bs), Ok(Some(vec![0, 3 * bs, 4 * bs, 5 * bs])));
-        assert_eq!(s2.changed_blocks(Some("s1"), bs), Ok(Some(vec![4 * bs, 5 * bs])));
+        assert_eq!(
+            s2.changed_blocks(None, bs),
+            Ok(Some(vec![0, 3 * bs, 4 * bs, 5 * bs]))
+        );
+        assert_eq!(
+            s2.changed_blocks(Some("s1"), bs),
+            Ok(Some(vec![4 * bs, 5 * bs]))
+        );
         assert_eq!(s2.changed_blocks(Some("nope"), bs), Ok(None));
         let mut buf = vec![9u8; 4096];
         s2.read(7 * bs, &mut buf).expect("read");
-        assert!(buf.iter().all(|b| *b == 0), "the snapshot does not see later writes");
+        assert!(
+            buf.iter().all(|b| *b == 0),
+            "the snapshot does not see later writes"
+        );
     }
 }

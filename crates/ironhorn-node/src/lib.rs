@@ -4,7 +4,7 @@
 //! ([`preflight`]).
 
 pub mod agent;
-pub mod backup;
 pub mod api;
+pub mod backup;
 pub mod disk;
 pub mod preflight;

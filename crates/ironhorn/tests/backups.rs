@@ -25,7 +25,11 @@ fn pattern(len: u64, seed: u64) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let word = if (i / 512) % 3 == 0 { 0x2020_6f6c_6c65_6820 } else { x };
+        let word = if (i / 512) % 3 == 0 {
+            0x2020_6f6c_6c65_6820
+        } else {
+            x
+        };
         out.extend_from_slice(&word.to_le_bytes());
     }
     out
@@ -33,7 +37,11 @@ fn pattern(len: u64, seed: u64) -> Vec<u8> {
 
 fn nbdcopy(from: &str, to: &str) {
     let out = Command::new("nbdcopy").args([from, to]).output().unwrap();
-    assert!(out.status.success(), "nbdcopy {from} {to}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nbdcopy {from} {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write_volume(endpoint: &str, image: &[u8], dir: &std::path::Path) {
@@ -51,10 +59,22 @@ fn read_volume(endpoint: &str, dir: &std::path::Path) -> Vec<u8> {
 
 fn qemu_write(endpoint: &str, offset: u64, len: u64, byte: u8) {
     let out = Command::new("qemu-io")
-        .args(["-f", "raw", "-c", &format!("write -P {byte} {offset} {len}"), "-c", "flush", endpoint])
+        .args([
+            "-f",
+            "raw",
+            "-c",
+            &format!("write -P {byte} {offset} {len}"),
+            "-c",
+            "flush",
+            endpoint,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn attach(cluster: &Cluster, name: &str) -> String {
@@ -70,7 +90,16 @@ fn backup(cluster: &Cluster, volume: &str) -> Value {
 
 /// Creates `name` from `url` and waits until its restore completed.
 fn restore(cluster: &Cluster, name: &str, url: &str) {
-    cluster.json(&["volume", "create", name, "--from-backup", url, "--replicas", "2", "--wait"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        name,
+        "--from-backup",
+        url,
+        "--replicas",
+        "2",
+        "--wait",
+    ]);
     cluster.until(&format!("{name} is restored"), |c| {
         let v = c.volume(name);
         v["status"]["restoreRequired"] == false && v["status"]["state"] == "detached"
@@ -98,7 +127,16 @@ fn set_target(cluster: &Cluster, url: &str, secret: Option<&str>) {
 fn round_trip(cluster: &Cluster) {
     let work = tempfile::tempdir().unwrap();
     let size = 64 * MIB;
-    cluster.json(&["volume", "create", "src", "--size", "64Mi", "--replicas", "2", "--wait"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "src",
+        "--size",
+        "64Mi",
+        "--replicas",
+        "2",
+        "--wait",
+    ]);
     let endpoint = attach(cluster, "src");
     let mut image = pattern(size, 1);
     image[(48 * MIB) as usize..].fill(0);
@@ -113,28 +151,46 @@ fn round_trip(cluster: &Cluster) {
     let second = backup(cluster, "src");
     assert_eq!(second["isIncremental"], true, "{second}");
     let uploaded = second["bytesUploaded"].as_u64().unwrap();
-    assert!(uploaded <= 2 * MIB + MIB / 10, "an incremental backup of one changed block uploaded {uploaded} bytes");
+    assert!(
+        uploaded <= 2 * MIB + MIB / 10,
+        "an incremental backup of one changed block uploaded {uploaded} bytes"
+    );
 
     let url1 = first["url"].as_str().unwrap();
     let url2 = second["url"].as_str().unwrap();
-    assert!(restored_image(cluster, "r1", url1, work.path()) == image, "the first backup restores");
-    assert!(restored_image(cluster, "r2", url2, work.path()) == changed, "the second backup restores");
+    assert!(
+        restored_image(cluster, "r1", url1, work.path()) == image,
+        "the first backup restores"
+    );
+    assert!(
+        restored_image(cluster, "r2", url2, work.path()) == changed,
+        "the second backup restores"
+    );
 
     let (code, _, err) = cluster.cli(&["backup", "rm", "src", first["name"].as_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let listed = cluster.json(&["backup", "ls", "src"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
-    assert!(restored_image(cluster, "r3", url2, work.path()) == changed, "the second backup restores after the first is deleted");
+    assert!(
+        restored_image(cluster, "r3", url2, work.path()) == changed,
+        "the second backup restores after the first is deleted"
+    );
 }
 
 #[test]
 fn round_trip_through_a_directory_target() {
     let (cluster, _agents) = Cluster::three_nodes();
     let target = tempfile::tempdir().unwrap();
-    set_target(&cluster, &format!("file://{}", target.path().display()), None);
+    set_target(
+        &cluster,
+        &format!("file://{}", target.path().display()),
+        None,
+    );
     round_trip(&cluster);
     // What is in the directory is Longhorn's layout.
-    let volumes = std::fs::read_dir(target.path().join("backupstore/volumes")).unwrap().count();
+    let volumes = std::fs::read_dir(target.path().join("backupstore/volumes"))
+        .unwrap()
+        .count();
     assert_eq!(volumes, 1);
 }
 
@@ -165,16 +221,37 @@ fn a_standby_volume_follows_three_backups_and_activates() {
     let target_url = format!("file://{}", target.path().display());
     set_target(&cluster, &target_url, None);
     let work = tempfile::tempdir().unwrap();
-    cluster.json(&["volume", "create", "prod", "--size", "32Mi", "--replicas", "2", "--wait"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "prod",
+        "--size",
+        "32Mi",
+        "--replicas",
+        "2",
+        "--wait",
+    ]);
     let endpoint = attach(&cluster, "prod");
     let mut image = pattern(32 * MIB, 7);
     write_volume(&endpoint, &image, work.path());
     let first = backup(&cluster, "prod");
 
     let source = format!("{target_url}?volume=prod");
-    cluster.json(&["volume", "create", "dr", "--from-backup", &source, "--standby", "--replicas", "2", "--wait"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "dr",
+        "--from-backup",
+        &source,
+        "--standby",
+        "--replicas",
+        "2",
+        "--wait",
+    ]);
     let mut last = first["name"].as_str().unwrap().to_string();
-    cluster.until("the standby volume holds backup 1", |c| c.volume("dr")["status"]["lastRestoredBackup"] == last.as_str());
+    cluster.until("the standby volume holds backup 1", |c| {
+        c.volume("dr")["status"]["lastRestoredBackup"] == last.as_str()
+    });
     let (code, _, err) = cluster.cli(&["volume", "attach", "dr"]);
     assert_eq!(code, 4, "a standby volume does not attach: {err}");
     assert!(err.contains("activate"), "{err}");
@@ -190,7 +267,10 @@ fn a_standby_volume_follows_three_backups_and_activates() {
             qemu_write(&endpoint, 24 * MIB, 2 * MIB, 0);
             image[(24 * MIB) as usize..(26 * MIB) as usize].fill(0);
         }
-        last = backup(&cluster, "prod")["name"].as_str().unwrap().to_string();
+        last = backup(&cluster, "prod")["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
         cluster.until(&format!("the standby volume holds backup {}", i + 2), |c| {
             c.volume("dr")["status"]["lastRestoredBackup"] == last.as_str()
         });
@@ -198,47 +278,118 @@ fn a_standby_volume_follows_three_backups_and_activates() {
     let activated = cluster.json(&["volume", "activate", "dr", "--wait"]);
     assert_eq!(activated["spec"]["standby"], false);
     let dr_endpoint = attach(&cluster, "dr");
-    assert!(read_volume(&dr_endpoint, work.path()) == image, "the activated volume holds the last backup");
+    assert!(
+        read_volume(&dr_endpoint, work.path()) == image,
+        "the activated volume holds the last backup"
+    );
 }
 
 #[test]
 fn clear_errors_for_what_cannot_be_done() {
     let (cluster, _agents) = Cluster::three_nodes();
-    cluster.json(&["volume", "create", "v", "--size", "16Mi", "--replicas", "1", "--wait"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "v",
+        "--size",
+        "16Mi",
+        "--replicas",
+        "1",
+        "--wait",
+    ]);
     let (code, _, err) = cluster.cli(&["backup", "create", "v"]);
+    assert_eq!(code, 2, "a name Longhorn would refuse: {err}");
+    assert!(err.contains("[a-zA-Z0-9]"), "{err}");
+    cluster.json(&[
+        "volume",
+        "create",
+        "vol",
+        "--size",
+        "16Mi",
+        "--replicas",
+        "1",
+        "--wait",
+    ]);
+    let (code, _, err) = cluster.cli(&["backup", "create", "vol"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("not attached"), "{err}");
     let target = tempfile::tempdir().unwrap();
     let target_url = format!("file://{}", target.path().display());
     set_target(&cluster, &target_url, None);
-    attach(&cluster, "v");
-    let b = backup(&cluster, "v");
-    let (code, _, err) = cluster.cli(&["volume", "create", "small", "--size", "8Mi", "--from-backup", b["url"].as_str().unwrap()]);
+    attach(&cluster, "vol");
+    let b = backup(&cluster, "vol");
+    let (code, _, err) = cluster.cli(&[
+        "volume",
+        "create",
+        "small",
+        "--size",
+        "8Mi",
+        "--from-backup",
+        b["url"].as_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("at least"), "{err}");
-    let (code, _, err) = cluster.cli(&["volume", "create", "x", "--from-backup", &format!("{target_url}?backup=backup-nope&volume=v")]);
+    let (code, _, err) = cluster.cli(&[
+        "volume",
+        "create",
+        "x",
+        "--from-backup",
+        &format!("{target_url}?backup=backup-nope&volume=vol"),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("backup-nope"), "{err}");
-    let (code, _, err) = cluster.cli(&["volume", "create", "y", "--from-backup", "ftp://x/y?volume=v"]);
+    let (code, _, err) = cluster.cli(&[
+        "volume",
+        "create",
+        "y",
+        "--from-backup",
+        "ftp://x/y?volume=vol",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("nfs://"), "{err}");
-    let (code, _, err) = cluster.cli(&["backup", "target", "set", "default", "s3://bucket@us-east-1/x"]);
-    assert_ne!(code, 0);
-    let _ = err;
+    // A target that cannot be used is stored, and says why.
+    let (code, out, err) = cluster.cli(&[
+        "backup",
+        "target",
+        "set",
+        "default",
+        "s3://bucket@us-east-1/x",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unavailable"), "{out}");
     let t = cluster.json(&["backup", "target", "ls"]);
     assert_eq!(t["data"][0]["status"]["available"], false, "{t}");
-    assert!(t["data"][0]["status"]["message"].as_str().unwrap().contains("AWS_ACCESS_KEY_ID"), "{t}");
+    assert!(
+        t["data"][0]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AWS_ACCESS_KEY_ID"),
+        "{t}"
+    );
 }
 
 #[test]
 fn a_server_killed_mid_backup_and_mid_restore_leaves_the_target_consistent() {
     let (mut cluster, _agents) = Cluster::three_nodes();
     let target = tempfile::tempdir().unwrap();
-    set_target(&cluster, &format!("file://{}", target.path().display()), None);
+    set_target(
+        &cluster,
+        &format!("file://{}", target.path().display()),
+        None,
+    );
     cluster.json(&["setting", "set", "backup-compression-method", "gzip"]);
     let work = tempfile::tempdir().unwrap();
     let size = 384 * MIB;
-    cluster.json(&["volume", "create", "big", "--size", "384Mi", "--replicas", "3", "--wait"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "big",
+        "--size",
+        "384Mi",
+        "--replicas",
+        "3",
+        "--wait",
+    ]);
     let endpoint = attach(&cluster, "big");
     let image = pattern(size, 3);
     write_volume(&endpoint, &image, work.path());
@@ -252,23 +403,42 @@ fn a_server_killed_mid_backup_and_mid_restore_leaves_the_target_consistent() {
         b["progress"].as_u64().unwrap_or(0) >= 1 || b["state"] == "Completed"
     });
     let b = cluster.json(&["backup", "get", "big", &name]);
-    assert_ne!(b["state"], "Completed", "the backup finished before the kill; make the volume bigger");
+    assert_ne!(
+        b["state"], "Completed",
+        "the backup finished before the kill; make the volume bigger"
+    );
     cluster.server.as_mut().unwrap().kill9();
     cluster.start_server();
-    cluster.until("the volume is attached again", |c| c.volume("big")["status"]["state"] == "attached");
+    cluster.until("the volume is attached again", |c| {
+        c.volume("big")["status"]["state"] == "attached"
+    });
     let listed = cluster.json(&["backup", "ls", "big"]);
     assert!(
-        listed.as_array().unwrap().iter().all(|b| b["state"] != "Completed"),
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["state"] != "Completed"),
         "no half backup is listed as complete: {listed}"
     );
     let done = backup(&cluster, "big");
     let url = done["url"].as_str().unwrap().to_string();
 
     // Kill -9 the server while a restore writes into a new volume; it resumes and completes.
-    cluster.json(&["volume", "create", "copy", "--from-backup", &url, "--replicas", "2", "--wait"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "copy",
+        "--from-backup",
+        &url,
+        "--replicas",
+        "2",
+        "--wait",
+    ]);
     cluster.until("the restore is under way", |c| {
         let v = c.volume("copy");
-        v["status"]["restore"]["progress"].as_u64().unwrap_or(0) >= 1 || v["status"]["restoreRequired"] == false
+        v["status"]["restore"]["progress"].as_u64().unwrap_or(0) >= 1
+            || v["status"]["restoreRequired"] == false
     });
     cluster.server.as_mut().unwrap().kill9();
     cluster.start_server();
@@ -277,5 +447,8 @@ fn a_server_killed_mid_backup_and_mid_restore_leaves_the_target_consistent() {
         v["status"]["restoreRequired"] == false && v["status"]["state"] == "detached"
     });
     let copy_endpoint = attach(&cluster, "copy");
-    assert!(read_volume(&copy_endpoint, work.path()) == image, "the restored volume holds the backup");
+    assert!(
+        read_volume(&copy_endpoint, work.path()) == image,
+        "the restored volume holds the backup"
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ironhorn_api::backup::{
     Backup, BackupState, BackupTarget, BackupTargetSpec, BackupVolume, CreateBackup, Page,
@@ -27,7 +27,7 @@ use crate::plan::replica_dir;
 use crate::state::{self, NODES, REPLICAS};
 
 use super::volumes::{engine_address, load_volume, update_volume};
-use super::{Json, Result, Shared};
+use super::{Json, Query, Result, Shared};
 
 /// Which backup target (`default` when omitted).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -52,6 +52,7 @@ pub(super) struct PageQuery {
     /// The backup target's name; `default` when omitted.
     backup_target: Option<String>,
     /// Backups per page (1 to 10000; 1000 when omitted).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
     /// The `continue` of the previous page.
     #[serde(rename = "continue")]
@@ -77,7 +78,10 @@ pub(super) async fn list_backup_targets(State(m): Shared) -> Result<Json<List<Ba
 }
 
 #[utoipa::path(get, path = "/v1/backuptargets/{name}", tag = "backups", params(("name" = String, Path, description = "Backup target name")), responses((status = 200, description = "The backup target", body = BackupTarget), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
-pub(super) async fn get_backup_target(State(m): Shared, Path(name): Path<String>) -> Result<Json<BackupTarget>> {
+pub(super) async fn get_backup_target(
+    State(m): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<BackupTarget>> {
     Ok(Json(target_view(&m, &name).await?))
 }
 
@@ -88,17 +92,31 @@ pub(super) async fn put_backup_target(
     Json(spec): Json<BackupTargetSpec>,
 ) -> Result<Json<BackupTarget>> {
     check_name("backup target", &name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if spec.poll_interval > 604_800 {
+        return Err(ApiError::invalid(format!(
+            "pollInterval {} is more than a week (604800 seconds)",
+            spec.poll_interval
+        )));
+    }
     if !spec.backup_target_url.is_empty() {
         store::TargetUrl::parse(&spec.backup_target_url)?;
     }
     if name == DEFAULT_TARGET {
         for (key, value) in [
             (settings::BACKUP_TARGET, spec.backup_target_url.clone()),
-            (settings::BACKUP_TARGET_CREDENTIAL_SECRET, spec.credential_secret.clone()),
+            (
+                settings::BACKUP_TARGET_CREDENTIAL_SECRET,
+                spec.credential_secret.clone(),
+            ),
         ] {
-            let (key, value) = settings::validate(key, &value).map_err(|e| ApiError::invalid(e.to_string()))?;
+            let (key, value) =
+                settings::validate(key, &value).map_err(|e| ApiError::invalid(e.to_string()))?;
             m.store
-                .put(&format!("{}{key}", state::SETTINGS), value.as_bytes(), Expect::Any)
+                .put(
+                    &format!("{}{key}", state::SETTINGS),
+                    value.as_bytes(),
+                    Expect::Any,
+                )
                 .await?;
         }
         if spec.poll_interval > 0 {
@@ -120,7 +138,13 @@ pub(super) async fn put_backup_target(
             spec,
             status: Default::default(),
         };
-        state::put(m.store.as_ref(), &format!("{BACKUP_TARGETS}{name}"), &resource, Expect::Any).await?;
+        state::put(
+            m.store.as_ref(),
+            &format!("{BACKUP_TARGETS}{name}"),
+            &resource,
+            Expect::Any,
+        )
+        .await?;
     }
     m.backups.invalidate(&name).await;
     if !target_spec(&m, &name).await?.backup_target_url.is_empty() {
@@ -131,14 +155,20 @@ pub(super) async fn put_backup_target(
 }
 
 #[utoipa::path(delete, path = "/v1/backuptargets/{name}", tag = "backups", params(("name" = String, Path, description = "Backup target name")), responses((status = 204, description = "Forgotten (the backups stay in the target)"), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
-pub(super) async fn delete_backup_target(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
+pub(super) async fn delete_backup_target(
+    State(m): Shared,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
     if name == DEFAULT_TARGET {
         return Err(ApiError::invalid(
             "the default backup target comes from the setting backup-target: set it to \"\" to remove it",
         ));
     }
     let key = format!("{BACKUP_TARGETS}{name}");
-    if state::get::<BackupTarget>(m.store.as_ref(), &key).await?.is_none() {
+    if state::get::<BackupTarget>(m.store.as_ref(), &key)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found(format!("no backup target {name:?}")));
     }
     m.store.delete(&key, Expect::Any).await?;
@@ -173,7 +203,13 @@ pub(super) async fn put_secret(
     Json(data): Json<SecretData>,
 ) -> Result<Json<SecretView>> {
     check_name("secret", &name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
-    state::put(m.store.as_ref(), &format!("{SECRETS}{name}"), &data, Expect::Any).await?;
+    state::put(
+        m.store.as_ref(),
+        &format!("{SECRETS}{name}"),
+        &data,
+        Expect::Any,
+    )
+    .await?;
     Ok(Json(SecretView {
         name,
         keys: data.data.into_keys().collect(),
@@ -181,7 +217,10 @@ pub(super) async fn put_secret(
 }
 
 #[utoipa::path(delete, path = "/v1/secrets/{name}", tag = "backups", params(("name" = String, Path, description = "Secret name")), responses((status = 204, description = "Removed"), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
-pub(super) async fn delete_secret(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
+pub(super) async fn delete_secret(
+    State(m): Shared,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
     let key = format!("{SECRETS}{name}");
     if m.store.get(&key).await?.is_none() {
         return Err(ApiError::not_found(format!("no secret {name:?}")));
@@ -191,7 +230,10 @@ pub(super) async fn delete_secret(State(m): Shared, Path(name): Path<String>) ->
 }
 
 #[utoipa::path(get, path = "/v1/backupvolumes", tag = "backups", params(TargetQuery), responses((status = 200, description = "The backup volumes in the target (from the listing cache)", body = List<BackupVolume>), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody), (status = 503, description = "The target did not answer", body = ErrorBody)))]
-pub(super) async fn list_backup_volumes(State(m): Shared, Query(q): Query<TargetQuery>) -> Result<Json<List<BackupVolume>>> {
+pub(super) async fn list_backup_volumes(
+    State(m): Shared,
+    Query(q): Query<TargetQuery>,
+) -> Result<Json<List<BackupVolume>>> {
     Ok(Json(List {
         data: m.backups.backup_volumes(&m, q.name()).await?,
     }))
@@ -214,7 +256,10 @@ pub(super) async fn delete_backup_volume(
 ) -> Result<StatusCode> {
     let (target, _) = m.backups.open(&m, q.name()).await?;
     if target.volume_config(&volume).await?.is_none() {
-        return Err(ApiError::not_found(format!("no backup volume {volume:?} in backup target {}", q.name())));
+        return Err(ApiError::not_found(format!(
+            "no backup volume {volume:?} in backup target {}",
+            q.name()
+        )));
     }
     store::delete::delete_volume(&target, &volume).await?;
     m.backups.refresh_one(&m, q.name(), &volume).await?;
@@ -230,21 +275,26 @@ pub(super) async fn list_backups(
     let target = q.backup_target.as_deref().unwrap_or(DEFAULT_TARGET);
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit must be between 1 and 10000, not {limit}")));
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and 10000, not {limit}"
+        )));
     }
     let all = m.backups.backups(&m, target, &volume).await?;
     let start = match &q.continue_token {
         None => 0,
         Some(token) => {
-            let (at, name) = token
-                .split_once('|')
-                .ok_or_else(|| ApiError::invalid("continue must be the token a previous page returned"))?;
+            let (at, name) = token.split_once('|').ok_or_else(|| {
+                ApiError::invalid("continue must be the token a previous page returned")
+            })?;
             all.partition_point(|b| (b.snapshot_created.as_str(), b.name.as_str()) <= (at, name))
         }
     };
     let page: Vec<Backup> = all.iter().skip(start).take(limit).cloned().collect();
     let continue_token = (start + page.len() < all.len())
-        .then(|| page.last().map(|b| format!("{}|{}", b.snapshot_created, b.name)))
+        .then(|| {
+            page.last()
+                .map(|b| format!("{}|{}", b.snapshot_created, b.name))
+        })
         .flatten();
     Ok(Json(Page {
         data: page,
@@ -269,7 +319,12 @@ pub(super) async fn get_backup(
         .into_iter()
         .find(|b| b.name == backup)
         .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no backup {backup:?} of volume {volume:?} in backup target {}", q.name())))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no backup {backup:?} of volume {volume:?} in backup target {}",
+                q.name()
+            ))
+        })
 }
 
 #[utoipa::path(delete, path = "/v1/backupvolumes/{volume}/backups/{backup}", tag = "backups", params(("volume" = String, Path, description = "Backup volume name"), ("backup" = String, Path, description = "Backup name"), TargetQuery), responses((status = 204, description = "Removed, and the blocks no other backup uses"), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Locked by a backup or restore", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody), (status = 503, description = "The target did not answer", body = ErrorBody)))]
@@ -294,10 +349,19 @@ pub(super) async fn create_backup(
     Json(req): Json<CreateBackup>,
 ) -> Result<(StatusCode, Json<Backup>)> {
     let volume = load_volume(&m, &name).await?;
+    store::layout::validate_name("volume", &name).map_err(|e| {
+        ApiError::invalid(format!(
+            "{e}: the backup target would refuse this volume's name; back up a volume whose name has at least two characters"
+        ))
+    })?;
     if volume.spec.standby || volume.status.restore_required {
         return Err(ApiError::conflict(format!(
             "volume {name} is {}: it cannot be backed up until then",
-            if volume.spec.standby { "a standby volume (activate it first)" } else { "being restored" }
+            if volume.spec.standby {
+                "a standby volume (activate it first)"
+            } else {
+                "being restored"
+            }
         )));
     }
     if volume.status.state != VolumeState::Attached {
@@ -306,7 +370,10 @@ pub(super) async fn create_backup(
             volume.status.state
         )));
     }
-    let target_name = req.backup_target.clone().unwrap_or_else(|| DEFAULT_TARGET.to_string());
+    let target_name = req
+        .backup_target
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TARGET.to_string());
     let (target, access) = m.backups.open(&m, &target_name).await?;
     let engine = engine_address(&m, &volume).await?;
     let backup_name = store::layout::new_backup_name();
@@ -325,7 +392,9 @@ pub(super) async fn create_backup(
                 name: backup_name.clone(),
                 labels: BTreeMap::from([("ironhorn.io/backup".to_string(), backup_name.clone())]),
             };
-            m.client.call(&engine, node_api::create_snapshot(&name, &snapshot)).await?;
+            m.client
+                .call(&engine, node_api::create_snapshot(&name, &snapshot))
+                .await?;
             backup_name.clone()
         }
     };
@@ -345,12 +414,25 @@ pub(super) async fn create_backup(
         snapshot: snapshot.clone(),
         target: access,
         labels: req.labels.clone(),
-        compression: settings.get(settings::BACKUP_COMPRESSION_METHOD).to_string(),
+        compression: settings
+            .get(settings::BACKUP_COMPRESSION_METHOD)
+            .to_string(),
         storage_class: String::new(),
     };
-    let status = m.client.call(&node.spec.address, node_api::start_backup(&start)).await?;
+    let status = m
+        .client
+        .call(&node.spec.address, node_api::start_backup(&start))
+        .await?;
     let url = BackupUrl::format(&target.url, &name, Some(&backup_name));
-    m.backups.track(&backup_name, &name, &target_name, &node.spec.address, &snapshot, &url, status);
+    m.backups.track(
+        &backup_name,
+        &name,
+        &target_name,
+        &node.spec.address,
+        &snapshot,
+        &url,
+        status,
+    );
     tracing::info!(volume = %name, backup = %backup_name, snapshot = %snapshot, node = %node.name, "backup started");
     let view = m
         .backups
@@ -370,10 +452,14 @@ async fn source_replica(m: &crate::Manager, volume: &Volume) -> Result<(Replica,
         .collect();
     candidates.sort_by_key(|r| r.node != volume.status.current_node_id);
     for r in candidates {
-        let Some((replica, _)) = state::get::<Replica>(m.store.as_ref(), &format!("{REPLICAS}{}", r.name)).await? else {
+        let Some((replica, _)) =
+            state::get::<Replica>(m.store.as_ref(), &format!("{REPLICAS}{}", r.name)).await?
+        else {
             continue;
         };
-        if let Some((node, _)) = state::get::<Node>(m.store.as_ref(), &format!("{NODES}{}", replica.node)).await? {
+        if let Some((node, _)) =
+            state::get::<Node>(m.store.as_ref(), &format!("{NODES}{}", replica.node)).await?
+        {
             if node.status.ready {
                 return Ok((replica, node));
             }
@@ -389,11 +475,17 @@ async fn source_replica(m: &crate::Manager, volume: &Volume) -> Result<(Replica,
 pub(super) async fn activate(State(m): Shared, Path(name): Path<String>) -> Result<Json<Volume>> {
     let volume = load_volume(&m, &name).await?;
     if !volume.spec.standby {
-        return Err(ApiError::conflict(format!("volume {name} is not a standby volume")));
+        return Err(ApiError::conflict(format!(
+            "volume {name} is not a standby volume"
+        )));
     }
     let url = BackupUrl::parse(&volume.spec.from_backup)?;
     let access = crate::backups::access_for_url(&m, &url).await?;
-    let target = store::BackupTarget::open(&access.url, &store::Credentials::from_map(&access.credentials)).await?;
+    let target = store::BackupTarget::open(
+        &access.url,
+        &store::Credentials::from_map(&access.credentials),
+    )
+    .await?;
     let last = target
         .volume_config(&url.volume)
         .await?

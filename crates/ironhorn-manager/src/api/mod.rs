@@ -24,8 +24,8 @@ mod settings;
 mod tests;
 mod volumes;
 
-pub use nodes::register;
 use backups::*;
+pub use nodes::register;
 use nodes::*;
 use settings::*;
 use volumes::*;
@@ -63,6 +63,21 @@ pub(super) fn parse_body<T: DeserializeOwned>(value: Value) -> Result<T> {
             ApiError::invalid(format!("request body: {path}: {}", e.inner()))
         }
     })
+}
+
+/// Query parameters, refused in the API's one error shape.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::invalid(format!("query parameters: {}", e.body_text())))
+    }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {

@@ -105,11 +105,9 @@ pub(super) async fn create_volume(
     check_name("volume", &req.name, MAX_VOLUME_NAME)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let (size, from_backup) = match &req.from_backup {
-        None if req.standby == Some(true) => {
-            return Err(ApiError::invalid(
-                "a standby volume follows a backup volume: give fromBackup (`<target>?volume=NAME`)",
-            ))
-        }
+        None if req.standby == Some(true) => return Err(ApiError::invalid(
+            "a standby volume follows a backup volume: give fromBackup (`<target>?volume=NAME`)",
+        )),
         None => (volume_size(&req.size)?, String::new()),
         Some(url) => restore_source(&m, url, &req.size, req.standby == Some(true)).await?,
     };
@@ -189,7 +187,8 @@ async fn restore_source(
     use ironhorn_backupstore::{BackupTarget, BackupUrl, Credentials};
     let url = BackupUrl::parse(raw)?;
     let access = crate::backups::access_for_url(m, &url).await?;
-    let target = BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials)).await?;
+    let target =
+        BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials)).await?;
     let source = target.volume_config(&url.volume).await?.ok_or_else(|| {
         ApiError::invalid(format!(
             "the backup target {} has no backup volume {:?}",
@@ -208,12 +207,15 @@ async fn restore_source(
                 url.volume
             )));
         };
-        let cfg = target.backup_config(&url.volume, b).await.map_err(|e| match e {
-            ironhorn_backupstore::BackupStoreError::NotFound { .. } => {
-                ApiError::invalid(e.to_string())
-            }
-            other => other.into(),
-        })?;
+        let cfg = target
+            .backup_config(&url.volume, b)
+            .await
+            .map_err(|e| match e {
+                ironhorn_backupstore::BackupStoreError::NotFound { .. } => {
+                    ApiError::invalid(e.to_string())
+                }
+                other => other.into(),
+            })?;
         if !cfg.is_complete() {
             return Err(ApiError::invalid(format!(
                 "backup {b} of volume {} is not complete; restore a completed backup",

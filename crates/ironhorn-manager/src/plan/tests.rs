@@ -65,6 +65,8 @@ fn volume(node_id: &str) -> Volume {
             labels: BTreeMap::new(),
             node_id: node_id.into(),
             maintenance: false,
+            from_backup: String::new(),
+            standby: false,
         },
         status: VolumeStatus {
             state: VolumeState::Detached,

@@ -101,8 +101,13 @@ pub enum SecretCommand {
     /// List secrets (names and keys; values are never shown).
     Ls,
     /// Create or replace a secret: KEY=VALUE pairs (e.g. AWS_ACCESS_KEY_ID=...).
-    Set { name: String, pairs: Vec<String> },
-    Rm { name: String },
+    Set {
+        name: String,
+        pairs: Vec<String>,
+    },
+    Rm {
+        name: String,
+    },
 }
 
 const BACKUP_HEADER: &str = "NAME                      SNAPSHOT                  CREATED                   SIZE STATE      PROGRESS";
@@ -116,7 +121,11 @@ fn backup_row(b: &Backup) -> String {
         human_size(b.size),
         format!("{:?}", b.state),
         b.progress,
-        if b.error.is_empty() { String::new() } else { format!("  {}", b.error) }
+        if b.error.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", b.error)
+        }
     )
 }
 
@@ -140,14 +149,30 @@ pub fn backup(cmd: BackupCommand, opts: &ClientOpts) -> Result<()> {
                 b = wait_backup(&client, &volume, &b.name, target.as_deref(), &wait)?;
             }
             print(opts.output, &b, || {
-                outln!("backup {} of volume {}: {:?} ({}%)", b.name, volume, b.state, b.progress);
+                outln!(
+                    "backup {} of volume {}: {:?} ({}%)",
+                    b.name,
+                    volume,
+                    b.state,
+                    b.progress
+                );
                 outln!("URL: {}", b.url);
             })
         }
-        BackupCommand::Ls { volume: None, target } => {
+        BackupCommand::Ls {
+            volume: None,
+            target,
+        } => {
             let list = client.call(manager_api::list_backup_volumes(target.as_deref()))?;
             print(opts.output, &list, || {
-                outln!("{:<45} {:>9} {:<25} {:<22} {:>9} COMPRESSION", "NAME", "SIZE", "LAST BACKUP", "AT", "STORED");
+                outln!(
+                    "{:<45} {:>9} {:<25} {:<22} {:>9} COMPRESSION",
+                    "NAME",
+                    "SIZE",
+                    "LAST BACKUP",
+                    "AT",
+                    "STORED"
+                );
                 for v in &list.data {
                     outln!(
                         "{:<45} {:>9} {:<25} {:<22} {:>9} {}",
@@ -161,11 +186,19 @@ pub fn backup(cmd: BackupCommand, opts: &ClientOpts) -> Result<()> {
                 }
             })
         }
-        BackupCommand::Ls { volume: Some(volume), target } => {
+        BackupCommand::Ls {
+            volume: Some(volume),
+            target,
+        } => {
             let mut all = Vec::new();
             let mut token: Option<String> = None;
             loop {
-                let page = client.call(manager_api::list_backups(&volume, target.as_deref(), None, token.as_deref()))?;
+                let page = client.call(manager_api::list_backups(
+                    &volume,
+                    target.as_deref(),
+                    None,
+                    token.as_deref(),
+                ))?;
                 all.extend(page.data);
                 match page.continue_token {
                     Some(t) => token = Some(t),
@@ -179,7 +212,11 @@ pub fn backup(cmd: BackupCommand, opts: &ClientOpts) -> Result<()> {
                 }
             })
         }
-        BackupCommand::Get { volume, backup, target } => {
+        BackupCommand::Get {
+            volume,
+            backup,
+            target,
+        } => {
             let b = client.call(manager_api::get_backup(&volume, &backup, target.as_deref()))?;
             print(opts.output, &b, || {
                 outln!("{BACKUP_HEADER}");
@@ -187,20 +224,41 @@ pub fn backup(cmd: BackupCommand, opts: &ClientOpts) -> Result<()> {
                 outln!("URL: {}", b.url);
             })
         }
-        BackupCommand::Rm { volume, backup, target } => {
-            client.call(manager_api::delete_backup(&volume, &backup, target.as_deref()))?;
-            print(opts.output, &nothing(), || outln!("backup {backup} of volume {volume} deleted"))
+        BackupCommand::Rm {
+            volume,
+            backup,
+            target,
+        } => {
+            client.call(manager_api::delete_backup(
+                &volume,
+                &backup,
+                target.as_deref(),
+            ))?;
+            print(opts.output, &nothing(), || {
+                outln!("backup {backup} of volume {volume} deleted")
+            })
         }
         BackupCommand::RmVolume { volume, target } => {
-            client.call(manager_api::delete_backup_volume(&volume, target.as_deref()))?;
-            print(opts.output, &nothing(), || outln!("every backup of volume {volume} deleted"))
+            client.call(manager_api::delete_backup_volume(
+                &volume,
+                target.as_deref(),
+            ))?;
+            print(opts.output, &nothing(), || {
+                outln!("every backup of volume {volume} deleted")
+            })
         }
         BackupCommand::Target(TargetCommand::Ls) => {
             let list = client.call(manager_api::list_backup_targets())?;
             print(opts.output, &list, || {
                 outln!("{:<16} {:<50} {:<10} MESSAGE", "NAME", "URL", "AVAILABLE");
                 for t in &list.data {
-                    outln!("{:<16} {:<50} {:<10} {}", t.name, t.spec.backup_target_url, t.status.available, t.status.message);
+                    outln!(
+                        "{:<16} {:<50} {:<10} {}",
+                        t.name,
+                        t.spec.backup_target_url,
+                        t.status.available,
+                        t.status.message
+                    );
                 }
             })
         }
@@ -221,24 +279,38 @@ pub fn backup(cmd: BackupCommand, opts: &ClientOpts) -> Result<()> {
                     "backup target {} = {} ({})",
                     t.name,
                     t.spec.backup_target_url,
-                    if t.status.available { "available".to_string() } else { format!("unavailable: {}", t.status.message) }
+                    if t.status.available {
+                        "available".to_string()
+                    } else {
+                        format!("unavailable: {}", t.status.message)
+                    }
                 )
             })
         }
         BackupCommand::Target(TargetCommand::Rm { name }) => {
             client.call(manager_api::delete_backup_target(&name))?;
-            print(opts.output, &nothing(), || outln!("backup target {name} forgotten"))
+            print(opts.output, &nothing(), || {
+                outln!("backup target {name} forgotten")
+            })
         }
     }
 }
 
 /// Follows a backup until it completes, with a progress bar on a terminal.
-fn wait_backup(client: &Client, volume: &str, name: &str, target: Option<&str>, wait: &WaitOpts) -> Result<Backup> {
+fn wait_backup(
+    client: &Client,
+    volume: &str,
+    name: &str,
+    target: Option<&str>,
+    wait: &WaitOpts,
+) -> Result<Backup> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(100);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:40}] {pos:>3}% {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] [{bar:40}] {pos:>3}% {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     } else {
@@ -248,7 +320,11 @@ fn wait_backup(client: &Client, volume: &str, name: &str, target: Option<&str>, 
     loop {
         let b = client.call(manager_api::get_backup(volume, name, target))?;
         bar.set_position(u64::from(b.progress));
-        bar.set_message(format!("{} read, {} uploaded", human_size(b.bytes_processed), human_size(b.bytes_uploaded)));
+        bar.set_message(format!(
+            "{} read, {} uploaded",
+            human_size(b.bytes_processed),
+            human_size(b.bytes_uploaded)
+        ));
         match b.state {
             BackupState::Completed => {
                 bar.finish_and_clear();
@@ -256,13 +332,22 @@ fn wait_backup(client: &Client, volume: &str, name: &str, target: Option<&str>, 
             }
             BackupState::Error | BackupState::Unknown => {
                 bar.abandon();
-                return Err(Failure::new(exit::FAILED, format!("backup {name} of volume {volume} failed: {}", b.error)));
+                return Err(Failure::new(
+                    exit::FAILED,
+                    format!("backup {name} of volume {volume} failed: {}", b.error),
+                ));
             }
             _ => {}
         }
         if Instant::now() >= deadline {
             bar.abandon();
-            return Err(Failure::new(exit::TIMEOUT, format!("backup {name} is at {}% after {:?}", b.progress, wait.timeout)));
+            return Err(Failure::new(
+                exit::TIMEOUT,
+                format!(
+                    "backup {name} is at {}% after {:?}",
+                    b.progress, wait.timeout
+                ),
+            ));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -281,9 +366,13 @@ pub fn secret(cmd: SecretCommand, opts: &ClientOpts) -> Result<()> {
             })
         }
         SecretCommand::Set { name, pairs } => {
-            let data = SecretData { data: labels(&pairs)? };
+            let data = SecretData {
+                data: labels(&pairs)?,
+            };
             let s = client.call(manager_api::put_secret(&name, &data))?;
-            print(opts.output, &s, || outln!("secret {} set ({})", s.name, s.keys.join(", ")))
+            print(opts.output, &s, || {
+                outln!("secret {} set ({})", s.name, s.keys.join(", "))
+            })
         }
         SecretCommand::Rm { name } => {
             client.call(manager_api::delete_secret(&name))?;

@@ -438,11 +438,21 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
             let volume = loop {
                 match client.call(manager_api::activate(&name)) {
                     Ok(v) => break v,
-                    Err(f) if wait.wait && f.code == exit::CONFLICT && Instant::now() < deadline => {
+                    Err(f)
+                        if wait.wait && f.code == exit::CONFLICT && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(500));
                     }
                     Err(f) => return Err(f),
                 }
+            };
+            let volume = if wait.wait {
+                wait_for(&client, &name, &wait, "detached", |v| {
+                    v.status.state == VolumeState::Detached
+                })?
+                .ok_or_else(|| disappeared(&name))?
+            } else {
+                volume
             };
             print(opts.output, &volume, || {
                 outln!(
