@@ -353,7 +353,7 @@ mod double_encoded_opt {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> std::result::Result<Option<String>, D::Error> {
-        super::double_encoded::deserialize(d).map(Some)
+        super::double_encoded::deserialize(d).map(|v| Some(v).filter(|v| !v.is_empty()))
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{BackupConfig, VolumeConfig};
-use crate::driver::{file::FileDriver, nfs::NfsDriver, s3::S3Driver, Driver};
+use crate::driver::{file::FileDriver, Driver};
 use crate::error::{BackupStoreError, Result};
 use crate::layout::{backup_cfg, validate_name, volume_cfg};
 use crate::lock::LOCK_SETTLE;
@@ -113,21 +113,31 @@ impl BackupTarget {
         let parsed = TargetUrl::parse(url)?;
         let driver: Arc<dyn Driver> = match &parsed {
             TargetUrl::File { path } => Arc::new(FileDriver::open(path)?),
+            #[cfg(feature = "nfs")]
             TargetUrl::Nfs {
                 server,
                 path,
                 options,
-            } => Arc::new(NfsDriver::connect(server, path, options).await?),
+            } => Arc::new(crate::driver::nfs::NfsDriver::connect(server, path, options).await?),
+            #[cfg(feature = "s3")]
             TargetUrl::S3 {
                 bucket,
                 region,
                 prefix,
-            } => Arc::new(S3Driver::open(
+            } => Arc::new(crate::driver::s3::S3Driver::open(
                 bucket,
                 region.as_deref(),
                 prefix,
                 credentials,
             )?),
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = credentials;
+                return Err(BackupStoreError::Invalid(format!(
+                    "this build has no {} target support",
+                    other.kind()
+                )));
+            }
         };
         Ok(BackupTarget::with_driver(parsed, driver))
     }

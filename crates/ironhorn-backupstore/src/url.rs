@@ -175,6 +175,10 @@ fn parse_nfs_options(url: &str, options: &str) -> Result<BTreeMap<String, String
     let mut out = BTreeMap::new();
     for opt in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            continue;
+        }
         if matches!(k, "port" | "mountport" | "nfsport") && v.parse::<u16>().is_err() {
             return Err(invalid(
                 url,

@@ -8,7 +8,9 @@ use std::pin::Pin;
 use std::time::SystemTime;
 
 pub mod file;
+#[cfg(feature = "nfs")]
 pub mod nfs;
+#[cfg(feature = "s3")]
 pub mod s3;
 
 pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
