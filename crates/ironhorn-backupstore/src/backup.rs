@@ -18,7 +18,7 @@ use crate::layout::{
     backup_cfg, block_checksum, block_path, new_backup_name, validate_name, volume_cfg,
     DEFAULT_BLOCK_SIZE,
 };
-use crate::lock::{LockType, VolumeLock};
+use crate::lock::LockType;
 use crate::target::{BackupTarget, Progress};
 
 /// The blocks to read for a backup.
@@ -91,13 +91,9 @@ pub async fn create_backup(
         )));
     }
 
-    let lock = VolumeLock::acquire(
-        target.driver.clone(),
-        &request.volume,
-        LockType::BackupOrRestore,
-        target.lock_settle,
-    )
-    .await?;
+    let lock = target
+        .lock(&request.volume, LockType::BackupOrRestore)
+        .await?;
     let result = run(target, request, &name, size, source, progress).await;
     lock.release().await;
     result

@@ -13,7 +13,7 @@ use crate::layout::{
     backup_cfg, block_checksum_of, block_path, blocks_dir, validate_name, volume_cfg, volume_dir,
 };
 use crate::list::{backup_names, load_backups};
-use crate::lock::{LockType, VolumeLock, LOCK_EXPIRY};
+use crate::lock::{LockType, LOCK_EXPIRY};
 use crate::target::BackupTarget;
 
 /// What a deletion did.
@@ -35,13 +35,7 @@ pub async fn delete_backup(
 ) -> Result<DeleteReport> {
     validate_name("volume", volume)?;
     validate_name("backup", backup)?;
-    let lock = VolumeLock::acquire(
-        target.driver.clone(),
-        volume,
-        LockType::Deletion,
-        target.lock_settle,
-    )
-    .await?;
+    let lock = target.lock(volume, LockType::Deletion).await?;
     let result = async {
         let path = backup_cfg(volume, backup);
         if !target.driver.exists(&path).await? {
@@ -60,13 +54,7 @@ pub async fn delete_backup(
 /// Deletes a whole backup volume: every backup, block and lock.
 pub async fn delete_volume(target: &BackupTarget, volume: &str) -> Result<()> {
     validate_name("volume", volume)?;
-    let lock = VolumeLock::acquire(
-        target.driver.clone(),
-        volume,
-        LockType::Deletion,
-        target.lock_settle,
-    )
-    .await?;
+    let lock = target.lock(volume, LockType::Deletion).await?;
     // The cfg goes first, so a crash part-way leaves no volume that looks whole.
     let result = async {
         target.driver.delete(&volume_cfg(volume)).await?;

@@ -17,8 +17,15 @@ use crate::layout::{lock_path, locks_dir, new_lock_name};
 
 pub const LOCK_EXPIRY: Duration = Duration::from_secs(150);
 pub const LOCK_REFRESH: Duration = Duration::from_secs(60);
-/// How long a new lock waits before it looks for rivals (Longhorn's value).
-pub const LOCK_SETTLE: Duration = Duration::from_secs(2);
+/// How long a new lock waits before it looks for rivals. Longhorn waits 2 s, for the
+/// attribute caches of its kernel NFS mounts (actimeo=1); our clients read the server
+/// directly, and a rival that waits its own 2 s after writing still sees our lock marked
+/// acquired, so 1 s keeps the exclusion both ways.
+pub const LOCK_SETTLE: Duration = Duration::from_secs(1);
+/// How long to keep trying while another kind of operation holds the volume (Longhorn's
+/// `LOCK_MAX_WAIT_TIME`), and the pause between tries.
+pub const LOCK_MAX_WAIT: Duration = Duration::from_secs(30);
+pub const LOCK_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockType {
@@ -74,6 +81,29 @@ pub struct VolumeLock {
 }
 
 impl VolumeLock {
+    /// [`VolumeLock::acquire`], tried again every [`LOCK_RETRY_INTERVAL`] for up to
+    /// `max_wait` while a rival holds the volume.
+    pub async fn acquire_waiting(
+        driver: Arc<dyn Driver>,
+        volume: &str,
+        ty: LockType,
+        settle: Duration,
+        max_wait: Duration,
+    ) -> Result<VolumeLock> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            match VolumeLock::acquire(driver.clone(), volume, ty, settle).await {
+                Err(BackupStoreError::Locked { .. })
+                    if tokio::time::Instant::now() + LOCK_RETRY_INTERVAL <= deadline =>
+                {
+                    tokio::time::sleep(LOCK_RETRY_INTERVAL).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One try: fails at once if a rival of another type holds the volume.
     pub async fn acquire(
         driver: Arc<dyn Driver>,
         volume: &str,

@@ -12,7 +12,7 @@ use crate::codec::{decode_block, Compression};
 use crate::config::BackupConfig;
 use crate::error::{BackupStoreError, Result};
 use crate::layout::block_path;
-use crate::lock::{LockType, VolumeLock};
+use crate::lock::LockType;
 use crate::target::{BackupTarget, Progress};
 
 /// Where restored data goes.
@@ -85,13 +85,7 @@ pub async fn restore_backup(
         )));
     }
 
-    let lock = VolumeLock::acquire(
-        target.driver.clone(),
-        volume,
-        LockType::BackupOrRestore,
-        target.lock_settle,
-    )
-    .await?;
+    let lock = target.lock(volume, LockType::BackupOrRestore).await?;
     let last = match mode {
         RestoreMode::Fresh => None,
         RestoreMode::Since { last } => match target.backup_config(volume, last).await {
@@ -285,13 +279,7 @@ where
     let size = volume_config
         .size
         .max(cfg.blocks.last().map_or(0, |b| b.offset + block_size));
-    let lock = VolumeLock::acquire(
-        target.driver.clone(),
-        volume,
-        LockType::BackupOrRestore,
-        target.lock_settle,
-    )
-    .await?;
+    let lock = target.lock(volume, LockType::BackupOrRestore).await?;
     progress.start(cfg.blocks.len() as u64);
     let result = async {
         let mut blocks = futures::stream::iter(cfg.blocks.clone())

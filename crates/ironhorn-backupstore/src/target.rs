@@ -11,7 +11,7 @@ use crate::config::{BackupConfig, VolumeConfig};
 use crate::driver::{file::FileDriver, Driver};
 use crate::error::{BackupStoreError, Result};
 use crate::layout::{backup_cfg, validate_name, volume_cfg};
-use crate::lock::LOCK_SETTLE;
+use crate::lock::{LockType, VolumeLock, LOCK_MAX_WAIT, LOCK_SETTLE};
 use crate::url::TargetUrl;
 
 /// Credentials of an S3 target, with Longhorn's secret keys as names.
@@ -101,8 +101,10 @@ impl Credentials {
 pub struct BackupTarget {
     pub url: TargetUrl,
     pub driver: Arc<dyn Driver>,
-    /// How long a new lock waits for rivals (Longhorn: 2 s).
+    /// How long a new lock waits for rivals (see [`LOCK_SETTLE`]).
     pub lock_settle: Duration,
+    /// How long to keep trying to lock a volume another kind of operation holds.
+    pub lock_wait: Duration,
     /// Blocks in flight at once (read, compress, upload; or fetch, decode, write).
     pub concurrency: usize,
 }
@@ -148,6 +150,7 @@ impl BackupTarget {
             url,
             driver,
             lock_settle: LOCK_SETTLE,
+            lock_wait: LOCK_MAX_WAIT,
             concurrency: (cores * 2).clamp(4, 16),
         }
     }
@@ -175,6 +178,18 @@ impl BackupTarget {
             }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Locks `volume` for `ty` (waiting up to [`BackupTarget::lock_wait`] for a rival).
+    pub async fn lock(&self, volume: &str, ty: LockType) -> Result<VolumeLock> {
+        VolumeLock::acquire_waiting(
+            self.driver.clone(),
+            volume,
+            ty,
+            self.lock_settle,
+            self.lock_wait,
+        )
+        .await
     }
 
     /// Checks that the target answers: lists the volumes directory.

@@ -25,6 +25,7 @@ async fn open(url: &str, credentials: &Credentials) -> BackupTarget {
         .await
         .unwrap_or_else(|e| panic!("opening {url}: {e}"));
     t.lock_settle = Duration::from_millis(20);
+    t.lock_wait = Duration::ZERO;
     t
 }
 

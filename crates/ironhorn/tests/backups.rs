@@ -472,9 +472,22 @@ fn head_bytes(dir: &std::path::Path) -> u64 {
 fn a_backup_taken_while_fio_writes_restores_exactly_the_snapshot() {
     let (cluster, _agents) = Cluster::three_nodes();
     let target = tempfile::tempdir().unwrap();
-    set_target(&cluster, &format!("file://{}", target.path().display()), None);
+    set_target(
+        &cluster,
+        &format!("file://{}", target.path().display()),
+        None,
+    );
     let work = tempfile::tempdir().unwrap();
-    cluster.json(&["volume", "create", "busy", "--size", "64Mi", "--replicas", "3", "--wait"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "busy",
+        "--size",
+        "64Mi",
+        "--replicas",
+        "3",
+        "--wait",
+    ]);
     let endpoint = attach(&cluster, "busy");
     // Data in the first half; fio writes into the second, so the head file grows as it goes.
     let mut initial = pattern(64 * MIB, 9);
@@ -510,8 +523,14 @@ fn a_backup_taken_while_fio_writes_restores_exactly_the_snapshot() {
     let before = head_bytes(&dir);
     cluster.until("fio is writing", |_| head_bytes(&dir) > before + MIB);
     let b = backup(&cluster, "busy");
-    assert!(fio.try_wait().unwrap().is_none(), "fio ran through the whole backup");
-    cluster.until("fio keeps writing into the new head after the snapshot", |_| head_bytes(&dir) > MIB);
+    assert!(
+        fio.try_wait().unwrap().is_none(),
+        "fio ran through the whole backup"
+    );
+    cluster.until(
+        "fio keeps writing into the new head after the snapshot",
+        |_| head_bytes(&dir) > MIB,
+    );
     fio.kill().unwrap();
     fio.wait().unwrap();
 
@@ -519,12 +538,26 @@ fn a_backup_taken_while_fio_writes_restores_exactly_the_snapshot() {
     let snapshot = b["snapshotName"].as_str().unwrap();
     let export = work.path().join("snapshot.img");
     let (code, out, err) = cluster.cli(&[
-        "recover", "export", dir.to_str().unwrap(), "--snapshot", snapshot,
-        "--output", export.to_str().unwrap(), "--sha256",
+        "recover",
+        "export",
+        dir.to_str().unwrap(),
+        "--snapshot",
+        snapshot,
+        "--output",
+        export.to_str().unwrap(),
+        "--sha256",
     ]);
     assert_eq!(code, 0, "{err}");
     let expected = std::fs::read(&export).unwrap();
     assert!(out.contains("sha256:"), "{out}");
-    let restored = restored_image(&cluster, "busy-copy", b["url"].as_str().unwrap(), work.path());
-    assert!(restored == expected, "the restored volume is the snapshot, not what fio wrote after it");
+    let restored = restored_image(
+        &cluster,
+        "busy-copy",
+        b["url"].as_str().unwrap(),
+        work.path(),
+    );
+    assert!(
+        restored == expected,
+        "the restored volume is the snapshot, not what fio wrote after it"
+    );
 }

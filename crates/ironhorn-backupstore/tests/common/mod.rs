@@ -130,6 +130,7 @@ pub fn file_target(dir: &Path) -> BackupTarget {
         driver,
     );
     t.lock_settle = Duration::from_millis(20);
+    t.lock_wait = Duration::ZERO;
     t
 }
 
