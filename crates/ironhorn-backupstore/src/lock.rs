@@ -18,10 +18,11 @@ use crate::layout::{lock_path, locks_dir, new_lock_name};
 pub const LOCK_EXPIRY: Duration = Duration::from_secs(150);
 pub const LOCK_REFRESH: Duration = Duration::from_secs(60);
 /// How long a new lock waits before it looks for rivals. Longhorn waits 2 s, for the
-/// attribute caches of its kernel NFS mounts (actimeo=1); our clients read the server
-/// directly, and a rival that waits its own 2 s after writing still sees our lock marked
-/// acquired, so 1 s keeps the exclusion both ways.
-pub const LOCK_SETTLE: Duration = Duration::from_secs(1);
+/// attribute caches of its kernel NFS mounts (actimeo=1). Our clients read the server
+/// directly, so the wait only has to cover a rival's write in flight: two locks both see
+/// each other or the later one sees the earlier one (acquired, or older), and a Longhorn
+/// rival waits its own 2 s after writing, by which time ours is marked acquired.
+pub const LOCK_SETTLE: Duration = Duration::from_millis(500);
 /// How long to keep trying while another kind of operation holds the volume (Longhorn's
 /// `LOCK_MAX_WAIT_TIME`), and the pause between tries.
 pub const LOCK_MAX_WAIT: Duration = Duration::from_secs(30);
