@@ -60,17 +60,27 @@ struct Job {
     status: JobStatus,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct VolumeEntry {
     config: Option<store::VolumeConfig>,
     backups: BTreeMap<String, Backup>,
+    /// `backups` in listing order (oldest first), shared with the requests that page it.
+    sorted: Arc<Vec<Backup>>,
+}
+
+fn listing_order(list: &mut [Backup]) {
+    list.sort_by(|a, b| {
+        a.snapshot_created
+            .cmp(&b.snapshot_created)
+            .then(a.name.cmp(&b.name))
+    });
 }
 
 #[derive(Debug, Default)]
 struct TargetCache {
     url: String,
     refreshed: Option<Instant>,
-    volumes: BTreeMap<String, VolumeEntry>,
+    volumes: BTreeMap<String, Arc<VolumeEntry>>,
 }
 
 /// The manager's backup state (in memory: everything durable is in the targets).
@@ -78,7 +88,10 @@ struct TargetCache {
 pub struct Backups {
     opened: Mutex<HashMap<String, (TargetAccess, store::BackupTarget)>>,
     status: Mutex<BTreeMap<String, BackupTargetStatus>>,
-    cache: tokio::sync::Mutex<HashMap<String, TargetCache>>,
+    /// Held only to read or swap entries; refreshes read the target without it.
+    cache: Mutex<HashMap<String, TargetCache>>,
+    /// One refresh at a time.
+    refreshing: tokio::sync::Mutex<()>,
     jobs: Mutex<BTreeMap<String, Job>>,
     /// When each standby volume last asked its target for new backups.
     standby_checked: Mutex<HashMap<String, Instant>>,
@@ -214,58 +227,63 @@ impl Backups {
     }
 
     /// Brings the listing cache of target `name` up to date: volume cfgs are read again,
-    /// backup cfgs only when new (or not complete when last read).
+    /// backup cfgs only when new (or not complete when last read). Listings keep being
+    /// served from the previous state meanwhile.
     pub async fn refresh(&self, m: &Manager, name: &str) -> Result<(), ApiError> {
+        let _one = self.refreshing.lock().await;
         let (target, access) = self.open(m, name).await?;
-        let mut cache = self.cache.lock().await;
-        let entry = cache.entry(name.to_string()).or_default();
-        if entry.url != access.url {
-            *entry = TargetCache {
-                url: access.url.clone(),
-                ..TargetCache::default()
-            };
-        }
+        let previous: BTreeMap<String, Arc<VolumeEntry>> = lock(&self.cache)
+            .get(name)
+            .filter(|c| c.url == access.url)
+            .map(|c| c.volumes.clone())
+            .unwrap_or_default();
         let names = store::list::volume_names(&target).await?;
-        entry.volumes.retain(|v, _| names.contains(v));
+        let mut volumes = BTreeMap::new();
         for volume in names {
-            let fresh = refresh_volume(
-                &target,
-                &volume,
-                entry.volumes.remove(&volume).unwrap_or_default(),
-            )
-            .await?;
-            entry.volumes.insert(volume, fresh);
+            let fresh =
+                refresh_volume(&target, &volume, previous.get(&volume).map(|e| e.as_ref())).await?;
+            volumes.insert(volume, Arc::new(fresh));
         }
-        entry.refreshed = Some(Instant::now());
+        lock(&self.cache).insert(
+            name.to_string(),
+            TargetCache {
+                url: access.url,
+                refreshed: Some(Instant::now()),
+                volumes,
+            },
+        );
         Ok(())
     }
 
     /// Refreshes one backup volume in the cache (after a backup or deletion).
     pub async fn refresh_one(&self, m: &Manager, name: &str, volume: &str) -> Result<(), ApiError> {
+        let _one = self.refreshing.lock().await;
         let (target, access) = self.open(m, name).await?;
-        let mut cache = self.cache.lock().await;
-        let entry = cache.entry(name.to_string()).or_default();
-        if entry.url != access.url {
-            drop(cache);
+        let listed = {
+            let cache = lock(&self.cache);
+            cache
+                .get(name)
+                .filter(|c| c.url == access.url && c.refreshed.is_some())
+                .map(|c| c.volumes.get(volume).cloned())
+        };
+        let Some(previous) = listed else {
+            drop(_one);
             return self.refresh(m, name).await;
-        }
-        let fresh = refresh_volume(
-            &target,
-            volume,
-            entry.volumes.remove(volume).unwrap_or_default(),
-        )
-        .await?;
-        if fresh.config.is_some() {
-            entry.volumes.insert(volume.to_string(), fresh);
+        };
+        let fresh = refresh_volume(&target, volume, previous.as_deref()).await?;
+        let mut cache = lock(&self.cache);
+        if let Some(c) = cache.get_mut(name) {
+            if fresh.config.is_some() {
+                c.volumes.insert(volume.to_string(), Arc::new(fresh));
+            } else {
+                c.volumes.remove(volume);
+            }
         }
         Ok(())
     }
 
     async fn ensure_listed(&self, m: &Manager, name: &str) -> Result<(), ApiError> {
-        let listed = self
-            .cache
-            .lock()
-            .await
+        let listed = lock(&self.cache)
             .get(name)
             .is_some_and(|c| c.refreshed.is_some());
         if !listed {
@@ -280,7 +298,7 @@ impl Backups {
         name: &str,
     ) -> Result<Vec<BackupVolume>, ApiError> {
         self.ensure_listed(m, name).await?;
-        let cache = self.cache.lock().await;
+        let cache = lock(&self.cache);
         let Some(entry) = cache.get(name) else {
             return Ok(Vec::new());
         };
@@ -298,7 +316,7 @@ impl Backups {
         volume: &str,
     ) -> Result<BackupVolume, ApiError> {
         self.ensure_listed(m, name).await?;
-        let cache = self.cache.lock().await;
+        let cache = lock(&self.cache);
         cache
             .get(name)
             .and_then(|c| c.volumes.get(volume))
@@ -317,20 +335,27 @@ impl Backups {
         m: &Manager,
         name: &str,
         volume: &str,
-    ) -> Result<Vec<Backup>, ApiError> {
+    ) -> Result<Arc<Vec<Backup>>, ApiError> {
         self.ensure_listed(m, name).await?;
-        let mut out: BTreeMap<String, Backup> = {
-            let cache = self.cache.lock().await;
+        let listed: Arc<Vec<Backup>> = {
+            let cache = lock(&self.cache);
             cache
                 .get(name)
                 .and_then(|c| c.volumes.get(volume))
-                .map(|e| e.backups.clone())
+                .map(|e| e.sorted.clone())
                 .unwrap_or_default()
         };
-        for (backup, job) in lock(&self.jobs)
+        let jobs: Vec<(String, Job)> = lock(&self.jobs)
             .iter()
             .filter(|(_, j)| j.volume == volume && j.target == name)
-        {
+            .map(|(n, j)| (n.clone(), j.clone()))
+            .collect();
+        if jobs.is_empty() {
+            return Ok(listed);
+        }
+        let mut out: BTreeMap<String, Backup> =
+            listed.iter().map(|b| (b.name.clone(), b.clone())).collect();
+        for (backup, job) in jobs {
             let view = out.entry(backup.clone()).or_insert_with(|| Backup {
                 name: backup.clone(),
                 volume_name: volume.to_string(),
@@ -342,12 +367,8 @@ impl Backups {
             overlay(view, &job.status);
         }
         let mut list: Vec<Backup> = out.into_values().collect();
-        list.sort_by(|a, b| {
-            a.snapshot_created
-                .cmp(&b.snapshot_created)
-                .then(a.name.cmp(&b.name))
-        });
-        Ok(list)
+        listing_order(&mut list);
+        Ok(Arc::new(list))
     }
 
     /// Records a started job.
@@ -459,7 +480,7 @@ impl Backups {
     }
 
     pub async fn invalidate(&self, name: &str) {
-        self.cache.lock().await.remove(name);
+        lock(&self.cache).remove(name);
     }
 }
 
@@ -545,8 +566,9 @@ pub fn backup_view(
 async fn refresh_volume(
     target: &store::BackupTarget,
     volume: &str,
-    mut entry: VolumeEntry,
+    previous: Option<&VolumeEntry>,
 ) -> Result<VolumeEntry, ApiError> {
+    let mut entry = previous.cloned().unwrap_or_default();
     entry.config = target.volume_config(volume).await.unwrap_or_else(|e| {
         tracing::warn!(volume, error = %e, "a backup volume's volume.cfg cannot be read");
         None
@@ -571,6 +593,9 @@ async fn refresh_volume(
         }
         entry.backups.insert(name, view);
     }
+    let mut sorted: Vec<Backup> = entry.backups.values().cloned().collect();
+    listing_order(&mut sorted);
+    entry.sorted = Arc::new(sorted);
     Ok(entry)
 }
 

@@ -316,8 +316,9 @@ pub(super) async fn get_backup(
     m.backups
         .backups(&m, q.name(), &volume)
         .await?
-        .into_iter()
+        .iter()
         .find(|b| b.name == backup)
+        .cloned()
         .map(Json)
         .ok_or_else(|| {
             ApiError::not_found(format!(
