@@ -256,3 +256,59 @@ async fn s3_target_through_seaweedfs_checks_credentials() {
         .expect_err("no keys");
     assert!(none.to_string().contains("AWS_ACCESS_KEY_ID"), "{none}");
 }
+
+/// A tmpfs of `mib` MiB mounted on a fresh directory, unmounted when dropped.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn mount(mib: u64) -> SmallFs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs as a full backup target and needs root (run the tests as root, as .ci/run does)"
+        );
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_target_is_a_clear_error_and_nothing_is_listed_complete() {
+    let fs = SmallFs::mount(8);
+    let target = common::file_target(fs.0.path());
+    let mut history = History::default();
+    let image = pattern(16 * MIB, 5);
+    history.take("s1", &image, (0..8).map(|b| b * BLOCK).collect());
+    let request = BackupRequest {
+        volume: "pvc-full".into(),
+        snapshot: "s1".into(),
+        compression: Compression::None,
+        ..Default::default()
+    };
+    let err = create_backup(&target, &request, history.source("s1"), Progress::new())
+        .await
+        .expect_err("the target is full");
+    assert!(
+        matches!(&err, BackupStoreError::Driver(e) if e.kind == DriverErrorKind::NoSpace),
+        "{err}"
+    );
+    assert!(err.to_string().contains("free space"), "{err}");
+    let names = ironhorn_backupstore::list::backup_names(&target, "pvc-full")
+        .await
+        .expect("names");
+    for (_, cfg) in ironhorn_backupstore::list::load_backups(&target, "pvc-full", names).await {
+        assert!(cfg.is_ok_and(|c| !c.is_complete()));
+    }
+}
