@@ -50,6 +50,78 @@ enum Step {
     Zero { offset: u64, len: u64 },
 }
 
+/// What a restore reads: a completed backup, its block size and compression, and the size
+/// of the volume it restores.
+struct Source {
+    cfg: BackupConfig,
+    block_size: u64,
+    compression: Compression,
+    size: u64,
+}
+
+impl Source {
+    async fn load(target: &BackupTarget, volume: &str, backup: &str) -> Result<Source> {
+        let volume_config =
+            target
+                .volume_config(volume)
+                .await?
+                .ok_or_else(|| BackupStoreError::NotFound {
+                    what: format!("backup volume {volume}"),
+                })?;
+        let cfg = target.backup_config(volume, backup).await?;
+        if !cfg.is_complete() {
+            return Err(BackupStoreError::Invalid(format!(
+                "backup {backup} of volume {volume} is in progress or was interrupted; restore a completed backup"
+            )));
+        }
+        let block_size = cfg.block_size()?;
+        let compression = Compression::from_cfg(cfg.compression_method.as_deref())
+            .or_else(|_| volume_config.compression())?;
+        let size = volume_config
+            .size
+            .max(cfg.blocks.last().map_or(0, |b| b.offset + block_size));
+        Ok(Source {
+            cfg,
+            block_size,
+            compression,
+            size,
+        })
+    }
+}
+
+/// Fetches and decodes one block, checked against its name; returns it and the bytes read.
+async fn fetch_block(
+    target: &BackupTarget,
+    volume: &str,
+    compression: Compression,
+    block_size: u64,
+    checksum: String,
+    offset: u64,
+) -> Result<(Vec<u8>, u64)> {
+    let stored = target
+        .driver
+        .read(&block_path(volume, &checksum))
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                BackupStoreError::BadBlock {
+                    checksum: checksum.clone(),
+                    offset,
+                    reason: "its block file is missing from the backup target".into(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+    let fetched = stored.len() as u64;
+    let data = tokio::task::spawn_blocking(move || {
+        decode_block(compression, &stored, block_size, &checksum, offset)
+    })
+    .await
+    .map_err(|e| BackupStoreError::Sink(e.to_string()))??;
+    Ok((data, fetched))
+}
+
 /// Restores `backup` of `volume` into `sink`.
 pub async fn restore_backup(
     target: &BackupTarget,
@@ -59,25 +131,12 @@ pub async fn restore_backup(
     sink: Arc<dyn BlockSink>,
     progress: Arc<Progress>,
 ) -> Result<RestoreReport> {
-    let volume_config =
-        target
-            .volume_config(volume)
-            .await?
-            .ok_or_else(|| BackupStoreError::NotFound {
-                what: format!("backup volume {volume}"),
-            })?;
-    let cfg = target.backup_config(volume, backup).await?;
-    if !cfg.is_complete() {
-        return Err(BackupStoreError::Invalid(format!(
-            "backup {backup} of volume {volume} is in progress or was interrupted; restore a completed backup"
-        )));
-    }
-    let block_size = cfg.block_size()?;
-    let compression = Compression::from_cfg(cfg.compression_method.as_deref())
-        .or_else(|_| volume_config.compression())?;
-    let size = volume_config
-        .size
-        .max(cfg.blocks.last().map_or(0, |b| b.offset + block_size));
+    let Source {
+        cfg,
+        block_size,
+        compression,
+        size,
+    } = Source::load(target, volume, backup).await?;
     if sink.size() < size {
         return Err(BackupStoreError::Invalid(format!(
             "the destination holds {} bytes but backup {backup} is of a {size}-byte volume; create or expand it to at least that size",
@@ -221,25 +280,12 @@ async fn apply(
             Ok(None)
         }
         Step::Block { offset, checksum } => {
-            let path = block_path(volume, &checksum);
-            let stored = target.driver.read(&path).await.map_err(|e| {
-                if e.is_not_found() {
-                    BackupStoreError::BadBlock {
-                        checksum: checksum.clone(),
-                        offset,
-                        reason: "its block file is missing from the backup target".into(),
-                    }
-                } else {
-                    e.into()
-                }
-            })?;
-            let fetched = stored.len() as u64;
-            tokio::task::spawn_blocking(move || {
-                let data = decode_block(compression, &stored, block_size, &checksum, offset)?;
-                sink.write(offset, &data).map_err(BackupStoreError::Sink)
-            })
-            .await
-            .map_err(|e| BackupStoreError::Sink(e.to_string()))??;
+            let (data, fetched) =
+                fetch_block(target, volume, compression, block_size, checksum, offset).await?;
+            tokio::task::spawn_blocking(move || sink.write(offset, &data))
+                .await
+                .map_err(|e| BackupStoreError::Sink(e.to_string()))?
+                .map_err(BackupStoreError::Sink)?;
             progress.block_done(block_size, fetched);
             Ok(Some(fetched))
         }
@@ -260,25 +306,12 @@ pub async fn stream_in_order<F>(
 where
     F: FnMut(u64, Vec<u8>) -> std::result::Result<(), String>,
 {
-    let volume_config =
-        target
-            .volume_config(volume)
-            .await?
-            .ok_or_else(|| BackupStoreError::NotFound {
-                what: format!("backup volume {volume}"),
-            })?;
-    let cfg = target.backup_config(volume, backup).await?;
-    if !cfg.is_complete() {
-        return Err(BackupStoreError::Invalid(format!(
-            "backup {backup} of volume {volume} is in progress or was interrupted; pick a completed backup"
-        )));
-    }
-    let block_size = cfg.block_size()?;
-    let compression = Compression::from_cfg(cfg.compression_method.as_deref())
-        .or_else(|_| volume_config.compression())?;
-    let size = volume_config
-        .size
-        .max(cfg.blocks.last().map_or(0, |b| b.offset + block_size));
+    let Source {
+        cfg,
+        block_size,
+        compression,
+        size,
+    } = Source::load(target, volume, backup).await?;
     let lock = target.lock(volume, LockType::BackupOrRestore).await?;
     progress.start(cfg.blocks.len() as u64);
     let result = async {
@@ -287,30 +320,15 @@ where
                 let progress = progress.clone();
                 async move {
                     progress.check_cancelled()?;
-                    let path = block_path(volume, &entry.checksum);
-                    let stored = target.driver.read(&path).await.map_err(|e| {
-                        if e.is_not_found() {
-                            BackupStoreError::BadBlock {
-                                checksum: entry.checksum.clone(),
-                                offset: entry.offset,
-                                reason: "its block file is missing from the backup target".into(),
-                            }
-                        } else {
-                            e.into()
-                        }
-                    })?;
-                    let fetched = stored.len() as u64;
-                    let data = tokio::task::spawn_blocking(move || {
-                        decode_block(
-                            compression,
-                            &stored,
-                            block_size,
-                            &entry.checksum,
-                            entry.offset,
-                        )
-                    })
-                    .await
-                    .map_err(|e| BackupStoreError::Sink(e.to_string()))??;
+                    let (data, fetched) = fetch_block(
+                        target,
+                        volume,
+                        compression,
+                        block_size,
+                        entry.checksum,
+                        entry.offset,
+                    )
+                    .await?;
                     progress.block_done(block_size, fetched);
                     Ok::<_, BackupStoreError>((entry.offset, data))
                 }

@@ -378,6 +378,26 @@ pub(crate) fn open_output(
 
 static ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
 
+/// Accounts `len` bytes of zeros: hashed, and written into a stream (a sparse file keeps
+/// the hole).
+pub(crate) fn write_zeros(
+    sink: &mut Sink,
+    hasher: &mut Option<Sha256>,
+    mut len: u64,
+) -> io::Result<()> {
+    while len > 0 {
+        let n = len.min(ZEROS.len() as u64) as usize;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&ZEROS[..n]);
+        }
+        if let Sink::Stream(w) = sink {
+            w.write_all(&ZEROS[..n])?;
+        }
+        len -= n as u64;
+    }
+    Ok(())
+}
+
 fn export(args: &ExportArgs) -> Result<()> {
     let replica = open_read_only(&args.dir, args.snapshot.clone())?;
     for warning in replica.warnings() {
@@ -409,17 +429,7 @@ fn export(args: &ExportArgs) -> Result<()> {
         |offset, chunk| -> io::Result<()> {
             match chunk {
                 Chunk::Hole(len) => {
-                    let mut left = len;
-                    while left > 0 {
-                        let n = left.min(ZEROS.len() as u64) as usize;
-                        if let Some(h) = hasher.as_mut() {
-                            h.update(&ZEROS[..n]);
-                        }
-                        if let Sink::Stream(w) = &mut sink {
-                            w.write_all(&ZEROS[..n])?;
-                        }
-                        left -= n as u64;
-                    }
+                    write_zeros(&mut sink, &mut hasher, len)?;
                     progress.inc(len);
                 }
                 Chunk::Data(bytes) => {

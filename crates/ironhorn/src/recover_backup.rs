@@ -15,7 +15,7 @@ use ironhorn_backupstore::{BackupTarget, BackupUrl, Credentials, Progress};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::recover::{open_output, Sink};
+use crate::recover::{open_output, write_zeros, Sink};
 use crate::units::human_size;
 
 #[derive(Debug, Args)]
@@ -78,22 +78,6 @@ async fn open_target(args: &TargetArgs) -> Result<BackupTarget> {
     BackupTarget::open(&args.target, &credentials)
         .await
         .with_context(|| format!("opening the backup target {}", args.target))
-}
-
-static ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
-
-fn write_zeros(sink: &mut Sink, hasher: &mut Option<Sha256>, mut len: u64) -> io::Result<()> {
-    while len > 0 {
-        let n = len.min(ZEROS.len() as u64) as usize;
-        if let Some(h) = hasher.as_mut() {
-            h.update(&ZEROS[..n]);
-        }
-        if let Sink::Stream(w) = sink {
-            w.write_all(&ZEROS[..n])?;
-        }
-        len -= n as u64;
-    }
-    Ok(())
 }
 
 pub fn restore(args: &BackupArgs) -> Result<()> {
