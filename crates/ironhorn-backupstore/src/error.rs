@@ -32,8 +32,9 @@ pub enum BackupStoreError {
         holder: String,
         what: &'static str,
     },
+    /// (Its message is the driver's; no source, so a chain prints it once.)
     #[error("the backup target: {0}")]
-    Driver(#[from] DriverError),
+    Driver(DriverError),
     #[error("reading the snapshot: {0}")]
     Source(String),
     #[error("writing the restored volume: {0}")]
@@ -42,6 +43,12 @@ pub enum BackupStoreError {
     Invalid(String),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<DriverError> for BackupStoreError {
+    fn from(e: DriverError) -> Self {
+        BackupStoreError::Driver(e)
+    }
 }
 
 impl BackupStoreError {
