@@ -10,15 +10,22 @@ use crate::target::BackupTarget;
 
 /// Names of every backup volume in the target, sorted.
 pub async fn volume_names(target: &BackupTarget) -> Result<Vec<String>> {
-    let driver = &target.driver;
-    let level1: Vec<String> = driver
-        .list(VOLUMES_DIR)
+    let level1 = subdirs(target, vec![VOLUMES_DIR.to_string()]).await?;
+    let level2 = subdirs(target, level1).await?;
+    let mut names: Vec<String> = subdirs(target, level2)
         .await?
         .into_iter()
-        .filter(|e| e.is_dir)
-        .map(|e| format!("{VOLUMES_DIR}/{}", e.name))
+        .filter_map(|path| path.rsplit('/').next().map(str::to_string))
+        .filter(|name| validate_name("volume", name).is_ok())
         .collect();
-    let level2: Vec<String> = futures::stream::iter(level1)
+    names.sort();
+    Ok(names)
+}
+
+/// The subdirectories (as paths) of every directory in `dirs`, listed concurrently.
+async fn subdirs(target: &BackupTarget, dirs: Vec<String>) -> Result<Vec<String>> {
+    let driver = &target.driver;
+    futures::stream::iter(dirs)
         .map(|dir| async move {
             Ok::<_, crate::BackupStoreError>(
                 driver
@@ -32,24 +39,7 @@ pub async fn volume_names(target: &BackupTarget) -> Result<Vec<String>> {
         })
         .buffer_unordered(16)
         .try_concat()
-        .await?;
-    let mut names: Vec<String> = futures::stream::iter(level2)
-        .map(|dir| async move {
-            Ok::<_, crate::BackupStoreError>(
-                driver
-                    .list(&dir)
-                    .await?
-                    .into_iter()
-                    .filter(|e| e.is_dir && validate_name("volume", &e.name).is_ok())
-                    .map(|e| e.name)
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .buffer_unordered(16)
-        .try_concat()
-        .await?;
-    names.sort();
-    Ok(names)
+        .await
 }
 
 /// Names of the backups of `volume` (completed or not), sorted.

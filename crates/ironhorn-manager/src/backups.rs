@@ -86,6 +86,7 @@ struct TargetCache {
 /// The manager's backup state (in memory: everything durable is in the targets).
 #[derive(Debug, Default)]
 pub struct Backups {
+    /// Open targets by URL.
     opened: Mutex<HashMap<String, (TargetAccess, store::BackupTarget)>>,
     status: Mutex<BTreeMap<String, BackupTargetStatus>>,
     /// Held only to read or swap entries; refreshes read the target without it.
@@ -191,16 +192,25 @@ impl Backups {
         name: &str,
     ) -> Result<(store::BackupTarget, TargetAccess), ApiError> {
         let access = self.access(m, name).await?;
-        if let Some((a, t)) = lock(&self.opened).get(name) {
-            if *a == access {
-                return Ok((t.clone(), access));
+        Ok((self.open_access(&access).await?, access))
+    }
+
+    /// The target `access` reaches, opened once and shared (an NFS target keeps its mount
+    /// and connections) until its credentials change.
+    pub async fn open_access(
+        &self,
+        access: &TargetAccess,
+    ) -> Result<store::BackupTarget, ApiError> {
+        if let Some((a, t)) = lock(&self.opened).get(&access.url) {
+            if a == access {
+                return Ok(t.clone());
             }
         }
         let target =
             store::BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials))
                 .await?;
-        lock(&self.opened).insert(name.to_string(), (access.clone(), target.clone()));
-        Ok((target, access))
+        lock(&self.opened).insert(access.url.clone(), (access.clone(), target.clone()));
+        Ok(target)
     }
 
     pub fn target_status(&self, name: &str) -> BackupTargetStatus {
@@ -742,8 +752,7 @@ async fn wanted_backup(
         checked.insert(volume.name.clone(), Instant::now());
     }
     let access = access_for_url(m, url).await?;
-    let target =
-        store::BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials)).await?;
+    let target = m.backups.open_access(&access).await?;
     let Some(cfg) = target.volume_config(&url.volume).await? else {
         return Ok(None);
     };

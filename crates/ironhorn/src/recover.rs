@@ -378,6 +378,21 @@ pub(crate) fn open_output(
 
 static ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
 
+/// A progress bar over `size` bytes on a terminal's stderr (hidden otherwise).
+pub(crate) fn byte_progress(size: u64) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// Accounts `len` bytes of zeros: hashed, and written into a stream (a sparse file keeps
 /// the hole).
 pub(crate) fn write_zeros(
@@ -408,18 +423,7 @@ fn export(args: &ExportArgs) -> Result<()> {
     }
     let size = replica.size();
     let mut sink = open_sink(args, size)?;
-    let progress = if io::stderr().is_terminal() {
-        let bar = ProgressBar::new(size);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = byte_progress(size);
     let mut hasher = args.sha256.then(Sha256::new);
     let mut data_bytes = 0u64;
     let what = args.snapshot.as_deref().unwrap_or("the head");

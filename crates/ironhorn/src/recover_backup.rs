@@ -2,20 +2,19 @@
 //! (the cluster is gone), and what the target holds. Credentials for S3 come from
 //! `--credentials FILE` or from the environment, under Longhorn's names.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use ironhorn_backupstore::list::{backup_names, load_backups, volume_names};
 use ironhorn_backupstore::restore::stream_in_order;
 use ironhorn_backupstore::{BackupTarget, BackupUrl, Credentials, Progress};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::recover::{open_output, write_zeros, Sink};
+use crate::recover::{byte_progress, open_output, write_zeros, Sink};
 use crate::units::human_size;
 
 #[derive(Debug, Args)]
@@ -100,7 +99,7 @@ pub fn restore(args: &BackupArgs) -> Result<()> {
         }
         let created = args.output.as_os_str() != "-" && !args.output.exists();
         let mut sink = open_output(&args.output, args.force, volume.size, None)?;
-        let result = write_image(args, &target, &mut sink).await;
+        let result = write_image(args, &target, volume.size, &mut sink).await;
         if result.is_err() && created {
             let _ = std::fs::remove_file(&args.output);
         }
@@ -108,77 +107,65 @@ pub fn restore(args: &BackupArgs) -> Result<()> {
     })
 }
 
-async fn write_image(args: &BackupArgs, target: &BackupTarget, sink: &mut Sink) -> Result<()> {
-    {
-        let volume_size = target
-            .volume_config(&args.volume)
-            .await?
-            .map_or(0, |v| v.size);
-        let bar = if io::stderr().is_terminal() {
-            let bar = ProgressBar::new(volume_size);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let mut hasher = args.sha256.then(Sha256::new);
-        let mut at = 0u64;
-        let progress = Progress::new();
-        let (size, cfg) = stream_in_order(
-            target,
-            &args.volume,
-            &args.backup,
-            progress,
-            |offset, data| {
-                let gap = offset.saturating_sub(at);
-                write_zeros(sink, &mut hasher, gap).map_err(|e| e.to_string())?;
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&data);
-                }
-                match &mut *sink {
-                    Sink::Sparse(file) if data.iter().all(|b| *b == 0) => {
-                        let _ = file;
-                    }
-                    Sink::Sparse(file) => file
-                        .write_all_at(&data, offset)
-                        .map_err(|e| e.to_string())?,
-                    Sink::Stream(w) => w.write_all(&data).map_err(|e| e.to_string())?,
-                }
-                at = offset + data.len() as u64;
-                bar.set_position(at);
-                Ok(())
-            },
-        )
-        .await
-        .with_context(|| format!("restoring backup {} of volume {}", args.backup, args.volume))?;
-        write_zeros(sink, &mut hasher, size.saturating_sub(at))?;
-        match sink {
-            Sink::Sparse(file) => {
-                file.set_len(size)?;
-                file.sync_all().context("syncing the output")?;
+async fn write_image(
+    args: &BackupArgs,
+    target: &BackupTarget,
+    volume_size: u64,
+    sink: &mut Sink,
+) -> Result<()> {
+    let bar = byte_progress(volume_size);
+    let mut hasher = args.sha256.then(Sha256::new);
+    let mut at = 0u64;
+    let progress = Progress::new();
+    let (size, cfg) = stream_in_order(
+        target,
+        &args.volume,
+        &args.backup,
+        progress,
+        |offset, data| {
+            let gap = offset.saturating_sub(at);
+            write_zeros(sink, &mut hasher, gap).map_err(|e| e.to_string())?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&data);
             }
-            Sink::Stream(w) => w.flush().context("flushing the output")?,
+            match &mut *sink {
+                Sink::Sparse(file) if data.iter().all(|b| *b == 0) => {
+                    let _ = file;
+                }
+                Sink::Sparse(file) => file
+                    .write_all_at(&data, offset)
+                    .map_err(|e| e.to_string())?,
+                Sink::Stream(w) => w.write_all(&data).map_err(|e| e.to_string())?,
+            }
+            at = offset + data.len() as u64;
+            bar.set_position(at);
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| format!("restoring backup {} of volume {}", args.backup, args.volume))?;
+    write_zeros(sink, &mut hasher, size.saturating_sub(at))?;
+    match sink {
+        Sink::Sparse(file) => {
+            file.set_len(size)?;
+            file.sync_all().context("syncing the output")?;
         }
-        bar.finish_and_clear();
-        eprintln!(
-            "restored backup {} (snapshot {}, taken {}) of volume {}: {}",
-            cfg.name,
-            cfg.snapshot_name,
-            cfg.snapshot_created_at,
-            args.volume,
-            human_size(size)
-        );
-        if let Some(h) = hasher {
-            let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            println!("sha256:{digest}");
-        }
-        Ok(())
+        Sink::Stream(w) => w.flush().context("flushing the output")?,
     }
+    bar.finish_and_clear();
+    eprintln!(
+        "restored backup {} (snapshot {}, taken {}) of volume {}: {}",
+        cfg.name,
+        cfg.snapshot_name,
+        cfg.snapshot_created_at,
+        args.volume,
+        human_size(size)
+    );
+    if let Some(h) = hasher {
+        let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        println!("sha256:{digest}");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

@@ -482,11 +482,7 @@ pub(super) async fn activate(State(m): Shared, Path(name): Path<String>) -> Resu
     }
     let url = BackupUrl::parse(&volume.spec.from_backup)?;
     let access = crate::backups::access_for_url(&m, &url).await?;
-    let target = store::BackupTarget::open(
-        &access.url,
-        &store::Credentials::from_map(&access.credentials),
-    )
-    .await?;
+    let target = m.backups.open_access(&access).await?;
     let last = target
         .volume_config(&url.volume)
         .await?

@@ -184,11 +184,10 @@ async fn restore_source(
     size: &SizeInput,
     standby: bool,
 ) -> Result<(u64, String)> {
-    use ironhorn_backupstore::{BackupTarget, BackupUrl, Credentials};
+    use ironhorn_backupstore::BackupUrl;
     let url = BackupUrl::parse(raw)?;
     let access = crate::backups::access_for_url(m, &url).await?;
-    let target =
-        BackupTarget::open(&access.url, &Credentials::from_map(&access.credentials)).await?;
+    let target = m.backups.open_access(&access).await?;
     let source = target.volume_config(&url.volume).await?.ok_or_else(|| {
         ApiError::invalid(format!(
             "the backup target {} has no backup volume {:?}",
