@@ -171,6 +171,18 @@ pub struct StartBackup {
     pub storage_class: String,
 }
 
+/// `POST /node/v1/engines/{volume}/clone`: copy a snapshot of another volume, read from its
+/// replica directory on this node, into the volume through its engine. Its progress is the
+/// volume's restore job ([`crate::node_api::restore_job`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartClone {
+    /// The data source, `snap://<volume>/<snapshot>`: the job's name.
+    pub source: String,
+    pub replica_dir: String,
+    pub snapshot: String,
+}
+
 /// `POST /node/v1/engines/{volume}/restore`: write a backup into the volume through its
 /// engine (only what changed since `lastRestored`, when given).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

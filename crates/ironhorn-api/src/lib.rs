@@ -11,6 +11,7 @@
 pub mod backup;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod data_source;
 pub mod error;
 pub mod manager_api;
 pub mod node;

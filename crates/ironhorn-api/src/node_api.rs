@@ -2,7 +2,7 @@
 //! what `ironhorn engine` asks a standalone engine (which serves the engine routes below for
 //! its one volume). Send them with [`crate::client::ApiClient::call`].
 
-use crate::backup::{JobStatus, StartBackup, StartRestore};
+use crate::backup::{JobStatus, StartBackup, StartClone, StartRestore};
 use crate::node::{
     AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, Expand, NodeReport,
     ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
@@ -136,6 +136,11 @@ pub fn backup_job(name: &str) -> Request<JobStatus> {
 /// [`restore_job`]).
 pub fn start_restore(volume: &str, request: &StartRestore) -> Request<JobStatus> {
     Request::post(engine_path(volume, "/restore")).json(request)
+}
+
+/// Starts copying another volume's snapshot into the volume (its progress: [`restore_job`]).
+pub fn start_clone(volume: &str, request: &StartClone) -> Request<JobStatus> {
+    Request::post(engine_path(volume, "/clone")).json(request)
 }
 
 pub fn restore_job(volume: &str) -> Request<JobStatus> {

@@ -130,6 +130,10 @@ pub struct VolumeSpec {
     /// be attached until activated.
     #[serde(default)]
     pub standby: bool,
+    /// The snapshot the volume is cloned from (`snap://<volume>/<snapshot>`), Longhorn's
+    /// `dataSource`; empty for a volume that starts empty or from a backup.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_source: String,
 }
 
 /// A restore into a volume, as it goes.
@@ -173,7 +177,8 @@ pub struct VolumeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blockdev: Option<BlockdevStatus>,
     pub conditions: Vec<Condition>,
-    /// True until the volume holds the backup it was created from; it cannot attach before.
+    /// True until the volume holds the backup or snapshot it was created from; it cannot
+    /// attach before.
     #[serde(default)]
     pub restore_required: bool,
     /// The last backup fully restored into the volume.

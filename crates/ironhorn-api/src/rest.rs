@@ -53,6 +53,10 @@ pub struct CreateVolume {
     /// A disaster-recovery volume that follows `fromBackup`'s backup volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<bool>,
+    /// Clone another volume's snapshot (`snap://<volume>/<snapshot>`): Longhorn's
+    /// `dataSource`. The new volume attaches once it holds the snapshot's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source: Option<String>,
 }
 
 /// `POST /v1/volumes/{name}/attach` (the body may be left out).
@@ -229,6 +233,7 @@ mod tests {
             labels: BTreeMap::from([("app".into(), "db".into())]),
             from_backup: None,
             standby: None,
+            data_source: None,
         };
         let json = serde_json::to_string(&create).unwrap();
         assert!(!json.contains("null"), "{json}");

@@ -226,11 +226,11 @@ impl Progress {
         Arc::new(Progress::default())
     }
 
-    pub(crate) fn start(&self, total_blocks: u64) {
+    pub fn start(&self, total_blocks: u64) {
         self.total_blocks.store(total_blocks, Ordering::Relaxed);
     }
 
-    pub(crate) fn block_done(&self, processed: u64, transferred: u64) {
+    pub fn block_done(&self, processed: u64, transferred: u64) {
         self.done_blocks.fetch_add(1, Ordering::Relaxed);
         self.bytes_processed.fetch_add(processed, Ordering::Relaxed);
         self.bytes_transferred

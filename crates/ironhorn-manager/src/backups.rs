@@ -95,14 +95,14 @@ pub struct Backups {
     refreshing: tokio::sync::Mutex<()>,
     jobs: Mutex<BTreeMap<String, Job>>,
     /// When each standby volume last asked its target for new backups.
-    standby_checked: Mutex<HashMap<String, Instant>>,
+    pub(crate) standby_checked: Mutex<HashMap<String, Instant>>,
 }
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -670,6 +670,10 @@ pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
             Ok(b) => busy |= b,
             Err(e) => tracing::warn!(error = %e, "restore controller round failed"),
         }
+        match crate::clones::reconcile_clones(&manager).await {
+            Ok(b) => busy |= b,
+            Err(e) => tracing::warn!(error = %e, "clone controller round failed"),
+        }
         let pause = if busy {
             Duration::from_millis(500)
         } else {
@@ -709,7 +713,7 @@ pub async fn reconcile_restores(m: &Manager) -> Result<bool, ApiError> {
     Ok(busy)
 }
 
-async fn update_status(
+pub(crate) async fn update_status(
     m: &Manager,
     name: &str,
     mut change: impl FnMut(&mut Volume),

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod backups;
+pub mod clones;
 pub mod controller;
 pub mod error;
 pub mod metrics;

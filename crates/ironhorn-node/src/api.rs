@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use ironhorn_api::backup::{JobStatus, StartBackup, StartRestore};
+use ironhorn_api::backup::{JobStatus, StartBackup, StartClone, StartRestore};
 use ironhorn_api::node::{
     AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, Expand, NodeReport,
     ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
@@ -98,6 +98,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/node/v1/engines/{volume}/restore",
             post(start_restore).get(restore_status),
         )
+        .route("/node/v1/engines/{volume}/clone", post(start_clone))
         .with_state(agent.clone())
         .merge(engine_routes(agent))
 }
@@ -150,6 +151,15 @@ async fn start_restore(
 ) -> Result<Json<JobStatus>> {
     let (engine, _) = agent.engine(&volume).await?;
     Ok(Json(agent.jobs.start_restore(&volume, engine, req)?))
+}
+
+async fn start_clone(
+    State(agent): State<Arc<Agent>>,
+    Path(volume): Path<String>,
+    Json(req): Json<StartClone>,
+) -> Result<Json<JobStatus>> {
+    let (engine, _) = agent.engine(&volume).await?;
+    Ok(Json(agent.jobs.start_clone(&volume, engine, req)?))
 }
 
 async fn restore_status(

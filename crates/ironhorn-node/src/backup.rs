@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ironhorn_api::backup::{BackupState, JobStatus, StartBackup, StartRestore};
+use ironhorn_api::backup::{BackupState, JobStatus, StartBackup, StartClone, StartRestore};
 use ironhorn_backupstore::restore::RestoreMode;
 use ironhorn_backupstore::{
     create_backup, restore_backup, BackupRequest, BackupTarget, BlockSink, BlockSource,
@@ -331,6 +331,51 @@ impl Jobs {
         Ok(status)
     }
 
+    /// Starts copying `request.snapshot` of a replica directory on this node into `engine`
+    /// (or reports the copy already running for the volume). Only the snapshot's allocated
+    /// blocks are read, and blocks of zeros are not written: the new volume is sparse.
+    pub fn start_clone(
+        &self,
+        volume: &str,
+        engine: Arc<Engine>,
+        request: StartClone,
+    ) -> Result<JobStatus, AgentError> {
+        let mut jobs = self.restores.lock().map_err(|_| poisoned())?;
+        if let Some(job) = jobs.get(volume).filter(|j| j.running()) {
+            if job.backup != request.source {
+                return Err(AgentError::new(
+                    AgentErrorKind::Refused,
+                    format!(
+                        "volume {volume} is being filled from {} already",
+                        job.backup
+                    ),
+                ));
+            }
+            return Ok(job.status(volume));
+        }
+        let job = Job::new(&request.source);
+        let (progress, state) = (job.progress.clone(), job.state.clone());
+        let volume_name = volume.to_string();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            set_state(&state, BackupState::InProgress, String::new());
+            let result = copy_snapshot(&request, &engine, &runtime, &progress);
+            match result {
+                Ok(blocks) => {
+                    tracing::info!(volume = %volume_name, source = %request.source, blocks, "clone completed");
+                    set_state(&state, BackupState::Completed, String::new());
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %volume_name, source = %request.source, error = %e, "clone failed");
+                    set_state(&state, BackupState::Error, e);
+                }
+            }
+        });
+        let status = job.status(volume);
+        jobs.insert(volume.to_string(), job);
+        Ok(status)
+    }
+
     pub fn restore_status(&self, volume: &str) -> Result<JobStatus, AgentError> {
         self.restores
             .lock()
@@ -344,6 +389,51 @@ impl Jobs {
                 )
             })
     }
+}
+
+/// The unit a clone reads and writes in.
+const CLONE_BLOCK: u64 = 2 << 20;
+
+/// Copies the snapshot's data into the engine (blocking); returns the blocks written.
+fn copy_snapshot(
+    request: &StartClone,
+    engine: &Engine,
+    runtime: &tokio::runtime::Handle,
+    progress: &Progress,
+) -> Result<u64, String> {
+    let source = ReplicaSnapshot::open(
+        std::path::Path::new(&request.replica_dir),
+        &request.snapshot,
+    )
+    .map_err(|e| e.to_string())?;
+    if source.size() > engine.size() {
+        return Err(format!(
+            "the snapshot is {} bytes, more than the volume's {}",
+            source.size(),
+            engine.size()
+        ));
+    }
+    let blocks = source
+        .changed_blocks(None, CLONE_BLOCK)?
+        .unwrap_or_default();
+    progress.start(blocks.len() as u64);
+    let mut buf = vec![0u8; CLONE_BLOCK as usize];
+    let mut written = 0;
+    for offset in blocks {
+        let len = CLONE_BLOCK.min(source.size() - offset) as usize;
+        source.read(offset, &mut buf[..len])?;
+        if buf[..len].iter().any(|b| *b != 0) {
+            runtime
+                .block_on(engine.write(buf[..len].to_vec(), offset, false))
+                .map_err(|e| format!("writing the clone at {offset}: {e}"))?;
+            written += 1;
+        }
+        progress.block_done(len as u64, 0);
+    }
+    runtime
+        .block_on(engine.flush())
+        .map_err(|e| format!("flushing the clone: {e}"))?;
+    Ok(written)
 }
 
 fn poisoned() -> AgentError {

@@ -2,6 +2,7 @@
 
 mod check_cmd;
 mod client;
+mod csi_cmd;
 mod engine_cmd;
 mod engine_control;
 mod recover;
@@ -41,6 +42,9 @@ enum Command {
     Secret(client::SecretCli),
     /// Replica directories no volume owns.
     Orphan(client::OrphanCli),
+    /// The CSI plugin for Kubernetes: identity, controller and node services on a Unix
+    /// socket, translating to the manager's REST API.
+    Csi(csi_cmd::CsiArgs),
     /// Check this node: kernel features for block devices, filesystem tools, room on the
     /// data directory, the blockdev backend it will use. Exits non-zero when something
     /// required is missing.
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Secret(cli) => return client_exit(client::secret(cli.command, &cli.opts)),
         Command::Orphan(cli) => return client_exit(client::orphan(cli.command, &cli.opts)),
         Command::Check(args) => return check_cmd::run(&args),
+        Command::Csi(args) => csi_cmd::run(args),
         Command::Recover(cmd) => recover::run(cmd),
         Command::Replica(cmd) => replica_cmd::run(cmd),
         Command::Engine(cmd) => engine_cmd::run(cmd),

@@ -44,6 +44,7 @@ fn the_client_catalogue_matches_the_served_paths() {
             labels: Default::default(),
             from_backup: None,
             standby: None,
+            data_source: None,
         })),
         m(api::delete_volume("v")),
         m(api::attach("v", &AttachRequest::default())),

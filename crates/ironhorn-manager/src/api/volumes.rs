@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use ironhorn_api::data_source::SnapshotSource;
 use ironhorn_api::node::{CreateSnapshot, SnapshotInfo, TrimResult};
 use ironhorn_api::node_api;
 use ironhorn_api::resource::{
@@ -111,8 +112,17 @@ pub(super) async fn create_volume(
         None => (volume_size(&req.size)?, String::new()),
         Some(url) => restore_source(&m, url, &req.size, req.standby == Some(true)).await?,
     };
+    let (size, data_source) = match &req.data_source {
+        None => (size, String::new()),
+        Some(_) if !from_backup.is_empty() => {
+            return Err(ApiError::invalid(
+                "give fromBackup or dataSource, not both: a volume has one source",
+            ))
+        }
+        Some(source) => clone_source(&m, source, &req.size).await?,
+    };
     let standby = req.standby == Some(true);
-    let restore_required = !from_backup.is_empty();
+    let restore_required = !from_backup.is_empty() || !data_source.is_empty();
     let settings = state::settings(m.store.as_ref()).await?;
     let replicas = req
         .number_of_replicas
@@ -148,6 +158,7 @@ pub(super) async fn create_volume(
             maintenance: false,
             from_backup,
             standby,
+            data_source,
         },
         status: VolumeStatus {
             restore_required,
@@ -173,6 +184,35 @@ pub(super) async fn create_volume(
     }
     m.wake.notify_one();
     Ok((StatusCode::CREATED, Json(volume)))
+}
+
+/// Checks a `dataSource` (`snap://<volume>/<snapshot>`): the source volume exists and the
+/// size holds it; returns the new volume's size (the source's when `size` is 0) and the
+/// source. Whether the snapshot exists is checked where it is read (the clone job), since a
+/// detached volume's snapshots are known only to its replicas.
+async fn clone_source(m: &Manager, raw: &str, size: &SizeInput) -> Result<(u64, String)> {
+    let source = SnapshotSource::parse(raw).map_err(ApiError::invalid)?;
+    let (volume, _) =
+        state::get::<Volume>(m.store.as_ref(), &format!("{VOLUMES}{}", source.volume))
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "data source {raw}: no volume {:?}; `ironhorn volume ls` lists them",
+                    source.volume
+                ))
+            })?;
+    let bytes = if size_bytes(size)? == 0 {
+        volume.spec.size
+    } else {
+        volume_size(size)?
+    };
+    if bytes < volume.spec.size {
+        return Err(ApiError::invalid(format!(
+            "a {bytes}-byte volume cannot hold a snapshot of volume {} ({} bytes): ask for at least that size (or 0 for the source's size)",
+            source.volume, volume.spec.size
+        )));
+    }
+    Ok((bytes, source.to_string()))
 }
 
 /// Checks a `fromBackup` URL against its target (the backup volume and backup exist and
@@ -318,9 +358,13 @@ pub(super) async fn attach(
         }
         if v.status.restore_required {
             let progress = v.status.restore.as_ref().map_or(0, |r| r.progress);
+            let source = if v.spec.data_source.is_empty() {
+                &v.spec.from_backup
+            } else {
+                &v.spec.data_source
+            };
             return Err(ApiError::conflict(format!(
-                "volume {name} is being restored from {} ({progress}%): it attaches when the restore completes",
-                v.spec.from_backup
+                "volume {name} is being restored from {source} ({progress}%): it attaches when the restore completes"
             )));
         }
         let frontend = req.frontend.unwrap_or(v.spec.frontend);

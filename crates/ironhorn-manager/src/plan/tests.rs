@@ -67,6 +67,7 @@ fn volume(node_id: &str) -> Volume {
             maintenance: false,
             from_backup: String::new(),
             standby: false,
+            data_source: String::new(),
         },
         status: VolumeStatus {
             state: VolumeState::Detached,

@@ -27,7 +27,7 @@ pub enum VolumeCommand {
     Create {
         name: String,
         /// Size, e.g. 10Gi (with --from-backup: the backup's size when omitted).
-        #[arg(long, required_unless_present = "from_backup")]
+        #[arg(long, required_unless_present_any = ["from_backup", "data_source"])]
         size: Option<String>,
         /// Restore from a backup URL (`<target>?backup=B&volume=V`, as `backup ls VOLUME`
         /// shows); the volume attaches once the restore completes.
@@ -37,6 +37,10 @@ pub enum VolumeCommand {
         /// --from-backup: it restores each new backup until `volume activate`.
         #[arg(long, requires = "from_backup")]
         standby: bool,
+        /// Clone a snapshot of another volume (`snap://VOLUME/SNAPSHOT`); the volume
+        /// attaches once it holds the snapshot's data (size: the source's when omitted).
+        #[arg(long, conflicts_with = "from_backup")]
+        data_source: Option<String>,
         /// Number of replicas (default: the default-replica-count setting).
         #[arg(long)]
         replicas: Option<u32>,
@@ -294,6 +298,7 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
             size,
             from_backup,
             standby,
+            data_source,
             replicas,
             frontend,
             stale_replica_timeout,
@@ -317,6 +322,7 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                 labels: labels(&label_list)?,
                 from_backup,
                 standby: standby.then_some(true),
+                data_source,
             };
             let mut volume = client.call(manager_api::create_volume(&request))?;
             if wait.wait {
