@@ -53,6 +53,10 @@ pub struct ServerArgs {
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Run the manager only: the API and controllers, with node agents (`ironhorn node`)
+    /// on the machines that hold data, as the Kubernetes manifest runs it.
+    #[arg(long)]
+    pub no_node: bool,
     #[command(flatten)]
     pub data_path: DataPathArgs,
 }
@@ -170,6 +174,9 @@ pub fn server(args: ServerArgs) -> Result<()> {
     let dir = prepare_dir(&args.data_dir)?;
     let store = RedbStore::open(&dir.join(STATE_FILE))
         .with_context(|| format!("opening the state store in {}", dir.display()))?;
+    if args.no_node {
+        return manager_only(store, &args.listen);
+    }
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let data_host = data_host(&args.listen, args.data_path.data_address.as_deref())?;
     args.data_path.poll.install();
@@ -224,6 +231,31 @@ pub fn server(args: ServerArgs) -> Result<()> {
         let _ = controllers.await;
         let _ = backups.await;
         agent.shutdown().await;
+        Ok(())
+    })
+}
+
+/// `ironhorn server --no-node`: the API and the controllers, no data path here.
+fn manager_only(store: RedbStore, listen: &str) -> Result<()> {
+    crate::runtime::run_until_signal(|shutdown| async move {
+        let (listener, address) = bind(listen).await?;
+        let manager = Arc::new(Manager::new(Arc::new(store), None));
+        ironhorn_manager::controller::forget_observations(&manager)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
+        let app = ironhorn_manager::api::router(manager.clone());
+        let controllers = tokio::spawn(ironhorn_manager::controller::run(
+            manager.clone(),
+            shutdown.clone(),
+        ));
+        let backups = tokio::spawn(ironhorn_manager::backups::run(
+            manager.clone(),
+            shutdown.clone(),
+        ));
+        eprintln!("ironhorn server: API at http://{address}, manager only (no node here)");
+        serve(listener, app, &shutdown).await?;
+        let _ = controllers.await;
+        let _ = backups.await;
         Ok(())
     })
 }
