@@ -62,6 +62,13 @@ pub struct DeleteReplica {
     pub dir: String,
 }
 
+/// `POST /node/v1/replica-snapshots`: the snapshots of a replica directory on the node, read
+/// from its metadata (for a volume whose engine is not running).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSnapshots {
+    pub dir: String,
+}
+
 /// A running replica server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -5,8 +5,8 @@
 use crate::backup::{JobStatus, StartBackup, StartClone, StartRestore};
 use crate::node::{
     AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, Expand, NodeReport,
-    ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
-    StartEngine, StartReplica, StopEngine, TrimResult,
+    ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, ReplicaSnapshots,
+    SnapshotInfo, StartEngine, StartReplica, StopEngine, TrimResult,
 };
 use crate::path::path_segment;
 use crate::request::{Request, Timeout};
@@ -45,6 +45,13 @@ pub fn stop_replica(name: &str) -> Request<()> {
 /// Stops the replica server and removes its directory.
 pub fn delete_replica(name: &str, dir: &str) -> Request<()> {
     Request::post(replica_path(name, "/delete")).json(&DeleteReplica {
+        dir: dir.to_string(),
+    })
+}
+
+/// The snapshots in a replica directory there, read from its metadata.
+pub fn replica_snapshots(dir: &str) -> Request<Vec<SnapshotInfo>> {
+    Request::post("/node/v1/replica-snapshots".into()).json(&ReplicaSnapshots {
         dir: dir.to_string(),
     })
 }

@@ -170,34 +170,42 @@ fn csi_volume(
     }
 }
 
-/// Pagination over a sorted list: the token is the index of the next entry.
-fn page<T>(items: Vec<T>, max_entries: i32, token: &str) -> Result<(Vec<T>, String), Status> {
+/// Tokens say where the next page starts: after the entry with this key. A key, not an
+/// index, so entries added or deleted between pages neither repeat nor skip others.
+const TOKEN_PREFIX: &str = "after:";
+
+/// One page of `items` (sorted by `key`) from `token` on: the page and the next token.
+fn page<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> &str,
+    max_entries: i32,
+    token: &str,
+) -> Result<(Vec<T>, String), Status> {
     if max_entries < 0 {
         return Err(Status::invalid_argument("max_entries must not be negative"));
     }
-    let start = if token.is_empty() {
-        0
+    let rest: Vec<T> = if token.is_empty() {
+        items
     } else {
-        token
-            .parse::<usize>()
-            .ok()
-            .filter(|s| *s <= items.len())
-            .ok_or_else(|| Status::aborted(format!("starting_token {token:?} is not one this plugin gave; list again from the start")))?
+        let after = token.strip_prefix(TOKEN_PREFIX).ok_or_else(|| {
+            Status::aborted(format!(
+                "starting_token {token:?} is not one this plugin gave; list again from the start"
+            ))
+        })?;
+        items.into_iter().filter(|i| key(i) > after).collect()
     };
-    let end = if max_entries == 0 {
-        items.len()
+    let limit = if max_entries == 0 {
+        rest.len()
     } else {
-        (start + max_entries as usize).min(items.len())
+        max_entries as usize
     };
-    let next = if end < items.len() {
-        end.to_string()
-    } else {
-        String::new()
+    let more = rest.len() > limit;
+    let page: Vec<T> = rest.into_iter().take(limit).collect();
+    let next = match page.last() {
+        Some(last) if more => format!("{TOKEN_PREFIX}{}", key(last)),
+        _ => String::new(),
     };
-    Ok((
-        items.into_iter().skip(start).take(end - start).collect(),
-        next,
-    ))
+    Ok((page, next))
 }
 
 impl ControllerService {
@@ -257,16 +265,41 @@ impl ControllerService {
         result
     }
 
+    /// The volume's snapshots (the manager reads them from a replica when it is detached).
     async fn snapshots_of(&self, volume: &str) -> Result<Vec<SnapshotInfo>, Status> {
-        let list = self
-            .with_engine(volume, || async {
-                Ok(self.plugin.call(manager_api::snapshots(volume)).await?.data)
-            })
-            .await?;
+        let list = self.plugin.call(manager_api::snapshots(volume)).await?.data;
         Ok(list
             .into_iter()
             .filter(|s| !s.removed && s.name != "volume-head" && s.user_created)
             .collect())
+    }
+
+    /// AlreadyExists when another volume holds a snapshot the CO created under `csi_name`:
+    /// snapshot names are unique across the cluster in CSI, per volume in Ironhorn.
+    async fn refuse_name_taken_elsewhere(
+        &self,
+        source: &str,
+        name: &str,
+        csi_name: &str,
+    ) -> Result<(), Status> {
+        let volumes = self.plugin.call(manager_api::list_volumes()).await?.data;
+        for v in volumes
+            .iter()
+            .filter(|v| v.name != source && v.status.state != VolumeState::Deleting)
+        {
+            let Ok(snapshots) = self.snapshots_of(&v.name).await else {
+                continue;
+            };
+            if snapshots.iter().any(|s| {
+                s.name == name && s.labels.get(CSI_NAME_LABEL).map(String::as_str) == Some(csi_name)
+            }) {
+                return Err(Status::already_exists(format!(
+                    "snapshot {csi_name:?} exists already, of volume {}",
+                    v.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The snapshot of `source` to clone `new_volume` from, taken now (or found, on a retry).
@@ -534,6 +567,18 @@ impl Controller for ControllerService {
                 Err(e) if e.code() == tonic::Code::NotFound => {}
                 Err(e) => return Err(e),
             }
+            // Gone before the answer: the name can be used again at once, and no listing
+            // shows it after the CO saw it deleted.
+            let deadline = std::time::Instant::now() + p.config.wait;
+            while p.find_volume(&req.volume_id).await?.is_some() {
+                if std::time::Instant::now() > deadline {
+                    return Err(Status::deadline_exceeded(format!(
+                        "volume {} is still being deleted; retry",
+                        req.volume_id
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         Ok(Response::new(DeleteVolumeResponse {}))
     }
@@ -692,8 +737,14 @@ impl Controller for ControllerService {
     ) -> Result<Response<ListVolumesResponse>, Status> {
         let req = request.into_inner();
         let mut volumes = self.plugin.call(manager_api::list_volumes()).await?.data;
+        volumes.retain(|v| v.status.state != VolumeState::Deleting);
         volumes.sort_by(|a, b| a.name.cmp(&b.name));
-        let (volumes, next_token) = page(volumes, req.max_entries, &req.starting_token)?;
+        let (volumes, next_token) = page(
+            volumes,
+            |v| v.name.as_str(),
+            req.max_entries,
+            &req.starting_token,
+        )?;
         let entries = volumes
             .into_iter()
             .map(|v| {
@@ -794,6 +845,15 @@ impl Controller for ControllerService {
         p.volume(&volume).await?;
         let _guard = p.guard(&volume)?;
         let name = ironhorn_name(&req.name, MAX_SNAPSHOT_NAME);
+        if !self
+            .snapshots_of(&volume)
+            .await?
+            .iter()
+            .any(|s| s.name == name)
+        {
+            self.refuse_name_taken_elsewhere(&volume, &name, &req.name)
+                .await?;
+        }
         let snapshot = self
             .with_engine(&volume, || async {
                 let existing = p.call(manager_api::snapshots(&volume)).await?.data;
@@ -922,7 +982,6 @@ impl Controller for ControllerService {
             if p.find_volume(&volume).await?.is_none() {
                 continue;
             }
-            let _guard = p.guard(&volume)?;
             for s in self.snapshots_of(&volume).await? {
                 snapshots.push(csi_snapshot(&volume, &s));
             }
@@ -947,7 +1006,12 @@ impl Controller for ControllerService {
             }
         }
         snapshots.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
-        let (snapshots, next_token) = page(snapshots, req.max_entries, &req.starting_token)?;
+        let (snapshots, next_token) = page(
+            snapshots,
+            |s| s.snapshot_id.as_str(),
+            req.max_entries,
+            &req.starting_token,
+        )?;
         Ok(Response::new(ListSnapshotsResponse {
             entries: snapshots
                 .into_iter()
@@ -1111,29 +1175,41 @@ mod tests {
         }
     }
 
+    fn str_key<'a>(s: &'a &'static str) -> &'a str {
+        s
+    }
+
     #[test]
     fn a_bad_token_is_aborted() {
+        let key = str_key;
         assert_eq!(
-            page(vec![1, 2], 0, "x").unwrap_err().code(),
+            page(vec!["a"], key, 0, "x").unwrap_err().code(),
             tonic::Code::Aborted
         );
         assert_eq!(
-            page(vec![1, 2], 0, "3").unwrap_err().code(),
-            tonic::Code::Aborted
-        );
-        assert_eq!(
-            page(vec![1, 2], -1, "").unwrap_err().code(),
+            page(vec!["a"], key, -1, "").unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
+    }
+
+    #[test]
+    fn a_deleted_entry_does_not_break_the_next_page() {
+        let key = str_key;
+        let (first, token) = page(vec!["a", "b", "c", "d"], key, 2, "").unwrap();
+        assert_eq!(first, vec!["a", "b"]);
+        let (second, token) = page(vec!["a", "c", "d", "e"], key, 2, &token).unwrap();
+        assert_eq!(second, vec!["c", "d"]);
+        let (third, token) = page(vec!["a", "c", "d", "e"], key, 2, &token).unwrap();
+        assert_eq!((third, token), (vec!["e"], String::new()));
     }
 
     proptest! {
         #[test]
         fn pages_cover_the_list_once(len in 0usize..50, max in 1i32..10) {
-            let items: Vec<usize> = (0..len).collect();
+            let items: Vec<String> = (0..len).map(|i| format!("{i:03}")).collect();
             let (mut seen, mut token) = (Vec::new(), String::new());
             loop {
-                let (page_items, next) = page(items.clone(), max, &token).unwrap();
+                let (page_items, next) = page(items.clone(), |s| s.as_str(), max, &token).unwrap();
                 prop_assert!(page_items.len() <= max as usize);
                 seen.extend(page_items);
                 if next.is_empty() { break; }

@@ -207,6 +207,12 @@ impl Node for NodeService {
                         Status::internal(format!("creating {}: {e}", parent.display()))
                     })?;
                 }
+                // A CO may have made the target a directory; a device binds onto a file.
+                if target.is_dir() {
+                    std::fs::remove_dir(&target).map_err(|e| {
+                        Status::failed_precondition(format!("target_path {} is a directory that cannot be replaced by the device file: {e}", target.display()))
+                    })?;
+                }
                 if !exists(&target) {
                     std::fs::File::create(&target).map_err(|e| {
                         Status::internal(format!("creating {}: {e}", target.display()))

@@ -50,8 +50,11 @@ pub async fn reconcile_clones(m: &Manager) -> Result<bool, ApiError> {
     Ok(busy)
 }
 
-/// The source volume's healthy replicas on ready nodes, with their directories.
-async fn source_replicas(m: &Manager, source: &str) -> Result<Vec<(Replica, String)>, ApiError> {
+/// A volume's healthy replicas on ready nodes, with their directories.
+pub(crate) async fn source_replicas(
+    m: &Manager,
+    source: &str,
+) -> Result<Vec<(Replica, String)>, ApiError> {
     let nodes: BTreeMap<String, Node> = state::list::<Node>(m.store.as_ref(), NODES)
         .await?
         .into_iter()

@@ -19,12 +19,14 @@ use axum::{Json, Router};
 use ironhorn_api::backup::{JobStatus, StartBackup, StartClone, StartRestore};
 use ironhorn_api::node::{
     AddReplica, CreateSnapshot, DeleteReplica, DiskReport, EngineInstance, Expand, NodeReport,
-    ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, SnapshotInfo,
-    StartEngine, StartReplica, StopEngine, TrimResult,
+    ObserveRequest, ProbeRequest, RebuildResult, RemoveReplica, ReplicaInstance, ReplicaSnapshots,
+    SnapshotInfo, StartEngine, StartReplica, StopEngine, TrimResult,
 };
 use ironhorn_api::{ErrorBody, ErrorCode};
 use ironhorn_engine::{Engine, ReplicaSpec};
 use ironhorn_format::names;
+use ironhorn_proto::replica::LayerInfo;
+use ironhorn_replica::{Replica, ReplicaOptions};
 
 use crate::agent::{probe_disk, Agent, AgentError, AgentErrorKind};
 
@@ -89,6 +91,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/node/v1/replicas/{name}", put(start_replica))
         .route("/node/v1/replicas/{name}/stop", post(stop_replica))
         .route("/node/v1/replicas/{name}/delete", post(delete_replica))
+        .route("/node/v1/replica-snapshots", post(replica_snapshots))
         .route("/node/v1/engines/{volume}", put(start_engine))
         .route("/node/v1/engines/{volume}/trim", post(trim))
         .route("/node/v1/engines/{volume}/stop", post(stop_engine))
@@ -291,6 +294,11 @@ async fn snapshots<H: EngineHost>(
 ) -> Result<Json<Vec<SnapshotInfo>>> {
     let (engine, _) = host.engine(&volume).await?;
     let layers = engine.layers().await?;
+    Ok(Json(snapshot_infos(&layers)))
+}
+
+/// Layers as the API shows snapshots: display names, parents and children.
+fn snapshot_infos(layers: &[LayerInfo]) -> Vec<SnapshotInfo> {
     let display = |file: &str| {
         if file.is_empty() {
             String::new()
@@ -299,27 +307,49 @@ async fn snapshots<H: EngineHost>(
         }
     };
     let mut children: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for l in &layers {
+    for l in layers {
         children
             .entry(l.parent.as_str())
             .or_default()
             .push(display(&l.file));
     }
-    Ok(Json(
-        layers
-            .iter()
-            .map(|l| SnapshotInfo {
-                name: display(&l.file),
-                parent: display(&l.parent),
-                children: children.get(l.file.as_str()).cloned().unwrap_or_default(),
-                removed: l.removed,
-                user_created: l.user_created,
-                created: l.created.clone(),
-                size: l.allocated,
-                labels: l.labels.clone(),
-            })
-            .collect(),
-    ))
+    layers
+        .iter()
+        .map(|l| SnapshotInfo {
+            name: display(&l.file),
+            parent: display(&l.parent),
+            children: children.get(l.file.as_str()).cloned().unwrap_or_default(),
+            removed: l.removed,
+            user_created: l.user_created,
+            created: l.created.clone(),
+            size: l.allocated,
+            labels: l.labels.clone(),
+        })
+        .collect()
+}
+
+async fn replica_snapshots(Json(req): Json<ReplicaSnapshots>) -> Result<Json<Vec<SnapshotInfo>>> {
+    let dir = std::path::PathBuf::from(&req.dir);
+    if !dir.join(names::VOLUME_META).exists() && dir.parent().is_some_and(|p| p.is_dir()) {
+        // A replica made for a volume that never ran: nothing written, no snapshots.
+        return Ok(Json(Vec::new()));
+    }
+    let layers = tokio::task::spawn_blocking(move || {
+        Replica::open(&dir, &ReplicaOptions::read_only())
+            .map(|r| r.layer_infos())
+            .map_err(AgentError::by(
+                AgentErrorKind::Invalid,
+                format!("reading the snapshots of {}", req.dir),
+            ))
+    })
+    .await
+    .map_err(|e| {
+        AgentError::new(
+            AgentErrorKind::Failed,
+            format!("snapshot listing task: {e}"),
+        )
+    })??;
+    Ok(Json(snapshot_infos(&layers)))
 }
 
 async fn create_snapshot<H: EngineHost>(

@@ -781,6 +781,8 @@ fn a_raw_block_volume_through_every_rpc() {
             .volume
             .unwrap();
         let p = paths(&root, "raw");
+        // A CO may make the target a directory (csi-sanity does): the device file replaces it.
+        std::fs::create_dir_all(&p.target).unwrap();
         publish_and_mount(
             &mut one.controller,
             &mut one.node,
@@ -1136,4 +1138,268 @@ fn bad_input_gets_the_spec_error_codes_and_creates_nothing() {
     });
     let (code_, out, _) = cluster.cli(&["volume", "get", "while-down"]);
     assert_ne!(code_, 0, "{out}");
+}
+
+fn block_write(target: &Path, pattern: &Path) {
+    sh(
+        "dd",
+        &[
+            &format!("if={}", pattern.display()),
+            &format!("of={}", target.display()),
+            "bs=1M",
+            "oflag=direct",
+            "status=none",
+        ],
+    );
+}
+
+fn block_read(target: &Path, to: &Path, mib: u64) {
+    sh(
+        "dd",
+        &[
+            &format!("if={}", target.display()),
+            &format!("of={}", to.display()),
+            "bs=1M",
+            &format!("count={mib}"),
+            "iflag=direct",
+            "status=none",
+        ],
+    );
+}
+
+#[test]
+fn detached_snapshots_backups_to_s3_and_restores() {
+    ironhorn_testkit::require_fuse_loop();
+    let s3 = ironhorn_testkit::servers::S3Server::start(ironhorn_testkit::servers::S3Kind::Moto);
+    let (cluster, _agents) = Cluster::three_nodes_with("fuse-loop");
+    let mut secret = vec!["secret".to_string(), "set".into(), "s3-creds".into()];
+    secret.extend(s3.credentials().iter().map(|(k, v)| format!("{k}={v}")));
+    cluster.json(&secret.iter().map(String::as_str).collect::<Vec<_>>());
+    let target = cluster.json(&[
+        "backup",
+        "target",
+        "set",
+        "default",
+        &s3.url("csi"),
+        "--credential-secret",
+        "s3-creds",
+    ]);
+    assert_eq!(target["status"]["available"], true, "{target}");
+    let root = cluster.root.path().to_path_buf();
+    let _cleanup = Unmount(root.clone());
+    runtime().block_on(async {
+        let mut one = plugin(&root, &cluster.url, Some("node-1")).await;
+        let mut two = plugin(&root, &cluster.url, Some("node-2")).await;
+        let cap = block_cap();
+        let src = one
+            .controller
+            .create_volume(create("src", 32 * MIB, cap.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        one.controller
+            .create_volume(create("other", 32 * MIB, cap.clone()))
+            .await
+            .unwrap();
+        let pattern = root.join("pattern");
+        sh(
+            "dd",
+            &[
+                "if=/dev/urandom",
+                &format!("of={}", pattern.display()),
+                "bs=1M",
+                "count=16",
+                "status=none",
+            ],
+        );
+        let p = paths(&root, "src");
+        publish_and_mount(
+            &mut one.controller,
+            &mut one.node,
+            &src.volume_id,
+            "node-1",
+            &cap,
+            &p,
+            &HashMap::new(),
+        )
+        .await;
+        block_write(&p.target, &pattern);
+        unmount_and_unpublish(
+            &mut one.controller,
+            &mut one.node,
+            &src.volume_id,
+            "node-1",
+            &p,
+        )
+        .await;
+        assert_eq!(cluster.volume("src")["status"]["state"], "detached");
+
+        // A snapshot of a detached volume: attached for the moment it takes, listed detached.
+        let snap = one
+            .controller
+            .create_snapshot(CreateSnapshotRequest {
+                source_volume_id: "src".into(),
+                name: "snapshot-a".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshot
+            .unwrap();
+        assert_eq!(cluster.volume("src")["status"]["state"], "detached");
+        assert!(cluster.volume("src")["spec"]["nodeId"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty());
+        let listed = one
+            .controller
+            .list_snapshots(ListSnapshotsRequest {
+                source_volume_id: "src".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.entries.len(), 1, "{listed:?}");
+        assert_eq!(
+            listed.entries[0].snapshot.as_ref().unwrap().snapshot_id,
+            snap.snapshot_id
+        );
+        // The same CSI name on another volume: AlreadyExists.
+        let taken = one
+            .controller
+            .create_snapshot(CreateSnapshotRequest {
+                source_volume_id: "other".into(),
+                name: "snapshot-a".into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(code(taken), Code::AlreadyExists);
+
+        // type: bak is a backup in the target; a volume is created from it.
+        let bak = one
+            .controller
+            .create_snapshot(CreateSnapshotRequest {
+                source_volume_id: "src".into(),
+                name: "snapshot-b".into(),
+                parameters: HashMap::from([("type".to_string(), "bak".to_string())]),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshot
+            .unwrap();
+        assert!(
+            bak.snapshot_id.starts_with("bak://src/"),
+            "{}",
+            bak.snapshot_id
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let found = one
+                .controller
+                .list_snapshots(ListSnapshotsRequest {
+                    snapshot_id: bak.snapshot_id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if found
+                .entries
+                .first()
+                .and_then(|e| e.snapshot.as_ref())
+                .is_some_and(|s| s.ready_to_use)
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backup did not complete: {found:?}\n{}",
+                cluster.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let from_backup = CreateVolumeRequest {
+            volume_content_source: Some(VolumeContentSource {
+                r#type: Some(volume_content_source::Type::Snapshot(
+                    volume_content_source::SnapshotSource {
+                        snapshot_id: bak.snapshot_id.clone(),
+                    },
+                )),
+            }),
+            ..create("restored", 32 * MIB, cap.clone())
+        };
+        let restored = one
+            .controller
+            .create_volume(from_backup)
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        let q = paths(&root, "restored");
+        publish_and_mount(
+            &mut one.controller,
+            &mut two.node,
+            &restored.volume_id,
+            "node-2",
+            &cap,
+            &q,
+            &HashMap::new(),
+        )
+        .await;
+        let back = root.join("back");
+        block_read(&q.target, &back, 16);
+        assert_eq!(
+            sha256(&back),
+            sha256(&pattern),
+            "the restored volume holds the backed-up data"
+        );
+        unmount_and_unpublish(
+            &mut one.controller,
+            &mut two.node,
+            &restored.volume_id,
+            "node-2",
+            &q,
+        )
+        .await;
+        for _ in 0..2 {
+            one.controller
+                .delete_snapshot(DeleteSnapshotRequest {
+                    snapshot_id: bak.snapshot_id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+
+        // A deleted volume is gone when DeleteVolume answers: not listed, its name free.
+        one.controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: "src".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let names: Vec<String> = one
+            .controller
+            .list_volumes(ListVolumesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+            .into_iter()
+            .map(|e| e.volume.unwrap().volume_id)
+            .collect();
+        assert!(!names.contains(&"src".to_string()), "{names:?}");
+        one.controller
+            .create_volume(create("src", 16 * MIB, cap.clone()))
+            .await
+            .unwrap();
+    });
 }

@@ -500,10 +500,43 @@ pub(super) async fn list_snapshots(
     Path(name): Path<String>,
 ) -> Result<Json<List<SnapshotInfo>>> {
     let volume = load_volume(&m, &name).await?;
-    let address = engine_address(&m, &volume).await?;
-    let mut data = m.client.call(&address, node_api::snapshots(&name)).await?;
+    let mut data = if engine_of(&m.reports(), &name).is_some() {
+        let address = engine_address(&m, &volume).await?;
+        m.client.call(&address, node_api::snapshots(&name)).await?
+    } else {
+        // No engine runs: read a healthy replica's directory on its node.
+        detached_snapshots(&m, &volume).await?
+    };
     data.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
     Ok(Json(List { data }))
+}
+
+/// The snapshots of a volume whose engine is not running, from one of its healthy replicas.
+async fn detached_snapshots(m: &Manager, volume: &Volume) -> Result<Vec<SnapshotInfo>> {
+    let replicas = crate::clones::source_replicas(m, &volume.name).await?;
+    let mut last_error = None;
+    for (replica, dir) in replicas {
+        let Some((node, _)) =
+            state::get::<Node>(m.store.as_ref(), &format!("{NODES}{}", replica.node)).await?
+        else {
+            continue;
+        };
+        match m
+            .client
+            .call(&node.spec.address, node_api::replica_snapshots(&dir))
+            .await
+        {
+            Ok(list) => return Ok(list),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(match last_error {
+        Some(e) => e.into(),
+        None => ApiError::conflict(format!(
+            "volume {} has no healthy replica on a ready node to read its snapshots from (state {:?})",
+            volume.name, volume.status.state
+        )),
+    })
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{name}/snapshots", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), request_body = CreateSnapshot, responses((status = 201, description = "Taken on every replica at one point", body = SnapshotInfo), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
