@@ -488,6 +488,11 @@ impl Controller for ControllerService {
             (None, None) => v.spec.data_source.is_empty() && v.spec.from_backup.is_empty(),
         };
         let volume = match p.find_volume(&name).await? {
+            Some(v) if v.status.state == VolumeState::Deleting => {
+                return Err(Status::aborted(format!(
+                    "volume {name} is still being deleted: its name is free once it is gone; retry"
+                )))
+            }
             Some(v) => {
                 if !fits(&v, req.capacity_range.as_ref()) || !same_source(&v) {
                     return Err(Status::already_exists(format!(
@@ -566,18 +571,6 @@ impl Controller for ControllerService {
                 Ok(_) => {}
                 Err(e) if e.code() == tonic::Code::NotFound => {}
                 Err(e) => return Err(e),
-            }
-            // Gone before the answer: the name can be used again at once, and no listing
-            // shows it after the CO saw it deleted.
-            let deadline = std::time::Instant::now() + p.config.wait;
-            while p.find_volume(&req.volume_id).await?.is_some() {
-                if std::time::Instant::now() > deadline {
-                    return Err(Status::deadline_exceeded(format!(
-                        "volume {} is still being deleted; retry",
-                        req.volume_id
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         Ok(Response::new(DeleteVolumeResponse {}))
@@ -959,6 +952,7 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         let p = &self.plugin;
         let mut snapshots: Vec<Snapshot> = Vec::new();
+        let listing_all = req.snapshot_id.is_empty() && req.source_volume_id.is_empty();
         let volumes: Vec<String> = if !req.snapshot_id.is_empty() {
             match SnapshotId::parse(&req.snapshot_id) {
                 Some(id)
@@ -975,6 +969,7 @@ impl Controller for ControllerService {
                 .await?
                 .data
                 .into_iter()
+                .filter(|v| v.status.state != VolumeState::Deleting)
                 .map(|v| v.name)
                 .collect()
         };
@@ -982,7 +977,14 @@ impl Controller for ControllerService {
             if p.find_volume(&volume).await?.is_none() {
                 continue;
             }
-            for s in self.snapshots_of(&volume).await? {
+            let list = match self.snapshots_of(&volume).await {
+                Ok(list) => list,
+                // A volume whose snapshots cannot be read now (no healthy replica on a ready
+                // node) lists none rather than failing the listing of every other.
+                Err(_) if listing_all => continue,
+                Err(e) => return Err(e),
+            };
+            for s in list {
                 snapshots.push(csi_snapshot(&volume, &s));
             }
         }

@@ -165,3 +165,56 @@ pub async fn guarded<T, F: Future<Output = Result<T, Status>>>(
     let _guard = plugin.guard(volume)?;
     f.await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_second_operation_on_a_volume_is_aborted_until_the_first_ends() {
+        let plugin = Plugin::new(PluginConfig {
+            manager: "http://127.0.0.1:1".into(),
+            node_id: None,
+            wait: Duration::from_secs(1),
+        });
+        let first = plugin.guard("v").unwrap();
+        assert_eq!(plugin.guard("v").unwrap_err().code(), tonic::Code::Aborted);
+        let other = plugin.guard("w").unwrap();
+        drop(first);
+        plugin.guard("v").unwrap();
+        drop(other);
+    }
+
+    #[test]
+    fn manager_errors_map_to_the_csi_codes() {
+        let api = |code: ErrorCode| ClientError::Api {
+            status: code.http_status(),
+            body: ironhorn_api::ErrorBody::new(code, "m"),
+        };
+        assert_eq!(
+            status_of(api(ErrorCode::Invalid)).code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            status_of(api(ErrorCode::NotFound)).code(),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            status_of(api(ErrorCode::AlreadyExists)).code(),
+            tonic::Code::AlreadyExists
+        );
+        assert_eq!(
+            status_of(api(ErrorCode::Conflict)).code(),
+            tonic::Code::FailedPrecondition
+        );
+        assert_eq!(
+            status_of(api(ErrorCode::Unavailable)).code(),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(
+            status_of(api(ErrorCode::Internal)).code(),
+            tonic::Code::Internal
+        );
+    }
+}

@@ -765,7 +765,7 @@ fn a_filesystem_volume_through_every_rpc() {
 #[test]
 fn a_raw_block_volume_through_every_rpc() {
     ironhorn_testkit::require_fuse_loop();
-    let (cluster, _agents) = Cluster::three_nodes_with("fuse-loop");
+    let (cluster, mut agents) = Cluster::three_nodes_with("fuse-loop");
     let root = cluster.root.path().to_path_buf();
     let _cleanup = Unmount(root.clone());
     runtime().block_on(async {
@@ -826,6 +826,7 @@ fn a_raw_block_volume_through_every_rpc() {
             .unwrap()
             .into_inner();
         assert_eq!(stats.usage[0].total, 64 * MIB);
+        assert!(!stats.volume_condition.unwrap().abnormal);
         let expanded = one
             .controller
             .controller_expand_volume(ControllerExpandVolumeRequest {
@@ -889,6 +890,57 @@ fn a_raw_block_volume_through_every_rpc() {
             &v.volume_id,
             "node-3",
             &q,
+        )
+        .await;
+
+        // A replica lost while published: the volume stats say the volume is abnormal.
+        let r = paths(&root, "raw-degraded");
+        publish_and_mount(
+            &mut one.controller,
+            &mut one.node,
+            &v.volume_id,
+            "node-1",
+            &cap,
+            &r,
+            &HashMap::new(),
+        )
+        .await;
+        agents[0].kill9();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            block_write(&r.target, &pattern);
+            let stats = one
+                .node
+                .node_get_volume_stats(NodeGetVolumeStatsRequest {
+                    volume_id: v.volume_id.clone(),
+                    volume_path: r.target.to_string_lossy().into(),
+                    staging_target_path: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let condition = stats.volume_condition.unwrap();
+            if condition.abnormal {
+                assert!(
+                    condition.message.contains("degraded"),
+                    "{}",
+                    condition.message
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the volume never showed degraded: {}",
+                cluster.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        unmount_and_unpublish(
+            &mut one.controller,
+            &mut one.node,
+            &v.volume_id,
+            "node-1",
+            &r,
         )
         .await;
         one.controller
@@ -974,6 +1026,38 @@ fn bad_input_gets_the_spec_error_codes_and_creates_nothing() {
             code(c.create_volume(create("a", 1 << 49, cap.clone())).await),
             Code::ResourceExhausted
         );
+        // Capacity per topology segment: a node's own, none for a node that is not there.
+        let capacity = |segments: &[(&str, &str)]| GetCapacityRequest {
+            volume_capabilities: vec![mount_cap("xfs")],
+            parameters: seed_params(),
+            accessible_topology: Some(Topology {
+                segments: segments
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }),
+        };
+        let all = c
+            .get_capacity(GetCapacityRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let node2 = c
+            .get_capacity(capacity(&[("topology.ironhorn.io/node", "node-2")]))
+            .await
+            .unwrap()
+            .into_inner();
+        let nowhere = c
+            .get_capacity(capacity(&[("topology.ironhorn.io/node", "nowhere")]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            node2.available_capacity > 0 && node2.available_capacity < all.available_capacity,
+            "{node2:?} {all:?}"
+        );
+        assert_eq!(nowhere.available_capacity, 0);
+        assert!(all.maximum_volume_size.unwrap() > 0);
         // Unknown parameters and bad values name the parameter.
         let mut typo = create("a", MIB, cap.clone());
         typo.parameters.insert("numberOfReplica".into(), "2".into());
@@ -1397,9 +1481,22 @@ fn detached_snapshots_backups_to_s3_and_restores() {
             .map(|e| e.volume.unwrap().volume_id)
             .collect();
         assert!(!names.contains(&"src".to_string()), "{names:?}");
-        one.controller
-            .create_volume(create("src", 16 * MIB, cap.clone()))
-            .await
-            .unwrap();
+        // The name is free again once the volume is gone: Aborted until then, as a CO retries.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match one
+                .controller
+                .create_volume(create("src", 16 * MIB, cap.clone()))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => assert_eq!(e.code(), Code::Aborted, "{e:?}"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the name src never came free"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     });
 }
