@@ -468,22 +468,10 @@ impl Controller for ControllerService {
         if let Some(fs) = &params.fs_type {
             context.insert("fsType".to_string(), fs.clone());
         }
+        // An existing volume of this name must have been made from the same source. (For a
+        // clone of a volume, `data_source` was read back from the existing volume above.)
         let same_source = |v: &Volume| match (&data_source, &from_backup) {
-            (Some(d), _) => {
-                v.spec.data_source == *d
-                    || SnapshotSource::parse(&v.spec.data_source).is_ok_and(|s| {
-                        Some(&s.volume)
-                            == req
-                                .volume_content_source
-                                .as_ref()
-                                .and_then(|c| match &c.r#type {
-                                    Some(volume_content_source::Type::Volume(VolumeSource {
-                                        volume_id,
-                                    })) => Some(volume_id),
-                                    _ => None,
-                                })
-                    })
-            }
+            (Some(d), _) => v.spec.data_source == *d,
             (None, Some(b)) => v.spec.from_backup == *b,
             (None, None) => v.spec.data_source.is_empty() && v.spec.from_backup.is_empty(),
         };

@@ -28,13 +28,12 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let n = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
+            .map(|d| d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
+        if let Some(n) = octal {
             out.push(n);
             i += 4;
         } else {
@@ -208,6 +207,19 @@ pub async fn grow(fs: &str, device: &Path, mount_point: &Path) -> Result<(), Sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_reads_without_panicking(text in "\\PC*( - \\PC*)?\n?\\PC*") {
+            let _ = parse_mountinfo(&text);
+            let _ = unescape(&text);
+        }
+    }
+
+    #[test]
+    fn escapes_out_of_byte_range_are_kept_as_text() {
+        assert_eq!(unescape("a\\040b\\777c\\7"), "a b\\777c\\7");
+    }
 
     #[test]
     fn mountinfo_lines_read() {

@@ -307,13 +307,13 @@ impl Node for NodeService {
                 VolumeUsage {
                     available: s.f_bavail as i64 * fragment,
                     total: s.f_blocks as i64 * fragment,
-                    used: (s.f_blocks - s.f_bfree) as i64 * fragment,
+                    used: s.f_blocks.saturating_sub(s.f_bfree) as i64 * fragment,
                     unit: volume_usage::Unit::Bytes as i32,
                 },
                 VolumeUsage {
                     available: s.f_favail as i64,
                     total: s.f_files as i64,
-                    used: (s.f_files - s.f_ffree) as i64,
+                    used: s.f_files.saturating_sub(s.f_ffree) as i64,
                     unit: volume_usage::Unit::Inodes as i32,
                 },
             ]

@@ -245,6 +245,15 @@ mod tests {
             .collect()
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_parameters_read_without_panicking(pairs in proptest::collection::vec(("(numberOfReplicas|staleReplicaTimeout|dataLocality|recurringJobSelector|diskSelector|replicaAutoBalance|fsType|type|\\PC{0,12})", "\\PC{0,40}"), 0..6)) {
+            let map: HashMap<String, String> = pairs.into_iter().collect();
+            let _ = volume_params(&map);
+            let _ = snapshot_params(&map);
+        }
+    }
+
     #[test]
     fn the_seed_storage_class_reads() {
         let p = volume_params(&map(&[
