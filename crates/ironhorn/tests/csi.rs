@@ -1026,6 +1026,18 @@ fn bad_input_gets_the_spec_error_codes_and_creates_nothing() {
             code(c.create_volume(create("a", 1 << 49, cap.clone())).await),
             Code::ResourceExhausted
         );
+        // The node's zone is part of its topology.
+        cluster.json(&["node", "update", "node-1", "--zone", "zone-a"]);
+        let info = one
+            .node
+            .node_get_info(NodeGetInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let segments = info.accessible_topology.unwrap().segments;
+        assert_eq!(segments["topology.ironhorn.io/node"], "node-1");
+        assert_eq!(segments["topology.kubernetes.io/zone"], "zone-a");
+        let c = &mut one.controller;
         // Capacity per topology segment: a node's own, none for a node that is not there.
         let capacity = |segments: &[(&str, &str)]| GetCapacityRequest {
             volume_capabilities: vec![mount_cap("xfs")],
@@ -1047,6 +1059,13 @@ fn bad_input_gets_the_spec_error_codes_and_creates_nothing() {
             .await
             .unwrap()
             .into_inner();
+        let zone = c
+            .get_capacity(capacity(&[("topology.kubernetes.io/zone", "zone-a")]))
+            .await
+            .unwrap()
+            .into_inner();
+        // One node of three is in zone-a (free space is the machine's, shared by the three).
+        assert!(zone.available_capacity > 0 && zone.available_capacity < all.available_capacity);
         let nowhere = c
             .get_capacity(capacity(&[("topology.ironhorn.io/node", "nowhere")]))
             .await
@@ -1499,4 +1518,47 @@ fn detached_snapshots_backups_to_s3_and_restores() {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     });
+}
+
+#[test]
+fn concurrent_creates_make_each_volume_once() {
+    let (cluster, _agents) = Cluster::three_nodes();
+    let root = cluster.root.path().to_path_buf();
+    runtime().block_on(async {
+        let one = plugin(&root, &cluster.url, None).await;
+        // 100 calls at once, each of 50 names asked twice (as a CO retrying a slow call does).
+        let calls: Vec<_> = (0..100)
+            .map(|i| {
+                let mut c = one.controller.clone();
+                tokio::spawn(async move {
+                    let name = format!("pvc-concurrent-{:02}", i % 50);
+                    loop {
+                        match c
+                            .create_volume(create(&name, 8 * MIB, mount_cap("xfs")))
+                            .await
+                        {
+                            Ok(r) => return r.into_inner().volume.unwrap().volume_id,
+                            // The same name in flight: the CO retries.
+                            Err(e) if e.code() == Code::Aborted => {
+                                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                            }
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for call in calls {
+            ids.push(call.await.unwrap());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 50);
+    });
+    let held = cluster.json(&["volume", "ls"])["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(held, 50, "each name made one volume");
 }
