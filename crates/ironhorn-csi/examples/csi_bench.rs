@@ -167,10 +167,17 @@ async fn main() -> Result<(), Error> {
         ],
         &root.join("csi.log"),
     )?);
-    while !socket.exists() {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let channel = ironhorn_csi::connect(socket).await?;
+    let channel = loop {
+        match ironhorn_csi::connect(socket.clone()).await {
+            Ok(channel) => break channel,
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
     let mut controller = ControllerClient::new(channel.clone());
     let mut node = NodeClient::new(channel);
 

@@ -57,7 +57,20 @@ async fn plugin(dir: &Path, manager: &str, node: Option<&str>) -> Plugin {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let channel = ironhorn_csi::connect(socket).await.unwrap();
+    // The socket file exists from bind() on; connections succeed from listen() on.
+    let channel = loop {
+        match ironhorn_csi::connect(socket.clone()).await {
+            Ok(channel) => break channel,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "cannot connect: {e}: {}",
+                    proc.text()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
     Plugin {
         _proc: proc,
         identity: IdentityClient::new(channel.clone()),
