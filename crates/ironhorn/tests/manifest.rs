@@ -135,6 +135,8 @@ fn the_manifest_agrees_with_the_plugin() {
         "--kubelet-registration-path=/var/lib/kubelet/plugins/{driver}/csi.sock"
     )));
     assert!(text.contains(&format!("path: /var/lib/kubelet/plugins/{driver}")));
+    // Every node checks its prerequisites before its agent starts.
+    assert!(text.contains("command: [\"ironhorn\", \"check\""));
     // Every sidecar the controller needs runs beside it.
     for sidecar in [
         "csi-provisioner",
