@@ -5,6 +5,7 @@
 //! Nothing here does I/O: the manager's controllers hand in what they observed and act on
 //! what comes back.
 
+pub mod cron;
 pub mod scheduler;
 pub mod settings;
 pub mod units;
