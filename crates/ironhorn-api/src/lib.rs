@@ -17,6 +17,7 @@ pub mod manager_api;
 pub mod node;
 pub mod node_api;
 pub mod path;
+pub mod recurring;
 mod request;
 pub mod resource;
 pub mod rest;

@@ -6,6 +6,7 @@
 //! what comes back.
 
 pub mod cron;
+pub mod recurring;
 pub mod schedule;
 pub mod scheduler;
 pub mod settings;
