@@ -65,15 +65,6 @@ fn civil_from_days(days: i64) -> (i32, u8, u8) {
     (year, month, day)
 }
 
-fn days_in_month(year: i32, month: u8) -> u8 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
 impl CivilMinute {
     /// The civil minute `seconds` after the Unix epoch, read in UTC (seconds are dropped).
     pub fn from_unix(seconds: i64) -> CivilMinute {
@@ -371,16 +362,24 @@ impl fmt::Display for Cron {
     }
 }
 
-/// Whether a day number is valid in a month (for callers building civil times).
-pub fn valid_date(year: i32, month: u8, day: u8) -> bool {
-    (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    fn days_in_month(year: i32, month: u8) -> u8 {
+        match month {
+            4 | 6 | 9 | 11 => 30,
+            2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+            2 => 28,
+            _ => 31,
+        }
+    }
+
+    fn valid_date(year: i32, month: u8, day: u8) -> bool {
+        (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month)
+    }
 
     fn at(year: i32, month: u8, day: u8, hour: u8, minute: u8) -> CivilMinute {
         CivilMinute {

@@ -387,6 +387,7 @@ impl Controller for ControllerService {
         let name = ironhorn_name(&req.name, MAX_VOLUME_NAME);
         let p = &self.plugin;
         let _guard = p.guard(&name)?;
+        let existing = p.find_volume(&name).await?;
 
         // What the volume is filled from, and the smallest size that holds it.
         let mut from_backup = params.from_backup.clone();
@@ -410,7 +411,6 @@ impl Controller for ControllerService {
                             ))
                         })?;
                         at_least = source.spec.size as i64;
-                        let existing = p.find_volume(&name).await?;
                         if existing.is_none()
                             && !self
                                 .snapshots_of(&s.volume)
@@ -436,7 +436,7 @@ impl Controller for ControllerService {
                     Status::not_found(format!("no volume {volume_id:?} to clone"))
                 })?;
                 at_least = source.spec.size as i64;
-                let snapshot = match p.find_volume(&name).await? {
+                let snapshot = match &existing {
                     Some(existing) => SnapshotSource::parse(&existing.spec.data_source)
                         .map(|s| s.snapshot)
                         .unwrap_or_default(),
@@ -475,7 +475,7 @@ impl Controller for ControllerService {
             (None, Some(b)) => v.spec.from_backup == *b,
             (None, None) => v.spec.data_source.is_empty() && v.spec.from_backup.is_empty(),
         };
-        let volume = match p.find_volume(&name).await? {
+        let volume = match existing {
             Some(v) if v.status.state == VolumeState::Deleting => {
                 return Err(Status::aborted(format!(
                     "volume {name} is still being deleted: its name is free once it is gone; retry"
@@ -524,11 +524,7 @@ impl Controller for ControllerService {
             }
         };
         let volume = if volume.status.restore_required {
-            let wait = Plugin::new(crate::plugin::PluginConfig {
-                wait: FILL_WAIT,
-                ..(*p.config).clone()
-            });
-            wait.wait_for(&name, "filled from its source", |v| {
+            p.wait_within(FILL_WAIT, &name, "filled from its source", |v| {
                 if let Some(r) = v.status.restore.as_ref().filter(|r| r.state == "Error" && !r.error.is_empty()) {
                     tracing::warn!(volume = %v.name, error = %r.error, "filling the volume failed; the manager retries");
                 }
@@ -826,31 +822,33 @@ impl Controller for ControllerService {
         p.volume(&volume).await?;
         let _guard = p.guard(&volume)?;
         let name = ironhorn_name(&req.name, MAX_SNAPSHOT_NAME);
-        if !self
+        // A retry finds the snapshot taken before, without attaching the volume again.
+        let taken = self
             .snapshots_of(&volume)
             .await?
-            .iter()
-            .any(|s| s.name == name)
-        {
-            self.refuse_name_taken_elsewhere(&volume, &name, &req.name)
-                .await?;
-        }
-        let snapshot = self
-            .with_engine(&volume, || async {
-                let existing = p.call(manager_api::snapshots(&volume)).await?.data;
-                if let Some(s) = existing.iter().find(|s| s.name == name && !s.removed) {
-                    return Ok(s.clone());
-                }
-                p.call(manager_api::create_snapshot(
-                    &volume,
-                    &CreateSnapshot {
-                        name: name.clone(),
-                        labels: BTreeMap::from([(CSI_NAME_LABEL.to_string(), req.name.clone())]),
-                    },
-                ))
-                .await
-            })
-            .await?;
+            .into_iter()
+            .find(|s| s.name == name);
+        let snapshot = match taken {
+            Some(s) => s,
+            None => {
+                self.refuse_name_taken_elsewhere(&volume, &name, &req.name)
+                    .await?;
+                self.with_engine(&volume, || async {
+                    p.call(manager_api::create_snapshot(
+                        &volume,
+                        &CreateSnapshot {
+                            name: name.clone(),
+                            labels: BTreeMap::from([(
+                                CSI_NAME_LABEL.to_string(),
+                                req.name.clone(),
+                            )]),
+                        },
+                    ))
+                    .await
+                })
+                .await?
+            }
+        };
         let csi = match kind {
             SnapshotKind::Snapshot => csi_snapshot(&volume, &snapshot),
             SnapshotKind::Backup => {
@@ -962,11 +960,10 @@ impl Controller for ControllerService {
                 .collect()
         };
         for volume in volumes {
-            if p.find_volume(&volume).await?.is_none() {
-                continue;
-            }
             let list = match self.snapshots_of(&volume).await {
                 Ok(list) => list,
+                // A source volume that does not exist has no snapshots.
+                Err(e) if e.code() == tonic::Code::NotFound => continue,
                 // A volume whose snapshots cannot be read now (no healthy replica on a ready
                 // node) lists none rather than failing the listing of every other.
                 Err(_) if listing_all => continue,

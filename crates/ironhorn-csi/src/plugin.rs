@@ -3,7 +3,6 @@
 //! when an operation on the same volume is already running in this plugin.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,9 +134,20 @@ impl Plugin {
         &self,
         name: &str,
         what: &str,
+        done: impl FnMut(&Volume) -> Result<Option<T>, Status>,
+    ) -> Result<T, Status> {
+        self.wait_within(self.config.wait, name, what, done).await
+    }
+
+    /// [`Plugin::wait_for`] with its own bound.
+    pub async fn wait_within<T>(
+        &self,
+        wait: Duration,
+        name: &str,
+        what: &str,
         mut done: impl FnMut(&Volume) -> Result<Option<T>, Status>,
     ) -> Result<T, Status> {
-        let deadline = Instant::now() + self.config.wait;
+        let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(20);
         loop {
             let volume = self.volume(name).await?;
@@ -146,24 +156,14 @@ impl Plugin {
             }
             if Instant::now() >= deadline {
                 return Err(Status::deadline_exceeded(format!(
-                    "volume {name} is not {what} after {:?} (state {:?}); retry",
-                    self.config.wait, volume.status.state
+                    "volume {name} is not {what} after {wait:?} (state {:?}); retry",
+                    volume.status.state
                 )));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(250));
         }
     }
-}
-
-/// Runs `f` with the volume's guard held.
-pub async fn guarded<T, F: Future<Output = Result<T, Status>>>(
-    plugin: &Plugin,
-    volume: &str,
-    f: F,
-) -> Result<T, Status> {
-    let _guard = plugin.guard(volume)?;
-    f.await
 }
 
 #[cfg(test)]

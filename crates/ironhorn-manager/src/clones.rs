@@ -50,27 +50,51 @@ pub async fn reconcile_clones(m: &Manager) -> Result<bool, ApiError> {
     Ok(busy)
 }
 
-/// A volume's healthy replicas on ready nodes, with their directories.
-pub(crate) async fn source_replicas(
+/// A replica that can be read now: healthy, on a ready node.
+#[derive(Debug)]
+pub(crate) struct ReadableReplica {
+    pub replica: Replica,
+    /// Its directory on its node.
+    pub dir: String,
+    /// Its node's API address.
+    pub node_address: String,
+}
+
+/// A volume's readable replicas, and whether it has any replica at all (a volume not placed
+/// yet has none, and so no data).
+pub(crate) async fn readable_replicas(
     m: &Manager,
-    source: &str,
-) -> Result<Vec<(Replica, String)>, ApiError> {
+    volume: &str,
+) -> Result<(Vec<ReadableReplica>, bool), ApiError> {
     let nodes: BTreeMap<String, Node> = state::list::<Node>(m.store.as_ref(), NODES)
         .await?
         .into_iter()
         .map(|(n, _)| (n.name.clone(), n))
         .collect();
-    let replicas = state::list::<Replica>(m.store.as_ref(), REPLICAS).await?;
-    Ok(replicas
+    let replicas: Vec<Replica> = state::list::<Replica>(m.store.as_ref(), REPLICAS)
+        .await?
         .into_iter()
         .map(|(r, _)| r)
-        .filter(|r| r.volume == source && r.healthy && r.failed_at.is_none())
-        .filter(|r| nodes.get(&r.node).is_some_and(|n| n.status.ready))
-        .filter_map(|r| replica_dir(&nodes, &r).map(|dir| (r, dir)))
-        .collect())
+        .filter(|r| r.volume == volume)
+        .collect();
+    let placed = !replicas.is_empty();
+    let readable = replicas
+        .into_iter()
+        .filter(|r| r.healthy && r.failed_at.is_none())
+        .filter_map(|r| {
+            let node = nodes.get(&r.node).filter(|n| n.status.ready)?;
+            let dir = replica_dir(&nodes, &r)?;
+            Some(ReadableReplica {
+                node_address: node.spec.address.clone(),
+                replica: r,
+                dir,
+            })
+        })
+        .collect();
+    Ok((readable, placed))
 }
 
-fn in_progress(source: &str, progress: u8, state: &str, error: String) -> RestoreStatus {
+fn fill_status(source: &str, progress: u8, state: &str, error: String) -> RestoreStatus {
     RestoreStatus {
         backup: source.to_string(),
         state: state.to_string(),
@@ -90,9 +114,9 @@ async fn clone_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
             source.volume, volume.spec.data_source
         )));
     }
-    let replicas = source_replicas(m, &source.volume).await?;
+    let (replicas, _) = readable_replicas(m, &source.volume).await?;
     if volume.spec.node_id.is_empty() {
-        let Some((replica, _)) = replicas.first() else {
+        let Some(ReadableReplica { replica, .. }) = replicas.first() else {
             return Err(ApiError::unavailable(format!(
                 "volume {} has no healthy replica on a ready node to clone from; waiting",
                 source.volume
@@ -102,7 +126,7 @@ async fn clone_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
         update_status(m, &volume.name, |v| {
             v.spec.node_id = node.clone();
             v.spec.maintenance = true;
-            v.status.restore = Some(in_progress(
+            v.status.restore = Some(fill_status(
                 &v.spec.data_source,
                 0,
                 "InProgress",
@@ -115,7 +139,10 @@ async fn clone_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
     if volume.status.state != VolumeState::Attached {
         return Ok(true);
     }
-    let Some((_, dir)) = replicas.iter().find(|(r, _)| r.node == volume.spec.node_id) else {
+    let Some(ReadableReplica { dir, .. }) = replicas
+        .iter()
+        .find(|r| r.replica.node == volume.spec.node_id)
+    else {
         // The source's replica on this node went away: start over on another node.
         update_status(m, &volume.name, |v| {
             v.spec.node_id.clear();
@@ -141,7 +168,7 @@ async fn clone_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
                 && matches!(job.state, BackupState::Pending | BackupState::InProgress) =>
         {
             update_status(m, &volume.name, |v| {
-                v.status.restore = Some(in_progress(
+                v.status.restore = Some(fill_status(
                     wanted,
                     job.progress,
                     "InProgress",
@@ -153,7 +180,7 @@ async fn clone_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
         }
         Some(job) if &job.backup == wanted && job.state == BackupState::Completed => {
             update_status(m, &volume.name, |v| {
-                v.status.restore = Some(in_progress(wanted, 100, "Completed", String::new()));
+                v.status.restore = Some(fill_status(wanted, 100, "Completed", String::new()));
                 v.status.restore_required = false;
                 v.spec.node_id.clear();
                 v.spec.maintenance = false;
@@ -180,7 +207,7 @@ async fn clone_step(m: &Manager, volume: &Volume) -> Result<bool, ApiError> {
                 let error = failed.error.clone();
                 update_status(m, &volume.name, |v| {
                     v.status.restore =
-                        Some(in_progress(wanted, failed.progress, "Error", error.clone()));
+                        Some(fill_status(wanted, failed.progress, "Error", error.clone()));
                 })
                 .await?;
                 if too_soon {

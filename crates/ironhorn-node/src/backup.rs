@@ -269,66 +269,51 @@ impl Jobs {
         engine: Arc<Engine>,
         request: StartRestore,
     ) -> Result<JobStatus, AgentError> {
-        let mut jobs = self.restores.lock().map_err(|_| poisoned())?;
-        if let Some(job) = jobs.get(volume).filter(|j| j.running()) {
-            if job.backup != request.backup {
-                return Err(AgentError::new(
-                    AgentErrorKind::Refused,
-                    format!(
-                        "volume {volume} is being restored from {} already",
-                        job.backup
-                    ),
-                ));
-            }
-            return Ok(job.status(volume));
-        }
-        let job = Job::new(&request.backup);
-        let (progress, state) = (job.progress.clone(), job.state.clone());
-        let volume_name = volume.to_string();
-        tokio::spawn(async move {
-            set_state(&state, BackupState::InProgress, String::new());
-            let result = async {
-                let target = open_target(&request.target.url, &request.target.credentials).await?;
-                let sink = Arc::new(EngineSink {
-                    engine: engine.clone(),
-                    runtime: tokio::runtime::Handle::current(),
-                });
-                let mode = match request.last_restored.clone() {
-                    Some(last) => RestoreMode::Since { last },
-                    None => RestoreMode::Fresh,
-                };
-                let report = restore_backup(
-                    &target,
-                    &request.backup_volume,
-                    &request.backup,
-                    &mode,
-                    sink,
-                    progress,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                engine
-                    .flush()
+        let source = request.backup.clone();
+        self.start_fill(volume, &source, |progress, state| {
+            let volume_name = volume.to_string();
+            tokio::spawn(async move {
+                set_state(&state, BackupState::InProgress, String::new());
+                let result = async {
+                    let target = open_target(&request.target.url, &request.target.credentials).await?;
+                    let sink = Arc::new(EngineSink {
+                        engine: engine.clone(),
+                        runtime: tokio::runtime::Handle::current(),
+                    });
+                    let mode = match request.last_restored.clone() {
+                        Some(last) => RestoreMode::Since { last },
+                        None => RestoreMode::Fresh,
+                    };
+                    let report = restore_backup(
+                        &target,
+                        &request.backup_volume,
+                        &request.backup,
+                        &mode,
+                        sink,
+                        progress,
+                    )
                     .await
-                    .map_err(|e| format!("flushing the restored volume: {e}"))?;
-                Ok::<_, String>(report)
-            }
-            .await;
-            match result {
-                Ok(report) => {
-                    tracing::info!(volume = %volume_name, backup = %report.backup, incremental = report.incremental,
-                        blocks = report.blocks_written, "restore completed");
-                    set_state(&state, BackupState::Completed, String::new());
+                    .map_err(|e| e.to_string())?;
+                    engine
+                        .flush()
+                        .await
+                        .map_err(|e| format!("flushing the restored volume: {e}"))?;
+                    Ok::<_, String>(report)
                 }
-                Err(e) => {
-                    tracing::warn!(volume = %volume_name, backup = %request.backup, error = %e, "restore failed");
-                    set_state(&state, BackupState::Error, e);
+                .await;
+                match result {
+                    Ok(report) => {
+                        tracing::info!(volume = %volume_name, backup = %report.backup, incremental = report.incremental,
+                            blocks = report.blocks_written, "restore completed");
+                        set_state(&state, BackupState::Completed, String::new());
+                    }
+                    Err(e) => {
+                        tracing::warn!(volume = %volume_name, backup = %request.backup, error = %e, "restore failed");
+                        set_state(&state, BackupState::Error, e);
+                    }
                 }
-            }
-        });
-        let status = job.status(volume);
-        jobs.insert(volume.to_string(), job);
-        Ok(status)
+            });
+        })
     }
 
     /// Starts copying `request.snapshot` of a replica directory on this node into `engine`
@@ -340,9 +325,39 @@ impl Jobs {
         engine: Arc<Engine>,
         request: StartClone,
     ) -> Result<JobStatus, AgentError> {
+        let source = request.source.clone();
+        self.start_fill(volume, &source, |progress, state| {
+            let volume_name = volume.to_string();
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                set_state(&state, BackupState::InProgress, String::new());
+                let result = copy_snapshot(&request, &engine, &runtime, &progress);
+                match result {
+                    Ok(blocks) => {
+                        tracing::info!(volume = %volume_name, source = %request.source, blocks, "clone completed");
+                        set_state(&state, BackupState::Completed, String::new());
+                    }
+                    Err(e) => {
+                        tracing::warn!(volume = %volume_name, source = %request.source, error = %e, "clone failed");
+                        set_state(&state, BackupState::Error, e);
+                    }
+                }
+            });
+        })
+    }
+
+    /// Starts the job that fills `volume` from `source` (a backup or a snapshot) with `run`,
+    /// which spawns the work; while a job runs for the volume, the same source reports its
+    /// status and another source is refused.
+    fn start_fill(
+        &self,
+        volume: &str,
+        source: &str,
+        run: impl FnOnce(Arc<Progress>, Arc<Mutex<(BackupState, String)>>),
+    ) -> Result<JobStatus, AgentError> {
         let mut jobs = self.restores.lock().map_err(|_| poisoned())?;
         if let Some(job) = jobs.get(volume).filter(|j| j.running()) {
-            if job.backup != request.source {
+            if job.backup != source {
                 return Err(AgentError::new(
                     AgentErrorKind::Refused,
                     format!(
@@ -353,24 +368,8 @@ impl Jobs {
             }
             return Ok(job.status(volume));
         }
-        let job = Job::new(&request.source);
-        let (progress, state) = (job.progress.clone(), job.state.clone());
-        let volume_name = volume.to_string();
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            set_state(&state, BackupState::InProgress, String::new());
-            let result = copy_snapshot(&request, &engine, &runtime, &progress);
-            match result {
-                Ok(blocks) => {
-                    tracing::info!(volume = %volume_name, source = %request.source, blocks, "clone completed");
-                    set_state(&state, BackupState::Completed, String::new());
-                }
-                Err(e) => {
-                    tracing::warn!(volume = %volume_name, source = %request.source, error = %e, "clone failed");
-                    set_state(&state, BackupState::Error, e);
-                }
-            }
-        });
+        let job = Job::new(source);
+        run(job.progress.clone(), job.state.clone());
         let status = job.status(volume);
         jobs.insert(volume.to_string(), job);
         Ok(status)

@@ -511,32 +511,18 @@ pub(super) async fn list_snapshots(
     Ok(Json(List { data }))
 }
 
-async fn has_replicas(m: &Manager, volume: &str) -> Result<bool> {
-    Ok(
-        state::list::<ironhorn_api::resource::Replica>(m.store.as_ref(), crate::state::REPLICAS)
-            .await?
-            .iter()
-            .any(|(r, _)| r.volume == volume),
-    )
-}
-
 /// The snapshots of a volume whose engine is not running, from one of its healthy replicas.
 async fn detached_snapshots(m: &Manager, volume: &Volume) -> Result<Vec<SnapshotInfo>> {
-    let replicas = crate::clones::source_replicas(m, &volume.name).await?;
-    if replicas.is_empty() && !has_replicas(m, &volume.name).await? {
+    let (replicas, placed) = crate::clones::readable_replicas(m, &volume.name).await?;
+    if !placed {
         // Not placed yet: a volume that never held data has no snapshots.
         return Ok(Vec::new());
     }
     let mut last_error = None;
-    for (replica, dir) in replicas {
-        let Some((node, _)) =
-            state::get::<Node>(m.store.as_ref(), &format!("{NODES}{}", replica.node)).await?
-        else {
-            continue;
-        };
+    for r in replicas {
         match m
             .client
-            .call(&node.spec.address, node_api::replica_snapshots(&dir))
+            .call(&r.node_address, node_api::replica_snapshots(&r.dir))
             .await
         {
             Ok(list) => return Ok(list),
