@@ -452,18 +452,20 @@ impl Backups {
                 }
             };
             let done = matches!(status.state, BackupState::Completed | BackupState::Error);
-            if let Some(j) = lock(&self.jobs).get_mut(name) {
-                j.status = status.clone();
-            }
             if done {
                 if status.state == BackupState::Error {
                     tracing::warn!(backup = %name, volume = %job.volume, error = %status.error, "backup failed");
                 } else {
                     tracing::info!(backup = %name, volume = %job.volume, "backup completed");
                 }
+                // The listing first, then the job's end: whoever sees the job done (another
+                // poll may run at the same time) finds the backup's record from the target.
                 if let Err(e) = self.refresh_one(m, &job.target, &job.volume).await {
                     tracing::warn!(target = %job.target, error = %e, "listing the backup target after a backup");
                 }
+            }
+            if let Some(j) = lock(&self.jobs).get_mut(name) {
+                j.status = status;
             }
         }
         !running.is_empty()
