@@ -23,6 +23,13 @@ impl Replica {
     /// Every layer of the tree, oldest first along each branch (by file name otherwise).
     pub fn layer_infos(&self) -> Vec<LayerInfo> {
         let layout = self.layout();
+        // The head takes writes: what it holds now, not what the scan at open saw.
+        let head_allocated = self
+            .chain
+            .last()
+            .filter(|l| l.name == layout.head())
+            .and_then(|l| l.file.metadata().ok())
+            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
         let mut infos: Vec<LayerInfo> = layout
             .layers
             .iter()
@@ -34,7 +41,10 @@ impl Replica {
                 created: node.meta.created.clone(),
                 labels: node.meta.labels(),
                 len: node.image.len,
-                allocated: node.image.allocated,
+                allocated: match head_allocated {
+                    Some(now) if file == layout.head() => now,
+                    _ => node.image.allocated,
+                },
                 is_head: file == layout.head(),
                 keep: false,
             })

@@ -135,3 +135,19 @@ fn a_refused_large_layer_write_leaves_the_connection_in_step() {
     shutdown.cancel();
     runtime.block_on(server).unwrap();
 }
+
+#[test]
+fn the_heads_allocation_is_what_it_holds_now() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = Replica::create(&tmp.path().join("v-00000001"), 1 << 20).unwrap();
+    r.write_at(&[1u8; 8192], 0).unwrap();
+    r.snapshot(&SnapshotSpec::user("a")).unwrap();
+    let head = |r: &Replica| r.layer_infos().into_iter().find(|l| l.is_head).unwrap();
+    assert_eq!(head(&r).allocated, 0, "nothing written since the snapshot");
+    r.write_at(&[2u8; 4096], 65536).unwrap();
+    assert!(
+        head(&r).allocated >= 4096,
+        "a write since the snapshot shows (what recurring snapshot jobs look at)"
+    );
+    r.close().unwrap();
+}
