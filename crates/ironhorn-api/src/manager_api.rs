@@ -8,11 +8,12 @@ use crate::backup::{
 };
 use crate::node::{CreateSnapshot, SnapshotInfo, TrimResult};
 use crate::path::path_segment;
+use crate::recurring::{RecurringJob, RecurringJobSpec, RecurringRun};
 use crate::request::{Request, Timeout};
 use crate::resource::{Node, Volume};
 use crate::rest::{
     AddDisk, AttachRequest, CreateVolume, DetachRequest, DiskUpdate, ExpandRequest, List,
-    NodeUpdate, Orphan, RegisterNode, SettingValue, SettingView,
+    NodeUpdate, Orphan, RegisterNode, SettingValue, SettingView, VolumeLabels,
 };
 
 fn volume_path(name: &str, rest: &str) -> String {
@@ -142,6 +143,52 @@ pub fn get_orphan(name: &str) -> Request<Orphan> {
 
 pub fn delete_orphan(name: &str) -> Request<()> {
     Request::delete(format!("/v1/orphans/{}", path_segment(name)))
+}
+
+/// Sets and removes labels (the recurring-job selector among them).
+pub fn set_volume_labels(name: &str, request: &VolumeLabels) -> Request<Volume> {
+    Request::post(volume_path(name, "/labels")).json(request)
+}
+
+/// The recorded runs of every recurring job on the volume, newest first.
+pub fn volume_recurring_runs(name: &str) -> Request<List<RecurringRun>> {
+    Request::get(volume_path(name, "/recurringjobruns"))
+}
+
+// ---- recurring jobs ----
+
+fn recurring_job_path(name: &str, rest: &str) -> String {
+    format!("/v1/recurringjobs/{}{rest}", path_segment(name))
+}
+
+pub fn list_recurring_jobs() -> Request<List<RecurringJob>> {
+    Request::get("/v1/recurringjobs".into())
+}
+
+pub fn get_recurring_job(name: &str) -> Request<RecurringJob> {
+    Request::get(recurring_job_path(name, ""))
+}
+
+pub fn create_recurring_job(spec: &RecurringJobSpec) -> Request<RecurringJob> {
+    Request::post("/v1/recurringjobs".into()).json(spec)
+}
+
+pub fn update_recurring_job(spec: &RecurringJobSpec) -> Request<RecurringJob> {
+    Request::put(recurring_job_path(&spec.name, "")).json(spec)
+}
+
+pub fn delete_recurring_job(name: &str) -> Request<()> {
+    Request::delete(recurring_job_path(name, ""))
+}
+
+/// Runs the job on its volumes now.
+pub fn run_recurring_job(name: &str) -> Request<RecurringJob> {
+    Request::post(recurring_job_path(name, "/run"))
+}
+
+/// The job's recorded runs on every volume, newest first.
+pub fn recurring_job_runs(name: &str) -> Request<List<RecurringRun>> {
+    Request::get(recurring_job_path(name, "/runs"))
 }
 
 // ---- settings ----

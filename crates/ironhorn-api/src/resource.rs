@@ -186,6 +186,31 @@ pub struct VolumeStatus {
     pub last_restored_backup: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreStatus>,
+    /// The last backup of the volume that completed, and when (Longhorn's `lastBackup`,
+    /// `lastBackupAt`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_backup: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_backup_at: String,
+    /// The last run of each recurring job on the volume, by job name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recurring_jobs: BTreeMap<String, crate::recurring::RecurringRun>,
+}
+
+impl VolumeStatus {
+    /// Carries over what the recurring-job runner and the backup jobs own (their fields and
+    /// the `RecurringJobFailed` condition) from `fresh`, the status as stored now: for a
+    /// writer that replaces the status with one computed from an older read.
+    pub fn keep_job_fields(&mut self, fresh: &VolumeStatus) {
+        self.last_backup.clone_from(&fresh.last_backup);
+        self.last_backup_at.clone_from(&fresh.last_backup_at);
+        self.recurring_jobs.clone_from(&fresh.recurring_jobs);
+        let kind = crate::recurring::FAILED_CONDITION;
+        self.conditions.retain(|c| c.kind != kind);
+        if let Some(c) = fresh.conditions.iter().find(|c| c.kind == kind) {
+            self.conditions.push(c.clone());
+        }
+    }
 }
 
 /// A volume's block device on the node it is attached to.

@@ -59,6 +59,18 @@ pub struct CreateVolume {
     pub data_source: Option<String>,
 }
 
+/// `POST /v1/volumes/{name}/labels`: labels to set and to remove. A volume selects recurring
+/// job `J` with `recurring-job.longhorn.io/J: enabled` and group `G` with
+/// `recurring-job-group.longhorn.io/G: enabled` (Longhorn's labels).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VolumeLabels {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
 /// `POST /v1/volumes/{name}/attach` (the body may be left out).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

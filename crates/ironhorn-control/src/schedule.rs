@@ -94,6 +94,18 @@ impl Schedule {
         None
     }
 
+    /// `at` (seconds since the Unix epoch) as RFC 3339 in the schedule's zone
+    /// (`2026-12-05T03:00:00+01:00`).
+    pub fn local_time(&self, at: i64) -> String {
+        match Timestamp::from_second(at) {
+            Ok(t) => t
+                .to_zoned_datetime(self.zone.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string(),
+            Err(_) => at.to_string(),
+        }
+    }
+
     /// The next `count` runs after `after`.
     pub fn next_runs(&self, after: i64, count: usize) -> Vec<i64> {
         let mut runs = Vec::with_capacity(count);
@@ -132,6 +144,15 @@ mod tests {
             t = next;
         }
         out
+    }
+
+    #[test]
+    fn run_times_show_in_the_schedules_zone() {
+        let berlin = Schedule::new("0 3 ? * SAT", "Europe/Berlin").unwrap();
+        let next = berlin.next_after(utc("2026-12-01T00:00:00Z")).unwrap();
+        assert_eq!(berlin.local_time(next), "2026-12-05T03:00:00+01:00");
+        let plain = Schedule::new("@daily", "").unwrap();
+        assert_eq!(plain.local_time(next), "2026-12-05T02:00:00+00:00");
     }
 
     #[test]

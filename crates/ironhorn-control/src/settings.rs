@@ -59,6 +59,9 @@ pub const BACKUP_TARGET: &str = "backup-target";
 pub const BACKUP_TARGET_CREDENTIAL_SECRET: &str = "backup-target-credential-secret";
 pub const BACKUPSTORE_POLL_INTERVAL: &str = "backupstore-poll-interval";
 pub const BACKUP_COMPRESSION_METHOD: &str = "backup-compression-method";
+pub const ALLOW_RECURRING_JOB_WHILE_VOLUME_DETACHED: &str =
+    "allow-recurring-job-while-volume-detached";
+pub const RECURRING_JOB_TIME_ZONE: &str = "recurring-job-time-zone";
 
 /// Older keys accepted for the current ones (Longhorn renamed them).
 const ALIASES: &[(&str, &str)] = &[("orphan-auto-deletion", ORPHAN_RESOURCE_AUTO_DELETION)];
@@ -213,6 +216,22 @@ pub const DEFINITIONS: &[Definition] = &[
         },
         default: "lz4",
     },
+    Definition {
+        key: ALLOW_RECURRING_JOB_WHILE_VOLUME_DETACHED,
+        display_name: "Allow Recurring Job While Volume Is Detached",
+        description: "A recurring snapshot or backup of a detached volume attaches it (without a frontend) for the run and detaches it after. Off: the run is skipped, and recorded so.",
+        category: "general",
+        kind: SettingKind::Bool,
+        default: "false",
+    },
+    Definition {
+        key: RECURRING_JOB_TIME_ZONE,
+        display_name: "Recurring Job Time Zone",
+        description: "The IANA time zone recurring jobs' cron schedules are read in (Europe/Berlin, America/New_York); UTC when empty.",
+        category: "general",
+        kind: SettingKind::String { required: false },
+        default: "UTC",
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -275,6 +294,10 @@ pub fn validate(key: &str, value: &str) -> Result<(&'static str, String), Settin
         SettingKind::String { required } => {
             if *required && value.is_empty() {
                 return Err(invalid("must not be empty".into()));
+            }
+            if def.key == RECURRING_JOB_TIME_ZONE {
+                crate::schedule::Schedule::new("@daily", value)
+                    .map_err(|e| invalid(e.to_string()))?;
             }
             value.to_string()
         }

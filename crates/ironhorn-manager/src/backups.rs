@@ -457,6 +457,21 @@ impl Backups {
                     tracing::warn!(backup = %name, volume = %job.volume, error = %status.error, "backup failed");
                 } else {
                     tracing::info!(backup = %name, volume = %job.volume, "backup completed");
+                    let at = now_rfc3339();
+                    let recorded = state::update::<Volume, ApiError, _>(
+                        m.store.as_ref(),
+                        &format!("{VOLUMES}{}", job.volume),
+                        || ApiError::not_found("the volume is gone"),
+                        |v| {
+                            v.status.last_backup.clone_from(name);
+                            v.status.last_backup_at.clone_from(&at);
+                            Ok(())
+                        },
+                    )
+                    .await;
+                    if let Err(e) = recorded {
+                        tracing::debug!(volume = %job.volume, error = %e, "last backup not recorded");
+                    }
                 }
                 // The listing first, then the job's end: whoever sees the job done (another
                 // poll may run at the same time) finds the backup's record from the target.

@@ -385,7 +385,9 @@ impl Manager {
                     |v| {
                         // The API may have changed the state (deleting) meanwhile: keep that.
                         let deleting = v.status.state == VolumeState::Deleting;
-                        v.status = status.clone();
+                        let mut computed = status.clone();
+                        computed.keep_job_fields(&v.status);
+                        v.status = computed;
                         if deleting {
                             v.status.state = VolumeState::Deleting;
                         }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod node_client;
 pub mod orphans;
 pub mod plan;
+pub mod recurring;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ pub struct Manager {
     pub(crate) parsed_replicas: state::ParseCache<ironhorn_api::resource::Replica>,
     /// Backup targets, their listing cache and the backup jobs under way.
     pub backups: backups::Backups,
+    /// The recurring-job runner's view: runs under way and counted.
+    pub recurring: recurring::Recurring,
 }
 
 impl std::fmt::Debug for Manager {
@@ -72,6 +75,7 @@ impl Manager {
             parsed_volumes: Default::default(),
             parsed_replicas: Default::default(),
             backups: Default::default(),
+            recurring: Default::default(),
         }
     }
 
@@ -115,5 +119,28 @@ impl Manager {
 
     pub(crate) fn rebuilds(&self) -> std::sync::MutexGuard<'_, Rebuilds> {
         self.rebuilds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The manager's background loops: the controllers, the backup targets' polling and the
+/// recurring-job runner.
+#[derive(Debug)]
+pub struct Loops(Vec<tokio::task::JoinHandle<()>>);
+
+impl Loops {
+    /// Starts them; they stop at `shutdown`.
+    pub fn start(manager: &Arc<Manager>, shutdown: &tokio_util::sync::CancellationToken) -> Loops {
+        Loops(vec![
+            tokio::spawn(controller::run(manager.clone(), shutdown.clone())),
+            tokio::spawn(backups::run(manager.clone(), shutdown.clone())),
+            tokio::spawn(recurring::run(manager.clone(), shutdown.clone())),
+        ])
+    }
+
+    /// Waits until they stopped.
+    pub async fn join(self) {
+        for handle in self.0 {
+            let _ = handle.await;
+        }
     }
 }

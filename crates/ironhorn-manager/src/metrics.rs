@@ -1,18 +1,21 @@
 //! Prometheus metrics at `/metrics` (OpenMetrics text), computed when scraped from the
 //! stored resources and what the nodes reported in the last controller round: volume size,
 //! actual size, state and robustness; node readiness; disk capacity, availability,
-//! scheduled and reserved bytes; rebuild progress.
+//! scheduled and reserved bytes; rebuild progress; recurring-job runs by job and result, and
+//! each volume's last backup time (for an alert when backups stop).
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use ironhorn_api::recurring::{RecurringJob, RunResult};
 use ironhorn_api::resource::{wire_name, Node, Robustness, Volume, VolumeState};
 
 use crate::error::ApiError;
 use crate::plan::engine_of;
-use crate::state::{self, NODES, VOLUMES};
+use crate::state::{self, NODES, RECURRING_JOBS, VOLUMES};
 use crate::Manager;
 
 type Labels = Vec<(&'static str, String)>;
@@ -68,6 +71,11 @@ pub async fn render(manager: &Manager) -> Result<String, ApiError> {
         "volume_rebuild_total_bytes",
         "Bytes the running rebuild of the volume copies in all",
     );
+    let last_backup = family(
+        &mut registry,
+        "volume_last_backup_timestamp_seconds",
+        "When the volume's last backup completed (seconds since the Unix epoch; 0: never)",
+    );
     let states = [
         VolumeState::Creating,
         VolumeState::Detached,
@@ -96,6 +104,11 @@ pub async fn render(manager: &Manager) -> Result<String, ApiError> {
             l.push(("robustness", wire_name(r)));
             set(&robustness, l, u64::from(v.status.robustness == r));
         }
+        let backed_up = humantime::parse_rfc3339(&v.status.last_backup_at)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        set(&last_backup, labels(), backed_up);
         let healthy = v.status.replicas.iter().filter(|r| r.healthy).count();
         set(&replicas, labels(), healthy as u64);
         if let Some((_, engine)) = engine_of(&reports, &v.name) {
@@ -142,6 +155,29 @@ pub async fn render(manager: &Manager) -> Result<String, ApiError> {
                 set(&scheduled, labels(), status.storage_scheduled);
             }
         }
+    }
+
+    let runs = Family::<Labels, Counter>::default();
+    registry.register(
+        "recurring_job_runs",
+        "Runs of each recurring job on a volume since the manager started, by result (succeeded, skipped, failed, missed)",
+        runs.clone(),
+    );
+    // Every job shows every result, at 0 until it happens, so an alert's rate is defined.
+    for (job, _) in state::list::<RecurringJob>(store, RECURRING_JOBS).await? {
+        for result in RunResult::ALL {
+            if result != RunResult::Running {
+                runs.get_or_create(&vec![
+                    ("job", job.spec.name.clone()),
+                    ("result", result.name().to_string()),
+                ])
+                .inc_by(0);
+            }
+        }
+    }
+    for ((job, result), n) in manager.recurring.counts() {
+        runs.get_or_create(&vec![("job", job), ("result", result.name().to_string())])
+            .inc_by(n);
     }
 
     let mut text = String::new();

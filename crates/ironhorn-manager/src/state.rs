@@ -11,6 +11,10 @@ pub const VOLUMES: &str = "volumes/";
 pub const NODES: &str = "nodes/";
 pub const REPLICAS: &str = "replicas/";
 pub const SETTINGS: &str = "settings/";
+/// Recurring jobs by name.
+pub const RECURRING_JOBS: &str = "recurringjobs/";
+/// The last runs of each job on each volume: `recurringruns/<job>/<volume>`.
+pub const RECURRING_RUNS: &str = "recurringruns/";
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]

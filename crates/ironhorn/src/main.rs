@@ -40,6 +40,8 @@ enum Command {
     Backup(client::BackupCli),
     /// Credentials for backup targets.
     Secret(client::SecretCli),
+    /// Scheduled snapshots, backups, cleanups and trims, with retention; every run recorded.
+    RecurringJob(client::RecurringJobCli),
     /// Replica directories no volume owns.
     Orphan(client::OrphanCli),
     /// The CSI plugin for Kubernetes: identity, controller and node services on a Unix
@@ -94,6 +96,9 @@ fn main() -> ExitCode {
         Command::Setting(cli) => return client_exit(client::setting(cli.command, &cli.opts)),
         Command::Backup(cli) => return client_exit(client::backup(cli.command, &cli.opts)),
         Command::Secret(cli) => return client_exit(client::secret(cli.command, &cli.opts)),
+        Command::RecurringJob(cli) => {
+            return client_exit(client::recurring_job(cli.command, &cli.opts))
+        }
         Command::Orphan(cli) => return client_exit(client::orphan(cli.command, &cli.opts)),
         Command::Check(args) => return check_cmd::run(&args),
         Command::Csi(args) => csi_cmd::run(args),

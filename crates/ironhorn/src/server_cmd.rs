@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ironhorn_api::client::{ApiClient, ClientError};
 use ironhorn_api::manager_api;
+use ironhorn_api::recurring::RecurringJobSpec;
 use ironhorn_api::rest::RegisterNode;
 use ironhorn_frontend::blockdev::BlockdevPaths;
 use ironhorn_manager::api::register;
@@ -57,8 +58,43 @@ pub struct ServerArgs {
     /// on the machines that hold data, as the Kubernetes manifest runs it.
     #[arg(long)]
     pub no_node: bool,
+    /// Recurring jobs to create at start when they do not exist (YAML: a list of
+    /// {name, task, cron, retain, concurrency, groups, labels}); the install manifest
+    /// passes the seed's three. Jobs changed since through the API are left as they are.
+    #[arg(long, env = "IRONHORN_RECURRING_JOBS")]
+    pub recurring_jobs: Option<PathBuf>,
     #[command(flatten)]
     pub data_path: DataPathArgs,
+}
+
+/// Reads `--recurring-jobs`.
+fn read_recurring_jobs(path: Option<&Path>) -> Result<Vec<RecurringJobSpec>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading recurring jobs from {}", path.display()))?;
+    serde_yaml_ng::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected a list of recurring jobs ({{name, task, cron, retain, concurrency, groups}})",
+            path.display()
+        )
+    })
+}
+
+/// What a manager does before it serves: forget what nodes last said, create the
+/// configured recurring jobs.
+async fn prepare_manager(manager: &Manager, jobs: Vec<RecurringJobSpec>) -> Result<()> {
+    ironhorn_manager::controller::forget_observations(manager)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
+    let created = ironhorn_manager::api::recurring::create_missing_jobs(manager, jobs)
+        .await
+        .map_err(|e| anyhow::anyhow!("--recurring-jobs: {}", e.message))?;
+    if !created.is_empty() {
+        eprintln!("recurring jobs created: {}", created.join(", "));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -174,8 +210,9 @@ pub fn server(args: ServerArgs) -> Result<()> {
     let dir = prepare_dir(&args.data_dir)?;
     let store = RedbStore::open(&dir.join(STATE_FILE))
         .with_context(|| format!("opening the state store in {}", dir.display()))?;
+    let jobs = read_recurring_jobs(args.recurring_jobs.as_deref())?;
     if args.no_node {
-        return manager_only(store, &args.listen);
+        return manager_only(store, &args.listen, jobs);
     }
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let data_host = data_host(&args.listen, args.data_path.data_address.as_deref())?;
@@ -183,9 +220,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
         let manager = Arc::new(Manager::new(Arc::new(store), Some(node_name.clone())));
-        ironhorn_manager::controller::forget_observations(&manager)
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
+        prepare_manager(&manager, jobs).await?;
         let registration = RegisterNode {
             name: node_name.clone(),
             address: address.clone(),
@@ -215,47 +250,29 @@ pub fn server(args: ServerArgs) -> Result<()> {
         )?);
         let app = ironhorn_manager::api::router(manager.clone())
             .merge(ironhorn_node::api::router(agent.clone()));
-        let controllers = tokio::spawn(ironhorn_manager::controller::run(
-            manager.clone(),
-            shutdown.clone(),
-        ));
-        let backups = tokio::spawn(ironhorn_manager::backups::run(
-            manager.clone(),
-            shutdown.clone(),
-        ));
+        let loops = ironhorn_manager::Loops::start(&manager, &shutdown);
         eprintln!(
             "ironhorn server: API at http://{address}, node {node_name}, data in {}",
             dir.display()
         );
         serve(listener, app, &shutdown).await?;
-        let _ = controllers.await;
-        let _ = backups.await;
+        loops.join().await;
         agent.shutdown().await;
         Ok(())
     })
 }
 
 /// `ironhorn server --no-node`: the API and the controllers, no data path here.
-fn manager_only(store: RedbStore, listen: &str) -> Result<()> {
+fn manager_only(store: RedbStore, listen: &str, jobs: Vec<RecurringJobSpec>) -> Result<()> {
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(listen).await?;
         let manager = Arc::new(Manager::new(Arc::new(store), None));
-        ironhorn_manager::controller::forget_observations(&manager)
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
+        prepare_manager(&manager, jobs).await?;
         let app = ironhorn_manager::api::router(manager.clone());
-        let controllers = tokio::spawn(ironhorn_manager::controller::run(
-            manager.clone(),
-            shutdown.clone(),
-        ));
-        let backups = tokio::spawn(ironhorn_manager::backups::run(
-            manager.clone(),
-            shutdown.clone(),
-        ));
+        let loops = ironhorn_manager::Loops::start(&manager, &shutdown);
         eprintln!("ironhorn server: API at http://{address}, manager only (no node here)");
         serve(listener, app, &shutdown).await?;
-        let _ = controllers.await;
-        let _ = backups.await;
+        loops.join().await;
         Ok(())
     })
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::Cluster;
+use common::{qemu_write, Cluster};
 
 const MIB: u64 = 1 << 20;
 
@@ -55,26 +55,6 @@ fn read_volume(endpoint: &str, dir: &std::path::Path) -> Vec<u8> {
     let _ = std::fs::remove_file(&file);
     nbdcopy(endpoint, file.to_str().unwrap());
     std::fs::read(&file).unwrap()
-}
-
-fn qemu_write(endpoint: &str, offset: u64, len: u64, byte: u8) {
-    let out = Command::new("qemu-io")
-        .args([
-            "-f",
-            "raw",
-            "-c",
-            &format!("write -P {byte} {offset} {len}"),
-            "-c",
-            "flush",
-            endpoint,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn attach(cluster: &Cluster, name: &str) -> String {

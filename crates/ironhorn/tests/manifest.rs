@@ -116,6 +116,14 @@ fn the_manifest_agrees_with_the_plugin() {
     assert_eq!(params.number_of_replicas, Some(3));
     assert_eq!(params.stale_replica_timeout, Some(2880));
     assert_eq!(params.fs_type.as_deref(), Some("xfs"));
+    // Its volumes run the default group: the seed's schedules (the ConfigMap's jobs).
+    assert_eq!(
+        params
+            .labels
+            .get("recurring-job-group.longhorn.io/default")
+            .map(String::as_str),
+        Some("enabled")
+    );
 
     let snapshot_class = of_kind(&docs, "VolumeSnapshotClass")[0];
     assert_eq!(
@@ -159,6 +167,18 @@ fn the_manifest_agrees_with_the_plugin() {
 #[test]
 fn the_manager_runs_without_a_node_as_the_manifest_starts_it() {
     let dir = tempfile::tempdir().unwrap();
+    // The seed's recurring jobs, from the manifest's ConfigMap.
+    let docs = documents();
+    let config = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "ironhorn-recurring-jobs")
+        .expect("the recurring jobs' ConfigMap");
+    let jobs_file = dir.path().join("recurring-jobs.yaml");
+    std::fs::write(
+        &jobs_file,
+        config["data"]["recurring-jobs.yaml"].as_str().unwrap(),
+    )
+    .unwrap();
     let port = ironhorn_testkit::free_port();
     let proc = ironhorn_testkit::Proc::spawn(
         env!("CARGO_BIN_EXE_ironhorn"),
@@ -168,7 +188,9 @@ fn the_manager_runs_without_a_node_as_the_manifest_starts_it() {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
-            dir.path().to_str().unwrap(),
+            dir.path().join("state").to_str().unwrap(),
+            "--recurring-jobs",
+            jobs_file.to_str().unwrap(),
         ],
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -191,6 +213,33 @@ fn the_manager_runs_without_a_node_as_the_manifest_starts_it() {
         nodes["data"].as_array().unwrap().len(),
         0,
         "no node registers itself"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
+        .args(["recurring-job", "ls", "-o", "json"])
+        .env("IRONHORN_URL", format!("http://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seed: Vec<(String, String, u64)> = jobs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["task"].as_str().unwrap().to_string(),
+                j["cron"].as_str().unwrap().to_string(),
+                j["retain"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seed,
+        [
+            ("backup".to_string(), "0 1 * * ?".to_string(), 7),
+            ("backup".to_string(), "0 3 ? * SAT".to_string(), 4),
+            ("snapshot".to_string(), "0 0/3 * * ?".to_string(), 5),
+        ],
+        "the seed's schedules, listed by name"
     );
     drop(proc);
 }

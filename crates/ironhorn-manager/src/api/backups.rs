@@ -334,13 +334,24 @@ pub(super) async fn delete_backup(
     Path((volume, backup)): Path<(String, String)>,
     Query(q): Query<TargetQuery>,
 ) -> Result<StatusCode> {
-    let (target, _) = m.backups.open(&m, q.name()).await?;
-    let report = store::delete::delete_backup(&target, &volume, &backup).await?;
+    remove_backup(&m, q.name(), &volume, &backup).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a backup (and the blocks no other backup uses) from target `target_name`.
+pub(crate) async fn remove_backup(
+    m: &crate::Manager,
+    target_name: &str,
+    volume: &str,
+    backup: &str,
+) -> Result<()> {
+    let (target, _) = m.backups.open(m, target_name).await?;
+    let report = store::delete::delete_backup(&target, volume, backup).await?;
     tracing::info!(volume, backup, removed = report.blocks_removed, kept = report.blocks_kept,
         skipped = ?report.gc_skipped, "backup deleted");
-    m.backups.forget_job(&backup);
-    m.backups.refresh_one(&m, q.name(), &volume).await?;
-    Ok(StatusCode::NO_CONTENT)
+    m.backups.forget_job(backup);
+    m.backups.refresh_one(m, target_name, volume).await?;
+    Ok(())
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{name}/backups", tag = "backups", params(("name" = String, Path, description = "Volume name")), request_body = CreateBackup, responses((status = 202, description = "Started; follow it at /v1/backupvolumes/{name}/backups/{backup}", body = Backup), (status = 400, description = "Invalid request", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state (not attached)", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody), (status = 503, description = "A node or the target did not answer", body = ErrorBody)))]
@@ -349,7 +360,19 @@ pub(super) async fn create_backup(
     Path(name): Path<String>,
     Json(req): Json<CreateBackup>,
 ) -> Result<(StatusCode, Json<Backup>)> {
-    let volume = load_volume(&m, &name).await?;
+    let view = start_backup(&m, &name, &req).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// Starts a backup of volume `name` (of `req.snapshot`, or of a new snapshot): what the API
+/// and the recurring jobs call. Returns the job as it is now.
+pub(crate) async fn start_backup(
+    m: &crate::Manager,
+    name: &str,
+    req: &CreateBackup,
+) -> Result<Backup> {
+    let name = name.to_string();
+    let volume = load_volume(m, &name).await?;
     store::layout::validate_name("volume", &name).map_err(|e| {
         ApiError::invalid(format!(
             "{e}: the backup target would refuse this volume's name; back up a volume whose name has at least two characters"
@@ -375,8 +398,8 @@ pub(super) async fn create_backup(
         .backup_target
         .clone()
         .unwrap_or_else(|| DEFAULT_TARGET.to_string());
-    let (target, access) = m.backups.open(&m, &target_name).await?;
-    let engine = engine_address(&m, &volume).await?;
+    let (target, access) = m.backups.open(m, &target_name).await?;
+    let engine = engine_address(m, &volume).await?;
     let backup_name = store::layout::new_backup_name();
     let snapshot = match &req.snapshot {
         Some(s) => {
@@ -399,7 +422,7 @@ pub(super) async fn create_backup(
             backup_name.clone()
         }
     };
-    let (replica, node) = source_replica(&m, &volume).await?;
+    let (replica, node) = source_replica(m, &volume).await?;
     let nodes: BTreeMap<String, Node> = state::list::<Node>(m.store.as_ref(), NODES)
         .await?
         .into_iter()
@@ -435,12 +458,10 @@ pub(super) async fn create_backup(
         status,
     );
     tracing::info!(volume = %name, backup = %backup_name, snapshot = %snapshot, node = %node.name, "backup started");
-    let view = m
-        .backups
-        .job_backup(&m, &backup_name)
+    m.backups
+        .job_backup(m, &backup_name)
         .await
-        .ok_or_else(|| ApiError::internal("the backup job vanished"))?;
-    Ok((StatusCode::ACCEPTED, Json(view)))
+        .ok_or_else(|| ApiError::internal("the backup job vanished"))
 }
 
 /// A healthy replica serving the volume read-write, preferably on the engine's node.

@@ -17,16 +17,18 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::Manager;
 
-mod backups;
+pub(crate) mod backups;
 mod nodes;
+pub mod recurring;
 mod settings;
 #[cfg(test)]
 mod tests;
-mod volumes;
+pub(crate) mod volumes;
 
 use backups::*;
 pub use nodes::register;
 use nodes::*;
+use recurring::*;
 use settings::*;
 use volumes::*;
 
@@ -95,7 +97,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     info(
         title = "Ironhorn API",
         version = "1",
-        description = "Volumes, snapshots, nodes with their disks, and settings, with Longhorn's names. Every error is {code, message} with an HTTP status."
+        description = "Volumes, snapshots, nodes with their disks, backups, recurring jobs and settings, with Longhorn's names. Every error is {code, message} with an HTTP status."
     ),
     paths(
         list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand, trim,
@@ -106,7 +108,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         list_backup_targets, get_backup_target, put_backup_target, delete_backup_target,
         list_secrets, put_secret, delete_secret,
         list_backup_volumes, get_backup_volume, delete_backup_volume,
-        list_backups, get_backup, delete_backup, create_backup, activate
+        list_backups, get_backup, delete_backup, create_backup, activate,
+        list_recurring_jobs, create_recurring_job, get_recurring_job, update_recurring_job,
+        delete_recurring_job, run_recurring_job, list_job_runs, list_volume_runs,
+        set_volume_labels
     ),
     tags(
         (name = "volumes", description = "Replicated block volumes"),
@@ -114,7 +119,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         (name = "nodes", description = "Nodes and their disks"),
         (name = "orphans", description = "Replica directories no volume owns"),
         (name = "settings", description = "Settings with Longhorn's keys"),
-        (name = "backups", description = "Backup targets, backup volumes and backups (Longhorn's backupstore layout), restores and standby volumes")
+        (name = "backups", description = "Backup targets, backup volumes and backups (Longhorn's backupstore layout), restores and standby volumes"),
+        (name = "recurringjobs", description = "Scheduled snapshots, backups, cleanups and trims (Longhorn's RecurringJob), with every run recorded")
     )
 )]
 pub struct ApiDoc;
@@ -210,6 +216,20 @@ pub fn router(manager: Arc<Manager>) -> Router {
             "/v1/backupvolumes/{volume}/backups/{backup}",
             get(get_backup).delete(delete_backup),
         )
+        .route(
+            "/v1/recurringjobs",
+            get(list_recurring_jobs).post(create_recurring_job),
+        )
+        .route(
+            "/v1/recurringjobs/{name}",
+            get(get_recurring_job)
+                .put(update_recurring_job)
+                .delete(delete_recurring_job),
+        )
+        .route("/v1/recurringjobs/{name}/run", post(run_recurring_job))
+        .route("/v1/recurringjobs/{name}/runs", get(list_job_runs))
+        .route("/v1/volumes/{name}/recurringjobruns", get(list_volume_runs))
+        .route("/v1/volumes/{name}/labels", post(set_volume_labels))
         .route("/v1/settings", get(list_settings))
         .route("/v1/settings/{name}", put(set_setting).get(get_setting))
         .fallback(not_found)

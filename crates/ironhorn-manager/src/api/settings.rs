@@ -92,6 +92,7 @@ pub(super) async fn set_setting(
         .put(&format!("{SETTINGS}{key}"), value.as_bytes(), Expect::Any)
         .await?;
     m.wake.notify_one();
+    m.recurring.wake.notify_one();
     Ok(Json(SettingView {
         name: key.to_string(),
         value,

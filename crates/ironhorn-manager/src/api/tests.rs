@@ -104,6 +104,15 @@ fn the_client_catalogue_matches_the_served_paths() {
         m(api::list_backups("v", Some("t"), Some(5), Some("x|y"))),
         m(api::get_backup("v", "b", None)),
         m(api::delete_backup("v", "b", Some("t"))),
+        m(api::list_recurring_jobs()),
+        m(api::get_recurring_job("j")),
+        m(api::create_recurring_job(&job())),
+        m(api::update_recurring_job(&job())),
+        m(api::delete_recurring_job("j")),
+        m(api::run_recurring_job("j")),
+        m(api::recurring_job_runs("j")),
+        m(api::volume_recurring_runs("v")),
+        m(api::set_volume_labels("v", &VolumeLabels::default())),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let mut documented = 0;
@@ -127,6 +136,17 @@ fn the_client_catalogue_matches_the_served_paths() {
         );
     }
 
+    fn job() -> ironhorn_api::recurring::RecurringJobSpec {
+        ironhorn_api::recurring::RecurringJobSpec {
+            name: "j".into(),
+            task: ironhorn_api::recurring::RecurringTask::Snapshot,
+            cron: "@daily".into(),
+            retain: 1,
+            concurrency: 1,
+            groups: vec![],
+            labels: Default::default(),
+        }
+    }
     fn m<R: serde::de::DeserializeOwned>(r: ironhorn_api::Request<R>) -> (Method, String) {
         (r.method, r.path)
     }

@@ -80,7 +80,7 @@ pub(super) async fn list_volumes(State(m): Shared) -> Result<Json<List<Volume>>>
     }))
 }
 
-pub(super) async fn load_volume(m: &Manager, name: &str) -> Result<Volume> {
+pub(crate) async fn load_volume(m: &Manager, name: &str) -> Result<Volume> {
     state::get::<Volume>(m.store.as_ref(), &format!("{VOLUMES}{name}"))
         .await?
         .map(|(v, _)| v)
@@ -134,6 +134,7 @@ pub(super) async fn create_volume(
     }
     check_tags("node selector tag", &req.node_selector)?;
     check_tags("disk selector tag", &req.disk_selector)?;
+    super::recurring::check_selector(&m, &req.labels).await?;
     let data_locality = match req.data_locality {
         Some(d) => d,
         None => match settings.get(settings::DEFAULT_DATA_LOCALITY) {
@@ -279,7 +280,7 @@ async fn restore_source(
     ))
 }
 
-pub(super) async fn update_volume(
+pub(crate) async fn update_volume(
     m: &Manager,
     name: &str,
     change: impl FnMut(&mut Volume) -> Result<()>,
@@ -437,7 +438,7 @@ pub(super) async fn trim(State(m): Shared, Path(name): Path<String>) -> Result<J
 }
 
 /// The node address of the volume's running engine, or why there is none.
-pub(super) async fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
+pub(crate) async fn engine_address(m: &Manager, volume: &Volume) -> Result<String> {
     let reports = m.reports();
     let Some((node, _)) = engine_of(&reports, &volume.name) else {
         return Err(ApiError::conflict(format!(

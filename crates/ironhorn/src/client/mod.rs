@@ -1,4 +1,5 @@
-//! The CLI's resource commands (`volume`, `node`, `setting`, `orphan`): clients of the REST
+//! The CLI's resource commands (`volume`, `node`, `setting`, `orphan`, `backup`,
+//! `recurring-job`): clients of the REST
 //! API that send the requests of `ironhorn_api::manager_api`, built from the structs the
 //! server parses. Output as a table (default), JSON or YAML; sizes in human units; exit codes
 //! say what kind of failure it was (see [`exit`]).
@@ -17,6 +18,7 @@ use crate::units::parse_size;
 
 pub use backup::{backup, secret, BackupCli, SecretCli};
 pub use node::{node, NodeCli};
+pub use recurring::{recurring_job, RecurringJobCli};
 pub use setting::{orphan, setting, OrphanCli, SettingCli};
 pub use volume::{snapshot_table, volume, VolumeCli};
 
@@ -39,6 +41,7 @@ macro_rules! out {
 // After the macros, which they use.
 mod backup;
 mod node;
+mod recurring;
 mod setting;
 mod volume;
 

@@ -8,6 +8,27 @@ use std::time::{Duration, Instant};
 use ironhorn_testkit::{free_port, Proc};
 use serde_json::Value;
 
+/// Writes `len` bytes of `byte` at `offset` of an NBD export with qemu-io, then flushes.
+pub fn qemu_write(endpoint: &str, offset: u64, len: u64, byte: u8) {
+    let out = Command::new("qemu-io")
+        .args([
+            "-f",
+            "raw",
+            "-c",
+            &format!("write -P {byte} {offset} {len}"),
+            "-c",
+            "flush",
+            endpoint,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn spawn(args: &[&str]) -> Proc {
     Proc::spawn(env!("CARGO_BIN_EXE_ironhorn"), args)
 }
