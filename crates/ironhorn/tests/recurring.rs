@@ -43,20 +43,24 @@ fn runs(cluster: &Cluster, job: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// The snapshots of `volume` job `job` made that are not removed, by name.
-fn job_snapshots(cluster: &Cluster, volume: &str, job: &str) -> Vec<String> {
+/// The snapshots of `volume` (not removed, not the head) that `keep` picks, by name.
+fn snapshots(cluster: &Cluster, volume: &str, keep: impl Fn(&Value) -> bool) -> Vec<String> {
     let list = cluster.json(&["volume", "snapshot", "ls", volume]);
-    let mut names: Vec<String> = list
+    let mut names: Vec<String> = list["data"]
         .as_array()
-        .or_else(|| list["data"].as_array())
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| s["removed"] == false && s["labels"]["RecurringJob"] == job)
+        .filter(|s| s["removed"] == false && s["name"] != "volume-head" && keep(s))
         .map(|s| s["name"].as_str().unwrap().to_string())
         .collect();
     names.sort();
     names
+}
+
+/// The snapshots of `volume` job `job` made that are not removed, by name.
+fn job_snapshots(cluster: &Cluster, volume: &str, job: &str) -> Vec<String> {
+    snapshots(cluster, volume, |s| s["labels"]["RecurringJob"] == job)
 }
 
 fn now() -> u64 {
@@ -339,4 +343,73 @@ fn bad_jobs_are_refused_naming_the_field() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("recurringJobSelector"), "{err}");
+}
+
+#[test]
+fn detached_volumes_run_jobs_only_when_the_setting_allows_and_every_task_reports() {
+    let (cluster, _agents) = Cluster::three_nodes();
+    let endpoint = attached_volume(&cluster, "vol");
+    for (i, snapshot) in ["s1", "s2", "s3"].iter().enumerate() {
+        write(&endpoint, i as u64 * 65536, 1 + i as u8);
+        cluster.json(&["volume", "snapshot", "create", "vol", snapshot]);
+    }
+    let job = |name: &str, task: &str, retain: &str| {
+        cluster.json(&[
+            "recurring-job",
+            "create",
+            name,
+            "--task",
+            task,
+            "--cron",
+            "@yearly",
+            "--retain",
+            retain,
+        ]);
+        cluster.json(&["recurring-job", "add", "vol", name]);
+    };
+    let last_run = |name: &str| -> Value {
+        let (code, out, err) = cluster.cli(&["recurring-job", "run-now", name, "--wait"]);
+        let run = runs(&cluster, name)[0].clone();
+        assert_eq!(code == 0, run["result"] != "failed", "{out}{err}");
+        run
+    };
+    // A trim needs a mounted filesystem: over NBD there is none, and it says so.
+    job("trim", "filesystem-trim", "0");
+    let run = last_run("trim");
+    assert_eq!(run["result"], "skipped", "{run}");
+    // snapshot-delete keeps the newest N of every snapshot, whoever took it.
+    job("prune", "snapshot-delete", "1");
+    let run = last_run("prune");
+    assert_eq!(run["result"], "succeeded", "{run}");
+    assert_eq!(snapshots(&cluster, "vol", |_| true), ["s3"], "{run}");
+    job("cleanup", "snapshot-cleanup", "0");
+    assert_eq!(last_run("cleanup")["result"], "succeeded");
+
+    // Detached, with the setting off: skipped, saying which setting.
+    cluster.json(&["volume", "detach", "vol", "--wait"]);
+    job("snap", "snapshot-force-create", "3");
+    let run = last_run("snap");
+    assert_eq!(run["result"], "skipped", "{run}");
+    assert!(
+        run["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow-recurring-job-while-volume-detached"),
+        "{run}"
+    );
+    // With it on: attached without a frontend for the run, detached after.
+    cluster.json(&[
+        "setting",
+        "set",
+        "allow-recurring-job-while-volume-detached",
+        "true",
+    ]);
+    let run = last_run("snap");
+    assert_eq!(run["result"], "succeeded", "{run}\n{}", cluster.log());
+    let made = run["created"].as_str().unwrap();
+    cluster.until("the volume is detached again", |c| {
+        let v = c.volume("vol");
+        v["status"]["state"] == "detached" && v["spec"]["nodeId"] == ""
+    });
+    assert_eq!(job_snapshots(&cluster, "vol", "snap"), [made.to_string()]);
 }
