@@ -364,7 +364,14 @@ impl Manager {
                     )
                     .await;
                 match deleted {
-                    Ok(Some(_)) => tracing::info!("volume deleted"),
+                    Ok(Some(_)) => {
+                        tracing::info!("volume deleted");
+                        if let Err(e) =
+                            crate::recurring::records::forget_volume(self, &volume.name).await
+                        {
+                            tracing::warn!(error = %e, "the deleted volume's recurring-job runs stay listed");
+                        }
+                    }
                     Ok(None) => tracing::debug!("volume was deleted already"),
                     Err(StoreError::Conflict { .. }) => {
                         tracing::debug!("volume changed while being deleted: next round")

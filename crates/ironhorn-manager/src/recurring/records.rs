@@ -142,3 +142,14 @@ pub async fn forget_job(m: &Manager, job: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// Forgets the runs on a deleted volume.
+pub async fn forget_volume(m: &Manager, volume: &str) -> Result<(), ApiError> {
+    let suffix = format!("/{volume}");
+    for entry in m.store.list(RECURRING_RUNS).await? {
+        if entry.key.ends_with(&suffix) {
+            m.store.delete(&entry.key, Expect::Any).await?;
+        }
+    }
+    Ok(())
+}

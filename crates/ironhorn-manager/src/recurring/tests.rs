@@ -294,6 +294,16 @@ async fn a_failed_run_sets_conditions_and_counts_and_a_success_clears_them() {
         history.iter().map(|r| r.result).collect::<Vec<_>>(),
         [RunResult::Skipped, RunResult::Failed]
     );
+    // A deleted volume's runs go with it; the others' stay.
+    records::forget_volume(&b.m, "v0001").await.unwrap();
+    assert!(records::runs_of_volume(&b.m, "v0001")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        records::runs_of_volume(&b.m, "v0000").await.unwrap().len(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
