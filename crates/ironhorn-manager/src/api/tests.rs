@@ -160,3 +160,32 @@ fn the_client_catalogue_matches_the_served_paths() {
                 .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}')))
     }
 }
+
+/// Every operation the API documents needs a signed-in user (or, to register a node, the
+/// cluster secret): none is public, reads need a viewer, changes at least an operator.
+#[test]
+fn every_documented_operation_needs_credentials() {
+    use ironhorn_auth::{requirement, Requirement, Role};
+    let doc: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap();
+    let mut checked = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        // A template's parameters stand for any segment.
+        let concrete = path.replace('{', "x").replace('}', "");
+        for method in operations.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let needs = requirement(&method, &concrete);
+            let expected_least = if method == "GET" {
+                Role::Viewer
+            } else {
+                Role::Operator
+            };
+            match needs {
+                Requirement::User(role) => assert!(role >= expected_least, "{method} {path}"),
+                Requirement::Node => assert_eq!(path, "/v1/nodes/register"),
+                Requirement::Public => panic!("{method} {path} would be public"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked} operations");
+}
