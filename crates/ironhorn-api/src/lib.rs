@@ -8,6 +8,7 @@
 //! With the `client` feature, [`client::ApiClient`] sends any of those requests over HTTP:
 //! one generic call for every endpoint. Without it the crate does no I/O.
 
+pub mod auth;
 pub mod backup;
 #[cfg(feature = "client")]
 pub mod client;

@@ -3,36 +3,7 @@
 //! targets, credentials and users, and reads the audit log. Node agents and the manager prove
 //! themselves to each other with the cluster secret, not a user's role.
 
-use serde::{Deserialize, Serialize};
-
-/// A user's role; each includes what the ones before it may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Reads a role's name; the error lists the roles.
-    pub fn parse(name: &str) -> Result<Role, String> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.name() == name)
-            .ok_or_else(|| format!("role {name:?} is unknown: use viewer, operator or admin"))
-    }
-}
+pub use ironhorn_api::auth::Role;
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ pub mod orphans;
 pub mod plan;
 pub mod recurring;
 pub mod state;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
