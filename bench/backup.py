@@ -54,6 +54,7 @@ class Server:
             [binary, "server", "--data-dir", os.path.join(root, "data"), "--listen",
              f"127.0.0.1:{self.port}", "--node-name", "bench", "--poll-window", "0"],
             stdout=self.log, stderr=self.log)
+        self.token_file = os.path.join(root, "data", "admin.token")
         deadline = time.time() + 30
         while True:
             try:
@@ -66,13 +67,20 @@ class Server:
 
     def cli(self, *args):
         out = subprocess.run([self.binary, *args, "-o", "json"], capture_output=True, text=True,
-                             env={**os.environ, "IRONHORN_URL": self.url})
+                             env={**os.environ, "IRONHORN_URL": self.url,
+                                  "IRONHORN_TOKEN_FILE": self.token_file})
         if out.returncode != 0:
             raise SystemExit(f"ironhorn {' '.join(args)}: {out.stderr}")
         return json.loads(out.stdout) if out.stdout.strip() else None
 
+    def request(self, path):
+        """A GET with the first admin's token (the server writes it at first start)."""
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        return urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
+
     def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=60) as r:
+        with urllib.request.urlopen(self.request(path), timeout=60) as r:
             return json.loads(r.read())
 
     def stop(self):
@@ -129,7 +137,7 @@ def listing(server, target, count):
     times = []
     for _ in range(200):
         # The API's time: request sent, whole answer received (not the client's parsing).
-        t, body = timed(lambda: urllib.request.urlopen(server.url + path, timeout=60).read())
+        t, body = timed(lambda: urllib.request.urlopen(server.request(path), timeout=60).read())
         times.append(t)
     assert len(json.loads(body)["data"]) == count
     times.sort()

@@ -82,7 +82,7 @@ def main():
     work = tempfile.mkdtemp(prefix="ironhorn-bench-", dir=args.dir)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, IRONHORN_URL=url)
+    env = dict(os.environ, IRONHORN_URL=url, IRONHORN_TOKEN_FILE=f"{work}/data/admin.token")
     cli = lambda *a: run(args.bin, *a, env=env)  # noqa: E731
     server = subprocess.Popen(
         [args.bin, "server", "--data-dir", f"{work}/data", "--listen", f"127.0.0.1:{port}",
@@ -100,7 +100,8 @@ def main():
                 time.sleep(0.1)
         for n in range(2, args.replicas + 1):
             agents.append(subprocess.Popen(
-                [args.bin, "node", "--manager", url, "--name", f"bench-{n}", "--data-dir",
+                [args.bin, "node", "--cluster-secret-file", f"{work}/data/cluster.secret",
+                 "--manager", url, "--name", f"bench-{n}", "--data-dir",
                  f"{work}/node-{n}", "--listen", "127.0.0.1:0"],
                 stdout=subprocess.DEVNULL, stderr=open(f"{work}/node-{n}.log", "w"),
             ))

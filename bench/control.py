@@ -34,13 +34,15 @@ def free_port():
 
 
 class Api:
-    def __init__(self, port):
+    def __init__(self, port, token):
         self.port = port
+        self.token = token
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        headers["Authorization"] = f"Bearer {self.token}"
         self.conn.request(method, path, body=data, headers=headers)
         r = self.conn.getresponse()
         text = r.read()
@@ -109,15 +111,19 @@ def main():
         procs.append(subprocess.Popen(
             [args.bin, "server", "--data-dir", f"{work}/n1", "--listen", f"127.0.0.1:{port}",
              "--node-name", "node-1"], stderr=log, env=env))
+        wait("the server wrote its credentials",
+             lambda: os.path.exists(f"{work}/n1/admin.token"))
         for n in (2, 3):
             nlog = open(os.path.join(work, f"node-{n}.log"), "w")
             procs.append(subprocess.Popen(
-                [args.bin, "node", "--manager", f"http://127.0.0.1:{port}", "--name", f"node-{n}",
+                [args.bin, "node", "--cluster-secret-file", f"{work}/n1/cluster.secret",
+                 "--manager", f"http://127.0.0.1:{port}", "--name", f"node-{n}",
                  "--data-dir", f"{work}/n{n}", "--listen", "127.0.0.1:0"], stderr=nlog, env=env))
         time.sleep(0.5)
         wait("the server answers", lambda: subprocess.run(
-            ["curl", "-sf", f"http://127.0.0.1:{port}/v1/nodes"], capture_output=True).returncode == 0)
-        api = Api(port)
+            ["curl", "-sf", f"http://127.0.0.1:{port}/healthz"], capture_output=True).returncode == 0)
+        with open(f"{work}/n1/admin.token") as f:
+            api = Api(port, f.read().strip())
         wait("three nodes are ready", lambda: sum(
             n["status"]["ready"] for n in api.call("GET", "/v1/nodes")["data"]) == 3)
         # This machine's disk may be fuller than the default 25% free allows for.

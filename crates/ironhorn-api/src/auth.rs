@@ -91,6 +91,52 @@ pub struct Principal {
     pub via: String,
 }
 
+/// `POST /v1/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+}
+
+/// Who is calling; for a browser session, the CSRF token its changes carry in
+/// `X-CSRF-Token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    #[serde(flatten)]
+    pub principal: Principal,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub csrf_token: String,
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUser {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
+    pub name: String,
+    pub role: Role,
+    /// At least 10 characters; without one the user signs in with API tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateToken {
+    #[serde(default)]
+    pub description: String,
+    /// Whose token (admins only; the caller's by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// How long it is valid (at most ten years); until revoked when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 316224000)]
+    pub expires_in_seconds: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,8 @@ impl Default for Timeouts {
 pub struct ApiClient {
     http: reqwest::Client,
     timeouts: Timeouts,
+    /// Sent as `Authorization: Bearer ...` with every call.
+    bearer: Option<std::sync::Arc<str>>,
 }
 
 impl Default for ApiClient {
@@ -92,7 +94,15 @@ impl ApiClient {
                 .build()
                 .unwrap_or_default(),
             timeouts,
+            bearer: None,
         }
+    }
+
+    /// The same client, sending `token` as its credentials (an API token, or the cluster
+    /// secret between the manager and node agents).
+    pub fn with_bearer(mut self, token: Option<&str>) -> ApiClient {
+        self.bearer = token.map(std::sync::Arc::from);
+        self
     }
 
     /// Sends `request` to the server at `base` (`http://host:port`, or `host:port`).
@@ -120,6 +130,9 @@ impl ApiClient {
             Timeout::Long => self.timeouts.long,
         };
         let mut http = self.http.request(method, &url).timeout(timeout);
+        if let Some(token) = &self.bearer {
+            http = http.bearer_auth(token);
+        }
         if let Some(body) = request.body.take() {
             http = http
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -21,6 +21,12 @@ pub enum ErrorCode {
     Unavailable,
     /// The server failed; its log says more.
     Internal,
+    /// No credentials, or ones that stand for nobody (unknown, revoked or expired).
+    Unauthenticated,
+    /// The caller is known but its role may not do this.
+    Forbidden,
+    /// Too many attempts (failed logins): wait as the message says.
+    Throttled,
     /// A code this version does not know (from a newer peer).
     #[serde(other)]
     Unknown,
@@ -35,6 +41,9 @@ impl ErrorCode {
             ErrorCode::AlreadyExists | ErrorCode::Conflict => 409,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::Throttled => 429,
         }
     }
 
@@ -44,6 +53,9 @@ impl ErrorCode {
             400 | 405 | 413 | 415 | 422 => ErrorCode::Invalid,
             404 => ErrorCode::NotFound,
             409 => ErrorCode::Conflict,
+            401 => ErrorCode::Unauthenticated,
+            403 => ErrorCode::Forbidden,
+            429 => ErrorCode::Throttled,
             502..=504 => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
@@ -58,6 +70,9 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Throttled => "throttled",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -96,13 +111,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const ALL: [ErrorCode; 6] = [
+    const ALL: [ErrorCode; 9] = [
         ErrorCode::Invalid,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::Conflict,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::Throttled,
     ];
 
     #[test]

@@ -2,6 +2,7 @@
 //! register), the CSI driver and tests send. Send them with
 //! [`crate::client::ApiClient::call`]; the server parses the same structs.
 
+use crate::auth::{CreateToken, CreateUser, IssuedToken, Login, Me, TokenView, User};
 use crate::backup::{
     Backup, BackupTarget, BackupTargetSpec, BackupVolume, CreateBackup, Page, SecretData,
     SecretView,
@@ -189,6 +190,45 @@ pub fn run_recurring_job(name: &str) -> Request<RecurringJob> {
 /// The job's recorded runs on every volume, newest first.
 pub fn recurring_job_runs(name: &str) -> Request<List<RecurringRun>> {
     Request::get(recurring_job_path(name, "/runs"))
+}
+
+// ---- users, tokens, sessions ----
+
+pub fn login(request: &Login) -> Request<Me> {
+    Request::post("/v1/login".into()).json(request)
+}
+
+pub fn logout() -> Request<()> {
+    Request::post("/v1/logout".into())
+}
+
+/// Who the credentials stand for.
+pub fn me() -> Request<Me> {
+    Request::get("/v1/me".into())
+}
+
+pub fn list_users() -> Request<List<User>> {
+    Request::get("/v1/users".into())
+}
+
+pub fn create_user(request: &CreateUser) -> Request<User> {
+    Request::post("/v1/users".into()).json(request)
+}
+
+pub fn delete_user(name: &str) -> Request<()> {
+    Request::delete(format!("/v1/users/{}", path_segment(name)))
+}
+
+pub fn list_tokens() -> Request<List<TokenView>> {
+    Request::get("/v1/tokens".into())
+}
+
+pub fn create_token(request: &CreateToken) -> Request<IssuedToken> {
+    Request::post("/v1/tokens".into()).json(request)
+}
+
+pub fn revoke_token(id: &str) -> Request<()> {
+    Request::delete(format!("/v1/tokens/{}", path_segment(id)))
 }
 
 // ---- settings ----

@@ -1,6 +1,6 @@
 //! How fast logins may be tried: per client address and per user name, the first few
 //! failures cost nothing, then each makes the key wait twice as long as the one before (from
-//! 1 s up to 15 min). A success clears the key. Pure: the caller passes the time, so tests
+//! 5 s up to 15 min). A success clears the key. Pure: the caller passes the time, so tests
 //! use a fake clock.
 
 use std::collections::HashMap;
@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 /// Failures before waits start.
 pub const FREE_FAILURES: u32 = 5;
+/// The first wait.
+pub const FIRST_WAIT: Duration = Duration::from_secs(5);
 /// The longest wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 /// A key with no failure for this long is forgotten.
@@ -63,7 +65,7 @@ impl LoginLimiter {
         entry.last = now;
         if entry.count > FREE_FAILURES {
             let doublings = (entry.count - FREE_FAILURES - 1).min(20);
-            let wait = Duration::from_secs(1u64 << doublings).min(MAX_WAIT);
+            let wait = FIRST_WAIT.saturating_mul(1u32 << doublings).min(MAX_WAIT);
             entry.blocked_until = Some(now + wait);
         }
     }
@@ -92,9 +94,9 @@ mod tests {
             assert_eq!(l.wait("user:alice", t0), None);
         }
         l.failed("user:alice", t0);
-        assert_eq!(l.wait("user:alice", t0), Some(Duration::from_secs(1)));
+        assert_eq!(l.wait("user:alice", t0), Some(FIRST_WAIT));
         l.failed("user:alice", t0);
-        assert_eq!(l.wait("user:alice", t0), Some(Duration::from_secs(2)));
+        assert_eq!(l.wait("user:alice", t0), Some(FIRST_WAIT * 2));
         for _ in 0..30 {
             l.failed("user:alice", t0);
         }

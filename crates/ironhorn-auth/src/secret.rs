@@ -33,6 +33,14 @@ pub fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// The credentials of an `Authorization: Bearer <credentials>` header value.
+pub fn bearer(header_value: &str) -> Option<&str> {
+    header_value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+}
+
 /// What a token or session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -68,10 +76,15 @@ pub fn issue(kind: Kind) -> Result<Issued, getrandom::Error> {
     })
 }
 
+/// 256 random bits as 64 hex digits (the cluster secret).
+pub fn new_secret() -> Result<String, getrandom::Error> {
+    Ok(hex(&random_bytes::<32>()?))
+}
+
 /// A random CSRF token (not secret from its holder: it proves the request came from a page
 /// that could read it).
 pub fn csrf_token() -> Result<String, getrandom::Error> {
-    Ok(hex(&random_bytes::<32>()?))
+    new_secret()
 }
 
 /// The (id, secret) of a token or session text of `kind`; None when it is not one.
@@ -104,6 +117,9 @@ mod tests {
         assert!(parse(Kind::Session, &t.text).is_none());
         assert!(parse(Kind::Session, &s.text).is_some());
         assert_eq!(csrf_token().unwrap().len(), 64);
+        assert_eq!(bearer("Bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
 

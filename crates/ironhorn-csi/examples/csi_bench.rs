@@ -115,12 +115,25 @@ async fn main() -> Result<(), Error> {
         ],
         &root.join("server.log"),
     )?);
+    // The server writes the cluster secret and the first admin's token at start.
+    let secret = server_dir.join("cluster.secret");
+    let admin_token = server_dir.join("admin.token");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(secret.exists() && admin_token.exists()) {
+        if Instant::now() > deadline {
+            return Err("the server did not write its credentials".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secret_path = secret.to_str().ok_or("path")?;
     for n in ["node-2", "node-3"] {
         let d = root.join(n);
         children.0.push(spawn(
             &bin,
             &[
                 "node",
+                "--cluster-secret-file",
+                secret_path,
                 "--manager",
                 &url,
                 "--name",
@@ -135,7 +148,8 @@ async fn main() -> Result<(), Error> {
             &root.join(format!("{n}.log")),
         )?);
     }
-    let api = ApiClient::new(Timeouts::default());
+    let token = std::fs::read_to_string(&admin_token)?;
+    let api = ApiClient::new(Timeouts::default()).with_bearer(Some(token.trim()));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(nodes) = api.call(&url, manager_api::list_nodes()).await {
@@ -164,6 +178,8 @@ async fn main() -> Result<(), Error> {
             "node-1",
             "--manager",
             &url,
+            "--token-file",
+            secret_path,
         ],
         &root.join("csi.log"),
     )?);

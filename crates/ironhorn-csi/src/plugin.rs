@@ -24,6 +24,8 @@ pub struct PluginConfig {
     pub node_id: Option<String>,
     /// How long an attach, detach or device wait may take before the CO is told to retry.
     pub wait: Duration,
+    /// The credentials it calls the manager with (the cluster secret or an API token).
+    pub token: Option<String>,
 }
 
 /// The shared state of the three services.
@@ -63,19 +65,24 @@ pub fn status_of(e: ClientError) -> Status {
             ErrorCode::Conflict => Status::failed_precondition(message),
             ErrorCode::Unavailable => Status::unavailable(message),
             ErrorCode::Internal | ErrorCode::Unknown => Status::internal(message),
+            ErrorCode::Unauthenticated => Status::unauthenticated(message),
+            ErrorCode::Forbidden => Status::permission_denied(message),
+            ErrorCode::Throttled => Status::resource_exhausted(message),
         },
     }
 }
 
 impl Plugin {
     pub fn new(config: PluginConfig) -> Plugin {
+        let token = config.token.clone();
         Plugin {
             config: Arc::new(config),
             api: ApiClient::new(Timeouts {
                 short: Duration::from_secs(5),
                 normal: Duration::from_secs(30),
                 long: Duration::from_secs(600),
-            }),
+            })
+            .with_bearer(token.as_deref()),
             busy: Arc::new(Mutex::new(HashSet::new())),
         }
     }
@@ -174,6 +181,7 @@ mod tests {
     #[test]
     fn a_second_operation_on_a_volume_is_aborted_until_the_first_ends() {
         let plugin = Plugin::new(PluginConfig {
+            token: None,
             manager: "http://127.0.0.1:1".into(),
             node_id: None,
             wait: Duration::from_secs(1),

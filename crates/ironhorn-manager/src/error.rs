@@ -45,6 +45,18 @@ impl ApiError {
         ApiError::new(ErrorCode::Unavailable, message)
     }
 
+    pub fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Unauthenticated, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn throttled(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Throttled, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(ErrorCode::Internal, message)
     }

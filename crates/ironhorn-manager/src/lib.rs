@@ -53,6 +53,8 @@ pub struct Manager {
     pub backups: backups::Backups,
     /// The recurring-job runner's view: runs under way and counted.
     pub recurring: recurring::Recurring,
+    /// Who may call: the cluster secret, failed logins, whether authentication is off.
+    pub gate: api::auth::Gate,
 }
 
 impl std::fmt::Debug for Manager {
@@ -77,6 +79,7 @@ impl Manager {
             parsed_replicas: Default::default(),
             backups: Default::default(),
             recurring: Default::default(),
+            gate: Default::default(),
         }
     }
 

@@ -30,6 +30,13 @@ impl NodeClient {
         NodeClient::default()
     }
 
+    /// A client that proves itself to node agents with the cluster secret.
+    pub fn with_secret(secret: Option<&str>) -> NodeClient {
+        NodeClient {
+            http: ApiClient::default().with_bearer(secret),
+        }
+    }
+
     /// Sends `request` to the node agent at `address` (`HOST:PORT`).
     pub async fn call<R: DeserializeOwned>(
         &self,

@@ -99,9 +99,14 @@ fn now_secs() -> i64 {
 }
 
 fn rfc3339(secs: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+        .map(|at| humantime::format_rfc3339_seconds(at).to_string())
+        .unwrap_or_default()
 }
+
+/// The longest a token may be made to last.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
 fn random_error(e: impl std::fmt::Display) -> AuthError {
     AuthError::Random(e.to_string())
@@ -219,6 +224,12 @@ pub async fn issue_token(
     description: &str,
     lifetime: Option<Duration>,
 ) -> Result<IssuedToken> {
+    if lifetime.is_some_and(|l| l > MAX_TOKEN_LIFETIME) {
+        return Err(AuthError::Invalid(format!(
+            "expiresInSeconds: at most {} (ten years); leave it out for a token that lasts until revoked",
+            MAX_TOKEN_LIFETIME.as_secs()
+        )));
+    }
     if user(m, user_name).await?.is_none() {
         return Err(AuthError::NoUser(user_name.to_string()));
     }
@@ -485,6 +496,11 @@ mod tests {
         assert!(matches!(
             revoke_token(&m, &t.view.id).await,
             Err(AuthError::NoToken(_))
+        ));
+        // A lifetime past any date is refused, not a panic.
+        assert!(matches!(
+            issue_token(&m, "vera", "", Some(Duration::from_secs(u64::MAX))).await,
+            Err(AuthError::Invalid(_))
         ));
         // An expired token is refused.
         let short = issue_token(&m, "vera", "", Some(Duration::ZERO))

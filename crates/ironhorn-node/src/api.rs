@@ -106,6 +106,40 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(engine_routes(agent))
 }
 
+/// `router` answering only callers that hold the cluster secret (`Authorization: Bearer
+/// <secret>`): the manager. Without a secret (authentication turned off on loopback) it
+/// answers everyone.
+pub fn guarded(router: Router, secret: Option<Arc<str>>) -> Router {
+    match secret {
+        Some(secret) => router.layer(axum::middleware::from_fn_with_state(secret, node_gate)),
+        None => router,
+    }
+}
+
+async fn node_gate(
+    State(secret): State<Arc<str>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ironhorn_auth::secret::bearer)
+        .unwrap_or_default();
+    if ironhorn_auth::secret::same(given, &secret) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(ErrorBody::new(
+            ErrorCode::Unauthenticated,
+            "the node API answers the manager only: give the cluster secret (`Authorization: Bearer ...`)",
+        )),
+    )
+        .into_response()
+}
+
 /// The routes that act on a running engine, for any [`EngineHost`].
 pub fn engine_routes<H: EngineHost>(host: Arc<H>) -> Router {
     Router::new()

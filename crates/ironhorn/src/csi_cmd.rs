@@ -20,14 +20,25 @@ pub struct CsiArgs {
     /// How long an attach, detach or device wait may take before the CO is told to retry.
     #[arg(long, default_value = "2m", value_parser = crate::runtime::parse_duration)]
     pub wait: std::time::Duration,
+    /// A file holding the credentials for the manager: the cluster secret (as the install
+    /// manifest mounts it) or an API token.
+    #[arg(long, env = "IRONHORN_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: CsiArgs) -> Result<()> {
     crate::runtime::run_until_signal(|shutdown| async move {
+        let token = match &args.token_file {
+            Some(path) => Some(crate::runtime::read_secret_file(path)?),
+            None => std::env::var("IRONHORN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        };
         let config = ironhorn_csi::PluginConfig {
             manager: args.manager,
             node_id: args.node_id,
             wait: args.wait,
+            token,
         };
         ironhorn_csi::serve(
             &args.endpoint,

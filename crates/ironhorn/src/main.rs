@@ -42,6 +42,10 @@ enum Command {
     Secret(client::SecretCli),
     /// Scheduled snapshots, backups, cleanups and trims, with retention; every run recorded.
     RecurringJob(client::RecurringJobCli),
+    /// Users and their roles (viewer, operator, admin).
+    User(client::UserCli),
+    /// API tokens: make, list, revoke; and who the current one stands for.
+    Token(client::TokenCli),
     /// Replica directories no volume owns.
     Orphan(client::OrphanCli),
     /// The CSI plugin for Kubernetes: identity, controller and node services on a Unix
@@ -96,6 +100,8 @@ fn main() -> ExitCode {
         Command::Setting(cli) => return client_exit(client::setting(cli.command, &cli.opts)),
         Command::Backup(cli) => return client_exit(client::backup(cli.command, &cli.opts)),
         Command::Secret(cli) => return client_exit(client::secret(cli.command, &cli.opts)),
+        Command::User(cli) => return client_exit(client::user(cli.command, &cli.opts)),
+        Command::Token(cli) => return client_exit(client::token(cli.command, &cli.opts)),
         Command::RecurringJob(cli) => {
             return client_exit(client::recurring_job(cli.command, &cli.opts))
         }

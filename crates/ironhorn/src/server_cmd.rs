@@ -63,6 +63,15 @@ pub struct ServerArgs {
     /// passes the seed's three. Jobs changed since through the API are left as they are.
     #[arg(long, env = "IRONHORN_RECURRING_JOBS")]
     pub recurring_jobs: Option<PathBuf>,
+    /// Turn authentication off: every call is let through. Only with a loopback --listen
+    /// (a single-user machine); node agents then need no cluster secret either.
+    #[arg(long)]
+    pub no_auth: bool,
+    /// The cluster secret node agents and the CSI driver prove themselves with (a file
+    /// holding it, as Kubernetes mounts a Secret); by default DATA_DIR/cluster.secret, made
+    /// on first start.
+    #[arg(long, env = "IRONHORN_CLUSTER_SECRET_FILE", conflicts_with = "no_auth")]
+    pub cluster_secret_file: Option<PathBuf>,
     #[command(flatten)]
     pub data_path: DataPathArgs,
 }
@@ -82,12 +91,65 @@ fn read_recurring_jobs(path: Option<&Path>) -> Result<Vec<RecurringJobSpec>> {
     })
 }
 
-/// What a manager does before it serves: forget what nodes last said, create the
+/// Where the server keeps the cluster secret and the first admin's token.
+const CLUSTER_SECRET_FILE: &str = "cluster.secret";
+const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Refuses turning authentication off anywhere but on loopback.
+fn check_no_auth(listen: &str) -> Result<()> {
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("--no-auth is for a loopback --listen only (127.0.0.1:PORT); {listen} would let anyone who reaches it do anything");
+    }
+    Ok(())
+}
+
+/// The cluster secret in `dir`, made on first start.
+fn cluster_secret(dir: &Path) -> Result<String> {
+    let path = dir.join(CLUSTER_SECRET_FILE);
+    if path.exists() {
+        return crate::runtime::read_secret_file(&path);
+    }
+    let secret = ironhorn_auth::secret::new_secret()
+        .map_err(|e| anyhow::anyhow!("no randomness for the cluster secret: {e}"))?;
+    crate::runtime::write_secret_file(&path, &secret)?;
+    Ok(secret)
+}
+
+/// A manager over `store`, its gate set: the cluster secret (None with --no-auth).
+fn new_manager(store: RedbStore, local_node: Option<String>, secret: Option<&str>) -> Manager {
+    let mut manager = Manager::new(Arc::new(store), local_node);
+    manager.gate.open = secret.is_none();
+    manager.gate.cluster_secret = secret.map(str::to_string);
+    manager.client = ironhorn_manager::node_client::NodeClient::with_secret(secret);
+    manager
+}
+
+/// What a manager does before it serves: forget what nodes last said, give a new cluster its
+/// first admin (a token in DATA_DIR/admin.token, readable by this user only), create the
 /// configured recurring jobs.
-async fn prepare_manager(manager: &Manager, jobs: Vec<RecurringJobSpec>) -> Result<()> {
+async fn prepare_manager(manager: &Manager, dir: &Path, jobs: Vec<RecurringJobSpec>) -> Result<()> {
     ironhorn_manager::controller::forget_observations(manager)
         .await
         .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
+    if !manager.gate.open {
+        let first = ironhorn_manager::users::bootstrap_admin(manager)
+            .await
+            .map_err(|e| anyhow::anyhow!("making the first admin: {e}"))?;
+        let path = dir.join(ADMIN_TOKEN_FILE);
+        if let Some(token) = first {
+            crate::runtime::write_secret_file(&path, &token.token)?;
+            eprintln!(
+                "the first admin's API token is in {} (the CLI on this machine finds it; elsewhere set IRONHORN_TOKEN_FILE)",
+                path.display()
+            );
+        }
+    }
     let created = ironhorn_manager::api::recurring::create_missing_jobs(manager, jobs)
         .await
         .map_err(|e| anyhow::anyhow!("--recurring-jobs: {}", e.message))?;
@@ -115,6 +177,14 @@ pub struct NodeArgs {
     /// Node API address (HOST:PORT) the manager calls.
     #[arg(long, default_value = "127.0.0.1:9502")]
     pub listen: String,
+    /// The cluster secret, shared with the manager (`ironhorn server` writes it to
+    /// DATA_DIR/cluster.secret): the node proves itself to the manager with it, and answers
+    /// only calls that carry it.
+    #[arg(long, env = "IRONHORN_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// For a manager started with --no-auth: no cluster secret (loopback --listen only).
+    #[arg(long, conflicts_with = "cluster_secret_file")]
+    pub no_auth: bool,
     #[command(flatten)]
     pub data_path: DataPathArgs,
 }
@@ -200,10 +270,13 @@ async fn serve(
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .context("serving HTTP")
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await
+    .context("serving HTTP")
 }
 
 pub fn server(args: ServerArgs) -> Result<()> {
@@ -211,16 +284,33 @@ pub fn server(args: ServerArgs) -> Result<()> {
     let store = RedbStore::open(&dir.join(STATE_FILE))
         .with_context(|| format!("opening the state store in {}", dir.display()))?;
     let jobs = read_recurring_jobs(args.recurring_jobs.as_deref())?;
+    let secret = if args.no_auth {
+        check_no_auth(&args.listen)?;
+        None
+    } else if let Some(path) = &args.cluster_secret_file {
+        Some(crate::runtime::read_secret_file(path)?)
+    } else {
+        Some(cluster_secret(&dir)?)
+    };
     if args.no_node {
-        return manager_only(store, &args.listen, jobs);
+        return manager_only(
+            new_manager(store, None, secret.as_deref()),
+            &dir,
+            &args.listen,
+            jobs,
+        );
     }
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let data_host = data_host(&args.listen, args.data_path.data_address.as_deref())?;
     args.data_path.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
-        let manager = Arc::new(Manager::new(Arc::new(store), Some(node_name.clone())));
-        prepare_manager(&manager, jobs).await?;
+        let manager = Arc::new(new_manager(
+            store,
+            Some(node_name.clone()),
+            secret.as_deref(),
+        ));
+        prepare_manager(&manager, &dir, jobs).await?;
         let registration = RegisterNode {
             name: node_name.clone(),
             address: address.clone(),
@@ -248,8 +338,11 @@ pub fn server(args: ServerArgs) -> Result<()> {
             &args.data_path.device_dir,
             args.data_path.blockdev_backend,
         )?);
-        let app = ironhorn_manager::api::router(manager.clone())
-            .merge(ironhorn_node::api::router(agent.clone()));
+        let app =
+            ironhorn_manager::api::router(manager.clone()).merge(ironhorn_node::api::guarded(
+                ironhorn_node::api::router(agent.clone()),
+                secret.as_deref().map(Arc::from),
+            ));
         let loops = ironhorn_manager::Loops::start(&manager, &shutdown);
         eprintln!(
             "ironhorn server: API at http://{address}, node {node_name}, data in {}",
@@ -263,11 +356,16 @@ pub fn server(args: ServerArgs) -> Result<()> {
 }
 
 /// `ironhorn server --no-node`: the API and the controllers, no data path here.
-fn manager_only(store: RedbStore, listen: &str, jobs: Vec<RecurringJobSpec>) -> Result<()> {
+fn manager_only(
+    manager: Manager,
+    dir: &Path,
+    listen: &str,
+    jobs: Vec<RecurringJobSpec>,
+) -> Result<()> {
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(listen).await?;
-        let manager = Arc::new(Manager::new(Arc::new(store), None));
-        prepare_manager(&manager, jobs).await?;
+        let manager = Arc::new(manager);
+        prepare_manager(&manager, dir, jobs).await?;
         let app = ironhorn_manager::api::router(manager.clone());
         let loops = ironhorn_manager::Loops::start(&manager, &shutdown);
         eprintln!("ironhorn server: API at http://{address}, manager only (no node here)");
@@ -278,6 +376,16 @@ fn manager_only(store: RedbStore, listen: &str, jobs: Vec<RecurringJobSpec>) -> 
 }
 
 pub fn node(args: NodeArgs) -> Result<()> {
+    let secret: Option<Arc<str>> = match (&args.cluster_secret_file, args.no_auth) {
+        (Some(path), _) => Some(crate::runtime::read_secret_file(path)?.into()),
+        (None, true) => {
+            check_no_auth(&args.listen)?;
+            None
+        }
+        (None, false) => bail!(
+            "give the cluster secret: --cluster-secret-file (or IRONHORN_CLUSTER_SECRET_FILE) naming a copy of the server's DATA_DIR/cluster.secret"
+        ),
+    };
     let dir = prepare_dir(&args.data_dir)?;
     let name = args.name.clone().unwrap_or_else(host_name);
     let data_host = data_host(&args.listen, args.data_path.data_address.as_deref())?;
@@ -299,6 +407,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
         let registering = tokio::spawn(keep_registered(
             args.manager.trim_end_matches('/').to_string(),
             registration,
+            secret.clone(),
             shutdown.clone(),
         ));
         eprintln!(
@@ -306,7 +415,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
             args.manager,
             dir.display()
         );
-        let app = ironhorn_node::api::router(agent.clone());
+        let app = ironhorn_node::api::guarded(ironhorn_node::api::router(agent.clone()), secret);
         serve(listener, app, &shutdown).await?;
         registering.abort();
         agent.shutdown().await;
@@ -316,8 +425,13 @@ pub fn node(args: NodeArgs) -> Result<()> {
 
 /// Registers with the manager, and again every few seconds (a manager that lost its state or
 /// restarted learns of the node again; an address change is picked up).
-async fn keep_registered(manager: String, registration: RegisterNode, shutdown: CancellationToken) {
-    let client = ApiClient::default();
+async fn keep_registered(
+    manager: String,
+    registration: RegisterNode,
+    secret: Option<Arc<str>>,
+    shutdown: CancellationToken,
+) {
+    let client = ApiClient::default().with_bearer(secret.as_deref());
     let mut registered = false;
     loop {
         match client
@@ -345,5 +459,50 @@ async fn keep_registered(manager: String, registration: RegisterNode, shutdown: 
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(pause)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn authentication_goes_off_on_loopback_only() {
+        for ok in [
+            "127.0.0.1:9500",
+            "localhost:9500",
+            "[::1]:9500",
+            "127.0.0.2:1",
+        ] {
+            assert!(check_no_auth(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "0.0.0.0:9500",
+            "10.0.0.1:9500",
+            "[::]:9500",
+            "example.org:9500",
+        ] {
+            let e = check_no_auth(refused).unwrap_err().to_string();
+            assert!(e.contains("loopback"), "{refused}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_cluster_secret_is_made_once_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let first = cluster_secret(dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(
+            cluster_secret(dir.path()).unwrap(),
+            first,
+            "read back, not made again"
+        );
+        let mode = std::fs::metadata(dir.path().join(CLUSTER_SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -15,6 +15,8 @@ struct Server {
     url: String,
     dir: tempfile::TempDir,
     proc: Proc,
+    /// The first admin's API token.
+    token: String,
 }
 
 fn start_server() -> Server {
@@ -42,10 +44,15 @@ fn start_server() -> Server {
         ],
     );
     proc.wait_for("API at");
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
     let server = Server {
         url: format!("http://{url}"),
         dir,
         proc,
+        token,
     };
     // The machine's filesystem may be fuller than the default 25% free allows for.
     let (status, _) = request(
@@ -58,25 +65,73 @@ fn start_server() -> Server {
     server
 }
 
-/// (status, body) of one request.
+/// (status, body) of one request, as the first admin.
 fn request(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    request_as(server, Some(&server.token), method, path, body)
+}
+
+/// (status, body) of one request with `token` (None: no credentials).
+fn request_as(
+    server: &Server,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    let (status, body, _) = send(server, method, path, &headers, body);
+    (status, body)
+}
+
+/// (status, body, Set-Cookie) of one request with `headers`.
+fn send(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value, Option<String>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
     let url = format!("{}{path}", server.url);
+    macro_rules! with_headers {
+        ($req:expr) => {{
+            let mut req = $req;
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req
+        }};
+    }
     let response = match (method, body) {
-        ("GET", _) => agent.get(&url).call(),
-        ("DELETE", _) => agent.delete(&url).call(),
-        ("PATCH", Some(b)) => agent.patch(&url).send_json(b),
-        ("PUT", Some(b)) => agent.put(&url).send_json(b),
-        (_, Some(b)) => agent.post(&url).send_json(b),
-        (_, None) => agent.post(&url).send_empty(),
+        ("GET", _) => with_headers!(agent.get(&url)).call(),
+        ("DELETE", _) => with_headers!(agent.delete(&url)).call(),
+        ("PATCH", Some(b)) => with_headers!(agent.patch(&url)).send_json(b),
+        ("PATCH", None) => with_headers!(agent.patch(&url)).send_empty(),
+        ("PUT", Some(b)) => with_headers!(agent.put(&url)).send_json(b),
+        ("PUT", None) => with_headers!(agent.put(&url)).send_empty(),
+        (_, Some(b)) => with_headers!(agent.post(&url)).send_json(b),
+        (_, None) => with_headers!(agent.post(&url)).send_empty(),
     }
     .unwrap();
     let status = response.status().as_u16();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let text = response.into_body().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        cookie,
+    )
 }
 
 fn wait_until(server: &Server, what: &str, check: impl Fn(&Value) -> bool, path: &str) -> Value {
@@ -532,7 +587,8 @@ fn parse_metrics(server: &Server) -> Value {
     let script = r#"
 import json, sys, urllib.request
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
-text = urllib.request.urlopen(sys.argv[1]).read().decode()
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+text = urllib.request.urlopen(req).read().decode()
 out = {}
 for family in text_string_to_metric_families(text):
     for s in family.samples:
@@ -540,7 +596,12 @@ for family in text_string_to_metric_families(text):
 print(json.dumps(out))
 "#;
     let out = Command::new(python)
-        .args(["-c", script, &format!("{}/metrics", server.url)])
+        .args([
+            "-c",
+            script,
+            &format!("{}/metrics", server.url),
+            &server.token,
+        ])
         .output()
         .unwrap();
     assert!(
@@ -607,13 +668,22 @@ parameters = { "path.name" = "st-node", "path.disk" = "default" }
 "#,
     )
     .unwrap();
+    // The document is read with credentials too: from a file, the calls with the token.
+    let (status, document) = request(&server, "GET", "/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    let schema = work.path().join("openapi.json");
+    std::fs::write(&schema, document.to_string()).unwrap();
     let out = Command::new(&tool)
         .current_dir(work.path())
         .args([
             "--config-file",
             config.to_str().unwrap(),
             "run",
-            &format!("{}/v1/openapi.json", server.url),
+            schema.to_str().unwrap(),
+            "--url",
+            &server.url,
+            "--header",
+            &format!("Authorization: Bearer {}", server.token),
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection",
             // Adding a disk writes into the path it is given: not with generated paths.
@@ -696,4 +766,187 @@ fn orphaned_replica_directories_are_listed_and_removed() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(notes.join("todo.txt").exists());
+}
+
+/// A concrete path for a documented template: every parameter a made-up segment.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| if seg.starts_with('{') { "made-up" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[test]
+fn every_operation_needs_credentials_and_the_role_it_asks_for() {
+    let server = start_server();
+    let (status, _) = request(
+        &server,
+        "POST",
+        "/v1/users",
+        Some(json!({"name": "vera", "role": "viewer"})),
+    );
+    assert_eq!(status, 201);
+    let (status, issued) = request(&server, "POST", "/v1/tokens", Some(json!({"user": "vera"})));
+    assert_eq!(status, 201, "{issued}");
+    let viewer = issued["token"].as_str().unwrap().to_string();
+    let (status, who) = request_as(&server, Some(&viewer), "GET", "/v1/me", None);
+    assert_eq!(
+        (status, who["user"].as_str(), who["role"].as_str()),
+        (200, Some("vera"), Some("viewer"))
+    );
+
+    let (_, doc) = request(&server, "GET", "/v1/openapi.json", None);
+    let mut checked = 0;
+    for (template, operations) in doc["paths"].as_object().unwrap() {
+        let path = concrete(template);
+        for method in operations.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let body = (method != "GET" && method != "DELETE").then(|| json!({}));
+            if template == "/v1/login" {
+                continue; // the one public operation: below
+            }
+            let (status, answer) = request_as(&server, None, &method, &path, body.clone());
+            assert_eq!(status, 401, "{method} {path} without credentials: {answer}");
+            assert_eq!(answer["code"], "unauthenticated", "{method} {path}");
+            // A viewer reads what is not an admin's; it changes nothing but its own
+            // session and tokens.
+            let admin_only = ["/v1/users", "/v1/secrets", "/v1/audit"]
+                .iter()
+                .any(|p| template.starts_with(p));
+            let own = matches!(
+                template.as_str(),
+                "/v1/logout" | "/v1/tokens" | "/v1/tokens/{id}"
+            );
+            let (status, answer) = request_as(&server, Some(&viewer), &method, &path, body);
+            if admin_only || (method != "GET" && !own) {
+                assert_eq!(status, 403, "{method} {path} as a viewer: {answer}");
+                assert_eq!(answer["code"], "forbidden");
+                assert!(
+                    answer["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("vera (viewer) may not"),
+                    "{answer}"
+                );
+            } else {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} as a viewer: {status} {answer}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 55, "{checked}");
+
+    // The node API answers the cluster secret only, not even an admin's token.
+    let secret = std::fs::read_to_string(server.dir.path().join("data/cluster.secret")).unwrap();
+    let (status, _) = request(&server, "GET", "/node/v1/engines", None);
+    assert_eq!(status, 401);
+    let (status, _) = request_as(
+        &server,
+        Some(secret.trim()),
+        "GET",
+        "/node/v1/engines",
+        None,
+    );
+    assert_eq!(status, 200);
+    // A revoked token stands for nobody.
+    let id = issued["id"].as_str().unwrap();
+    let (status, _) = request(&server, "DELETE", &format!("/v1/tokens/{id}"), None);
+    assert_eq!(status, 204);
+    let (status, _) = request_as(&server, Some(&viewer), "GET", "/v1/volumes", None);
+    assert_eq!(status, 401);
+    // Probes need nothing.
+    let (status, _) = request_as(&server, None, "GET", "/healthz", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn sessions_need_the_csrf_token_end_at_logout_and_guessing_is_slowed() {
+    let server = start_server();
+    let (status, _) = request(
+        &server,
+        "POST",
+        "/v1/users",
+        Some(json!({"name": "olga", "role": "operator", "password": "a long passphrase"})),
+    );
+    assert_eq!(status, 201);
+    let (status, me, cookie) = send(
+        &server,
+        "POST",
+        "/v1/login",
+        &[],
+        Some(json!({"user": "olga", "password": "a long passphrase"})),
+    );
+    assert_eq!(status, 200, "{me}");
+    let cookie = cookie.unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let csrf = me["csrfToken"].as_str().unwrap().to_string();
+    assert_eq!(me["role"], "operator");
+
+    let (status, _, _) = send(&server, "GET", "/v1/volumes", &[("Cookie", &session)], None);
+    assert_eq!(status, 200);
+    let volume = json!({"name": "by-session", "size": "16Mi", "numberOfReplicas": 1});
+    let (status, answer, _) = send(
+        &server,
+        "POST",
+        "/v1/volumes",
+        &[("Cookie", &session)],
+        Some(volume.clone()),
+    );
+    assert_eq!(status, 403, "a change without the CSRF token: {answer}");
+    assert!(answer["message"].as_str().unwrap().contains("X-CSRF-Token"));
+    let (status, _, _) = send(
+        &server,
+        "POST",
+        "/v1/volumes",
+        &[("Cookie", &session), ("X-CSRF-Token", "0000")],
+        Some(volume.clone()),
+    );
+    assert_eq!(status, 403, "a wrong CSRF token");
+    let (status, answer, _) = send(
+        &server,
+        "POST",
+        "/v1/volumes",
+        &[("Cookie", &session), ("X-CSRF-Token", &csrf)],
+        Some(volume),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let (status, _, cleared) = send(
+        &server,
+        "POST",
+        "/v1/logout",
+        &[("Cookie", &session), ("X-CSRF-Token", &csrf)],
+        None,
+    );
+    assert_eq!(status, 204);
+    assert!(cleared.unwrap().contains("Max-Age=0"));
+    let (status, _, _) = send(&server, "GET", "/v1/volumes", &[("Cookie", &session)], None);
+    assert_eq!(status, 401, "a stolen cookie is useless after logout");
+
+    // Guessing: after a few failures, every attempt (even the right password) waits.
+    let attempt = |password: &str| {
+        send(
+            &server,
+            "POST",
+            "/v1/login",
+            &[],
+            Some(json!({"user": "olga", "password": password})),
+        )
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(attempt("not the passphrase").0);
+    }
+    assert_eq!(statuses[..5], [401; 5]);
+    assert_eq!(statuses[6], 429, "{statuses:?}");
+    let (status, answer, _) = attempt("a long passphrase");
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(answer["code"], "throttled");
 }

@@ -35,6 +35,8 @@ struct Plugin {
 async fn plugin(dir: &Path, manager: &str, node: Option<&str>) -> Plugin {
     let socket = dir.join(format!("csi-{}.sock", node.unwrap_or("controller")));
     let endpoint = format!("unix://{}", socket.display());
+    // The driver holds the cluster secret, as the install manifest gives it.
+    let secret = dir.join("server/cluster.secret").display().to_string();
     let mut args = vec![
         "csi",
         "--endpoint",
@@ -44,6 +46,9 @@ async fn plugin(dir: &Path, manager: &str, node: Option<&str>) -> Plugin {
         "--wait",
         "60s",
     ];
+    if std::path::Path::new(&secret).exists() {
+        args.extend(["--token-file", &secret]);
+    }
     if let Some(n) = node {
         args.extend(["--node-id", n]);
     }

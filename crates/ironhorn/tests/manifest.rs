@@ -143,6 +143,15 @@ fn the_manifest_agrees_with_the_plugin() {
         "--kubelet-registration-path=/var/lib/kubelet/plugins/{driver}/csi.sock"
     )));
     assert!(text.contains(&format!("path: /var/lib/kubelet/plugins/{driver}")));
+    // Every component that calls another holds the cluster secret; probes need nothing.
+    assert!(text.contains("\"--cluster-secret-file\", \"/etc/ironhorn-secret/secret\""));
+    assert!(text.contains("exec ironhorn node --cluster-secret-file /etc/ironhorn-secret/secret"));
+    assert_eq!(text.matches("--token-file").count(), 2, "both CSI plugins");
+    assert_eq!(
+        text.matches("secretName: ironhorn-cluster-secret").count(),
+        3
+    );
+    assert!(text.contains("path: /healthz"));
     // Every node checks its prerequisites before its agent starts.
     assert!(text.contains("command: [\"ironhorn\", \"check\""));
     // Every sidecar the controller needs runs beside it.
@@ -201,6 +210,7 @@ fn the_manager_runs_without_a_node_as_the_manifest_starts_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
         .args(["node", "ls", "-o", "json"])
         .env("IRONHORN_URL", format!("http://127.0.0.1:{port}"))
+        .env("IRONHORN_TOKEN_FILE", dir.path().join("state/admin.token"))
         .output()
         .unwrap();
     assert!(
@@ -217,6 +227,7 @@ fn the_manager_runs_without_a_node_as_the_manifest_starts_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
         .args(["recurring-job", "ls", "-o", "json"])
         .env("IRONHORN_URL", format!("http://127.0.0.1:{port}"))
+        .env("IRONHORN_TOKEN_FILE", dir.path().join("state/admin.token"))
         .output()
         .unwrap();
     let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -72,6 +72,10 @@ fn now() -> u64 {
 
 fn metric(cluster: &Cluster, line_start: &str) -> Option<f64> {
     let text = ureq::get(&format!("{}/metrics", cluster.url))
+        .header(
+            "Authorization",
+            &format!("Bearer {}", cluster.admin_token()),
+        )
         .call()
         .unwrap()
         .into_body()

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::Manager;
 
+pub mod auth;
 pub(crate) mod backups;
 mod nodes;
 pub mod recurring;
@@ -25,6 +26,7 @@ mod settings;
 mod tests;
 pub(crate) mod volumes;
 
+use auth::*;
 use backups::*;
 pub use nodes::register;
 use nodes::*;
@@ -111,7 +113,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         list_backups, get_backup, delete_backup, create_backup, activate,
         list_recurring_jobs, create_recurring_job, get_recurring_job, update_recurring_job,
         delete_recurring_job, run_recurring_job, list_job_runs, list_volume_runs,
-        set_volume_labels
+        set_volume_labels,
+        login, logout, me, list_users, create_user, delete_user, list_tokens, create_token,
+        revoke_token
     ),
     tags(
         (name = "volumes", description = "Replicated block volumes"),
@@ -120,7 +124,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         (name = "orphans", description = "Replica directories no volume owns"),
         (name = "settings", description = "Settings with Longhorn's keys"),
         (name = "backups", description = "Backup targets, backup volumes and backups (Longhorn's backupstore layout), restores and standby volumes"),
-        (name = "recurringjobs", description = "Scheduled snapshots, backups, cleanups and trims (Longhorn's RecurringJob), with every run recorded")
+        (name = "recurringjobs", description = "Scheduled snapshots, backups, cleanups and trims (Longhorn's RecurringJob), with every run recorded"),
+        (name = "auth", description = "Sign-in, users with roles (viewer, operator, admin) and API tokens. Every other operation needs `Authorization: Bearer <token>` or a session cookie (with X-CSRF-Token on changes): 401 without, 403 when the role may not")
     )
 )]
 pub struct ApiDoc;
@@ -162,6 +167,8 @@ pub(crate) async fn engine_node_address(
 pub fn router(manager: Arc<Manager>) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
+        // For probes: answers without credentials, and says nothing but that it serves.
+        .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/v1/volumes", get(list_volumes).post(create_volume))
         .route("/v1/volumes/{name}", get(get_volume).delete(delete_volume))
@@ -230,9 +237,20 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/recurringjobs/{name}/runs", get(list_job_runs))
         .route("/v1/volumes/{name}/recurringjobruns", get(list_volume_runs))
         .route("/v1/volumes/{name}/labels", post(set_volume_labels))
+        .route("/v1/login", post(login))
+        .route("/v1/logout", post(logout))
+        .route("/v1/me", get(me))
+        .route("/v1/users", get(list_users).post(create_user))
+        .route("/v1/users/{name}", axum::routing::delete(delete_user))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/settings", get(list_settings))
         .route("/v1/settings/{name}", put(set_setting).get(get_setting))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            manager.clone(),
+            auth::gate,
+        ))
         .with_state(manager)
 }
 

@@ -113,8 +113,10 @@ pub(crate) fn now_secs() -> i64 {
 }
 
 pub(crate) fn rfc3339(secs: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+        .map(|at| humantime::format_rfc3339_seconds(at).to_string())
+        .unwrap_or_default()
 }
 
 /// The time zone schedules are read in.

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::units::parse_size;
 
+pub use auth::{token, user, TokenCli, UserCli};
 pub use backup::{backup, secret, BackupCli, SecretCli};
 pub use node::{node, NodeCli};
 pub use recurring::{recurring_job, RecurringJobCli};
@@ -39,6 +40,7 @@ macro_rules! out {
 }
 
 // After the macros, which they use.
+mod auth;
 mod backup;
 mod node;
 mod recurring;
@@ -59,6 +61,8 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 5;
     /// `--wait` gave up before the state was reached.
     pub const TIMEOUT: u8 = 6;
+    /// No valid credentials, or the user's role may not do this.
+    pub const DENIED: u8 = 7;
 }
 
 /// A failed client command.
@@ -99,6 +103,32 @@ pub struct ClientOpts {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     pub output: Output,
+    /// A file holding the API token to send (else IRONHORN_TOKEN, else the admin token a
+    /// server on this machine wrote: $IRONHORN_DATA_DIR/admin.token or
+    /// /var/lib/ironhorn/admin.token).
+    #[arg(long, global = true, env = "IRONHORN_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// The token the CLI sends, and where it came from.
+fn find_token(opts: &ClientOpts) -> Result<Option<(String, String)>> {
+    if let Some(path) = &opts.token_file {
+        let token = crate::runtime::read_secret_file(path)
+            .map_err(|e| Failure::new(exit::INVALID, format!("{e:#}")))?;
+        return Ok(Some((token, path.display().to_string())));
+    }
+    if let Some(token) = std::env::var("IRONHORN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok(Some((token.trim().to_string(), "IRONHORN_TOKEN".into())));
+    }
+    let data_dir =
+        std::env::var("IRONHORN_DATA_DIR").unwrap_or_else(|_| "/var/lib/ironhorn".into());
+    let path = std::path::Path::new(&data_dir).join("admin.token");
+    Ok(crate::runtime::read_secret_file(&path)
+        .ok()
+        .map(|t| (t, path.display().to_string())))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,6 +146,8 @@ struct Client {
     base: String,
     http: ApiClient,
     runtime: tokio::runtime::Runtime,
+    /// Where the token came from (for errors), if there was one.
+    token_source: Option<String>,
 }
 
 impl Client {
@@ -124,14 +156,17 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| Failure::new(exit::FAILED, format!("starting the client: {e}")))?;
+        let token = find_token(opts)?;
         Ok(Client {
             base: opts.server.trim_end_matches('/').to_string(),
             http: ApiClient::new(Timeouts {
                 short: Duration::from_secs(30),
                 normal: Duration::from_secs(120),
                 long: Duration::from_secs(24 * 3600),
-            }),
+            })
+            .with_bearer(token.as_ref().map(|(t, _)| t.as_str())),
             runtime,
+            token_source: token.map(|(_, from)| from),
         })
     }
 
@@ -152,9 +187,20 @@ impl Client {
                         ErrorCode::Invalid => exit::INVALID,
                         ErrorCode::NotFound => exit::NOT_FOUND,
                         ErrorCode::AlreadyExists | ErrorCode::Conflict => exit::CONFLICT,
+                        ErrorCode::Unauthenticated | ErrorCode::Forbidden => exit::DENIED,
                         _ => exit::FAILED,
                     };
-                    Failure::new(code, body.message)
+                    let message = match (body.code, &self.token_source) {
+                        (ErrorCode::Unauthenticated, Some(from)) => {
+                            format!("{} (the token from {from})", body.message)
+                        }
+                        (ErrorCode::Unauthenticated, None) => format!(
+                            "{} — no token found: set IRONHORN_TOKEN or IRONHORN_TOKEN_FILE",
+                            body.message
+                        ),
+                        _ => body.message,
+                    };
+                    Failure::new(code, message)
                 }
                 ClientError::BadAnswer { message, .. } => {
                     Failure::new(exit::FAILED, format!("unreadable answer to {what}: {message}"))

@@ -79,10 +79,31 @@ impl Cluster {
         }
     }
 
+    /// The first admin's API token the server wrote.
+    pub fn admin_token_file(&self) -> std::path::PathBuf {
+        self.root.path().join("server/admin.token")
+    }
+
+    /// The cluster secret the server wrote (node agents and the CSI driver hold it).
+    pub fn cluster_secret_file(&self) -> std::path::PathBuf {
+        self.root.path().join("server/cluster.secret")
+    }
+
+    /// The first admin's API token.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.admin_token_file())
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     pub fn start_node(&self, name: &str) -> Proc {
         let dir = self.root.path().join(name);
+        let secret = self.cluster_secret_file();
         spawn(&[
             "node",
+            "--cluster-secret-file",
+            secret.to_str().unwrap(),
             "--manager",
             &self.url,
             "--name",
@@ -101,6 +122,7 @@ impl Cluster {
         let out = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
             .args(args)
             .env("IRONHORN_URL", &self.url)
+            .env("IRONHORN_TOKEN_FILE", self.admin_token_file())
             .output()
             .unwrap();
         (
