@@ -137,6 +137,27 @@ pub struct CreateToken {
     pub expires_in_seconds: Option<u64>,
 }
 
+/// One entry of the audit log: a change asked of the API (or a sign-in), by whom, with what
+/// result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// RFC 3339 with milliseconds.
+    pub at: String,
+    /// The user (`system` for the cluster secret; `-` when nobody was recognised).
+    pub user: String,
+    /// `session`, `token:<id>`, `node`, or `-`.
+    pub via: String,
+    /// The client's address.
+    pub from: String,
+    pub method: String,
+    /// What was acted on: the API path.
+    pub path: String,
+    pub status: u16,
+    /// `ok`, `denied` (401, 403, 429) or `failed`.
+    pub result: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! register), the CSI driver and tests send. Send them with
 //! [`crate::client::ApiClient::call`]; the server parses the same structs.
 
-use crate::auth::{CreateToken, CreateUser, IssuedToken, Login, Me, TokenView, User};
+use crate::auth::{AuditEntry, CreateToken, CreateUser, IssuedToken, Login, Me, TokenView, User};
 use crate::backup::{
     Backup, BackupTarget, BackupTargetSpec, BackupVolume, CreateBackup, Page, SecretData,
     SecretView,
@@ -225,6 +225,14 @@ pub fn list_tokens() -> Request<List<TokenView>> {
 
 pub fn create_token(request: &CreateToken) -> Request<IssuedToken> {
     Request::post("/v1/tokens".into()).json(request)
+}
+
+/// The newest `limit` entries of the audit log, newest first.
+pub fn audit(limit: Option<usize>) -> Request<List<AuditEntry>> {
+    Request::get(match limit {
+        Some(n) => format!("/v1/audit?limit={n}"),
+        None => "/v1/audit".into(),
+    })
 }
 
 pub fn revoke_token(id: &str) -> Request<()> {

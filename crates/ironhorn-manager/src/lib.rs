@@ -4,6 +4,7 @@
 //! process; `ironhorn node` agents on other machines register with it.
 
 pub mod api;
+pub mod audit;
 pub mod backups;
 pub mod clones;
 pub mod controller;

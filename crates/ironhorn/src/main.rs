@@ -46,6 +46,8 @@ enum Command {
     User(client::UserCli),
     /// API tokens: make, list, revoke; and who the current one stands for.
     Token(client::TokenCli),
+    /// The audit log: every change asked of the API, and every sign-in (admins only).
+    Audit(client::AuditCli),
     /// Replica directories no volume owns.
     Orphan(client::OrphanCli),
     /// The CSI plugin for Kubernetes: identity, controller and node services on a Unix
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Command::Secret(cli) => return client_exit(client::secret(cli.command, &cli.opts)),
         Command::User(cli) => return client_exit(client::user(cli.command, &cli.opts)),
         Command::Token(cli) => return client_exit(client::token(cli.command, &cli.opts)),
+        Command::Audit(cli) => return client_exit(client::audit(cli.command, &cli.opts)),
         Command::RecurringJob(cli) => {
             return client_exit(client::recurring_job(cli.command, &cli.opts))
         }

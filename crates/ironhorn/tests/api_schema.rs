@@ -949,4 +949,42 @@ fn sessions_need_the_csrf_token_end_at_logout_and_guessing_is_slowed() {
     let (status, answer, _) = attempt("a long passphrase");
     assert_eq!(status, 429, "{answer}");
     assert_eq!(answer["code"], "throttled");
+
+    // Every change and sign-in is in the audit log: who, how, what, the result.
+    let (status, log) = request(&server, "GET", "/v1/audit?limit=50", None);
+    assert_eq!(status, 200, "{log}");
+    let entries = log["data"].as_array().unwrap();
+    let find = |method: &str, path: &str, code: u64| {
+        entries
+            .iter()
+            .find(|e| e["method"] == method && e["path"] == path && e["status"] == code)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {method} {path} {code} in {log}"))
+    };
+    let created = find("POST", "/v1/volumes", 201);
+    assert_eq!(
+        (
+            created["user"].as_str(),
+            created["via"].as_str(),
+            created["result"].as_str()
+        ),
+        (Some("olga"), Some("session"), Some("ok"))
+    );
+    assert_eq!(created["from"], "127.0.0.1");
+    let refused = find("POST", "/v1/volumes", 403);
+    assert_eq!(
+        (refused["user"].as_str(), refused["result"].as_str()),
+        (Some("olga"), Some("denied"))
+    );
+    assert_eq!(find("POST", "/v1/login", 200)["user"], "olga");
+    assert_eq!(find("POST", "/v1/login", 429)["result"], "denied");
+    let made_user = find("POST", "/v1/users", 201);
+    assert_eq!(made_user["user"], "admin");
+    assert!(made_user["via"].as_str().unwrap().starts_with("token:"));
+    // Newest first; reads are not logged.
+    assert_eq!(entries[0]["path"], "/v1/login");
+    assert!(entries.iter().all(|e| e["method"] != "GET"));
+    // Admins only.
+    let (status, _) = request_as(&server, None, "GET", "/v1/audit", None);
+    assert_eq!(status, 401);
 }

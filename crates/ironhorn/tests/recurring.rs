@@ -336,6 +336,22 @@ fn bad_jobs_are_refused_naming_the_field() {
     ]);
     let next = job["status"]["nextRuns"][0].as_str().unwrap();
     assert!(next.ends_with("T03:00:00+05:30"), "{next}");
+    // Changes, refused ones too, are in the audit log with who made them.
+    let audit = cluster.json(&["audit", "ls", "--limit", "20"]);
+    let entries = audit["data"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["method"] == "POST"
+            && e["path"] == "/v1/recurringjobs"
+            && e["status"] == 201
+            && e["user"] == "admin"),
+        "{audit}"
+    );
+    assert!(
+        entries.iter().any(|e| e["path"] == "/v1/recurringjobs"
+            && e["status"] == 400
+            && e["result"] == "failed"),
+        "{audit}"
+    );
     let (code, _, err) = cluster.cli(&[
         "volume",
         "create",

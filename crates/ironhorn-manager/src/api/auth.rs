@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use ironhorn_api::auth::{
-    CreateToken, CreateUser, IssuedToken, Login, Me, Principal, Role, TokenView, User,
+    AuditEntry, CreateToken, CreateUser, IssuedToken, Login, Me, Principal, Role, TokenView, User,
 };
 use ironhorn_api::rest::List;
 use ironhorn_api::ErrorBody;
@@ -23,11 +23,12 @@ use ironhorn_auth::limit::LoginLimiter;
 use ironhorn_auth::secret;
 use ironhorn_auth::{requirement, Requirement};
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::users::{self, AuthError};
 use crate::Manager;
 
-use super::{Json, Result, Shared};
+use super::{Json, Query, Result, Shared};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "ironhorn_session";
@@ -86,8 +87,9 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// Who is calling, from the request's credentials.
-async fn caller(m: &Manager, method: &Method, headers: &HeaderMap) -> Result<Principal> {
+/// Who is calling, from the request's credentials; for a browser session, also the CSRF
+/// token its changes must carry.
+async fn caller(m: &Manager, headers: &HeaderMap) -> Result<(Principal, Option<String>)> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -98,35 +100,47 @@ async fn caller(m: &Manager, method: &Method, headers: &HeaderMap) -> Result<Pri
             .as_deref()
             .is_some_and(|s| secret::same(token, s))
         {
-            return Ok(system());
+            return Ok((system(), None));
         }
-        return users::authenticate_token(m, token).await?.ok_or_else(|| {
-            unauthenticated(
-                "the token is unknown, revoked or expired: `ironhorn token create` makes a new one",
-            )
-        });
+        return users::authenticate_token(m, token)
+            .await?
+            .map(|p| (p, None))
+            .ok_or_else(|| {
+                unauthenticated(
+                    "the token is unknown, revoked or expired: `ironhorn token create` makes a new one",
+                )
+            });
     }
     if let Some(cookie) = session_cookie(headers) {
         let session = users::authenticate_session(m, cookie)
             .await?
             .ok_or_else(|| unauthenticated("the session ended: sign in again"))?;
-        let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !reads {
-            let echoed = headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            if !secret::same(echoed, &session.csrf) {
-                return Err(forbidden(
-                    "the X-CSRF-Token header is missing or wrong: changes from a browser carry the token /v1/me gives",
-                ));
-            }
-        }
-        return Ok(session.principal);
+        return Ok((session.principal, Some(session.csrf)));
     }
     Err(unauthenticated(
         "sign in: an API token in `Authorization: Bearer ...` (the CLI reads IRONHORN_TOKEN, IRONHORN_TOKEN_FILE, or the admin.token the server wrote in its data directory), or a session from POST /v1/login",
     ))
+}
+
+/// A browser's change must echo its session's CSRF token.
+fn check_csrf(method: &Method, headers: &HeaderMap, csrf: Option<&str>) -> Result<()> {
+    let Some(expected) = csrf else {
+        return Ok(());
+    };
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let echoed = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if secret::same(echoed, expected) {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "the X-CSRF-Token header is missing or wrong: changes from a browser carry the token /v1/me gives",
+        ))
+    }
 }
 
 /// Whether `who` may make a call that needs `need`.
@@ -150,27 +164,81 @@ fn allowed(who: &Principal, need: Requirement, method: &Method, path: &str) -> R
     )))
 }
 
-/// The gate: every request passes it before its handler.
+/// The gate: every request passes it before its handler; every change (allowed or not) goes
+/// to the audit log.
 pub(super) async fn gate(State(m): Shared, mut req: Request, next: Next) -> Response {
-    let need = requirement(req.method().as_str(), req.uri().path());
-    if need == Requirement::Public {
-        return next.run(req).await;
-    }
-    if m.gate.open {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let from = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "-".to_string(), |c| c.0.ip().to_string());
+    let need = requirement(method.as_str(), &path);
+    let (who, response) = if need == Requirement::Public {
+        (None, next.run(req).await)
+    } else if m.gate.open {
         req.extensions_mut().insert(system());
-        return next.run(req).await;
-    }
-    let checked = match caller(&m, req.method(), req.headers()).await {
-        Ok(who) => allowed(&who, need, req.method(), req.uri().path()).map(|()| who),
-        Err(e) => Err(e),
-    };
-    match checked {
-        Ok(who) => {
-            req.extensions_mut().insert(who);
-            next.run(req).await
+        (Some(system()), next.run(req).await)
+    } else {
+        match caller(&m, req.headers()).await {
+            Err(e) => (None, e.into_response()),
+            Ok((who, csrf)) => {
+                let checked = check_csrf(&method, req.headers(), csrf.as_deref())
+                    .and_then(|()| allowed(&who, need, &method, &path));
+                match checked {
+                    Err(e) => (Some(who), e.into_response()),
+                    Ok(()) => {
+                        req.extensions_mut().insert(who.clone());
+                        (Some(who), next.run(req).await)
+                    }
+                }
+            }
         }
-        Err(e) => e.into_response(),
+    };
+    let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes {
+        // A sign-in says who it signed in.
+        let who = who.or_else(|| response.extensions().get::<Principal>().cloned());
+        let status = response.status().as_u16();
+        let entry = AuditEntry {
+            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            user: who.as_ref().map_or_else(|| "-".into(), |p| p.user.clone()),
+            via: who.as_ref().map_or_else(|| "-".into(), |p| p.via.clone()),
+            from,
+            method: method.to_string(),
+            path,
+            status,
+            result: audit::result_of(status).to_string(),
+        };
+        audit::record(&m, entry).await;
     }
+    response
+}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "auth", params(AuditQuery), responses((status = 200, description = "The newest entries of the audit log, newest first (admins only)", body = List<AuditEntry>), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody)))]
+pub(super) async fn list_audit(
+    State(m): Shared,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<List<AuditEntry>>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=audit::KEEP).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit: between 1 and {}, not {limit}",
+            audit::KEEP
+        )));
+    }
+    Ok(Json(List {
+        data: audit::list(&m, limit).await?,
+    }))
+}
+
+/// How many audit entries.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AuditQuery {
+    /// The newest this many (default 100).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
 }
 
 #[utoipa::path(post, path = "/v1/login", tag = "auth", request_body = Login, responses((status = 200, description = "Signed in: the session cookie is set (HttpOnly, SameSite=Strict); changes carry csrfToken in X-CSRF-Token", body = Me), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Wrong user name or password", body = ErrorBody), (status = 429, description = "Too many failed logins: wait", body = ErrorBody)))]
@@ -193,11 +261,15 @@ pub(super) async fn login(
         session.cookie,
         users::SESSION_LIFETIME.as_secs()
     );
+    let principal = session.principal.clone();
     let me = Me {
         principal: session.principal,
         csrf_token: session.csrf,
     };
-    Ok(([(header::SET_COOKIE, cookie)], Json(me)).into_response())
+    let mut response = ([(header::SET_COOKIE, cookie)], Json(me)).into_response();
+    // For the audit log: who signed in.
+    response.extensions_mut().insert(principal);
+    Ok(response)
 }
 
 #[utoipa::path(post, path = "/v1/logout", tag = "auth", responses((status = 204, description = "The session is over: its cookie is worth nothing now"), (status = 401, description = "Not signed in", body = ErrorBody)))]

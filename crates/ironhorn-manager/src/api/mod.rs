@@ -115,7 +115,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         delete_recurring_job, run_recurring_job, list_job_runs, list_volume_runs,
         set_volume_labels,
         login, logout, me, list_users, create_user, delete_user, list_tokens, create_token,
-        revoke_token
+        revoke_token, list_audit
     ),
     tags(
         (name = "volumes", description = "Replicated block volumes"),
@@ -244,6 +244,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/users/{name}", axum::routing::delete(delete_user))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/v1/audit", get(list_audit))
         .route("/v1/settings", get(list_settings))
         .route("/v1/settings/{name}", put(set_setting).get(get_setting))
         .fallback(not_found)

@@ -176,3 +176,53 @@ pub fn token(cmd: TokenCommand, opts: &ClientOpts) -> Result<()> {
         }
     }
 }
+
+#[derive(Debug, Args)]
+pub struct AuditCli {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest entries of the audit log, newest first (admins only).
+    Ls {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+pub fn audit(cmd: AuditCommand, opts: &ClientOpts) -> Result<()> {
+    let client = Client::new(opts)?;
+    match cmd {
+        AuditCommand::Ls { limit } => {
+            let list = client.call(manager_api::audit(Some(limit)))?;
+            print(opts.output, &list, || {
+                outln!(
+                    "{:<24} {:<16} {:<19} {:<15} {:<6} {:<7} PATH",
+                    "AT",
+                    "USER",
+                    "VIA",
+                    "FROM",
+                    "STATUS",
+                    "RESULT"
+                );
+                for e in &list.data {
+                    outln!(
+                        "{:<24} {:<16} {:<19} {:<15} {:<6} {:<7} {} {}",
+                        e.at,
+                        e.user,
+                        e.via,
+                        e.from,
+                        e.status,
+                        e.result,
+                        e.method,
+                        e.path
+                    );
+                }
+            })
+        }
+    }
+}

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::units::parse_size;
 
-pub use auth::{token, user, TokenCli, UserCli};
+pub use auth::{audit, token, user, AuditCli, TokenCli, UserCli};
 pub use backup::{backup, secret, BackupCli, SecretCli};
 pub use node::{node, NodeCli};
 pub use recurring::{recurring_job, RecurringJobCli};
