@@ -12,7 +12,7 @@ use crate::request::{Method, Request, Timeout};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No answer: refused, reset, timed out.
-    #[error("no answer from {url}: {source}")]
+    #[error("no answer from {url}: {}", causes(source))]
     Unreachable {
         url: String,
         #[source]
@@ -53,6 +53,77 @@ impl ClientError {
     }
 }
 
+/// An error with what caused it, down the chain ("error sending request: ... invalid peer
+/// certificate: UnknownIssuer"), so a TLS or connection problem says which it is.
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+/// The environment variable naming a PEM file of certificate authorities to trust for
+/// `https://` servers, besides the system's (a manager with a self-signed certificate).
+pub const CA_CERT_ENV: &str = "IRONHORN_CA_CERT";
+
+/// The system's certificate authorities (Debian's bundle).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The TLS settings of every client: the system's authorities, those in
+/// `$IRONHORN_CA_CERT` and those in `also` (a server trusting its own certificate for calls
+/// to itself). A file that cannot be read leaves its authorities out, said on standard error:
+/// calls to servers they signed then fail naming the certificate.
+fn tls_config(also: Option<&std::path::Path>) -> Option<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut files = vec![std::path::PathBuf::from(SYSTEM_ROOTS)];
+    let extra: Vec<std::path::PathBuf> = std::env::var_os(CA_CERT_ENV)
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(also.map(std::path::Path::to_path_buf))
+        .collect();
+    files.extend(extra.iter().cloned());
+    for file in files {
+        let certs =
+            CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>());
+        match certs {
+            Ok(certs) => {
+                roots.add_parsable_certificates(certs);
+            }
+            Err(e) if extra.contains(&file) => {
+                eprintln!("warning: trusted certificates in {}: {e}", file.display());
+            }
+            Err(_) => {}
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // Fails only for a provider without the default protocol versions, which this is not;
+    // the client then speaks plain HTTP only.
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(config)
+}
+
+fn http_client(also_trusted: Option<&std::path::Path>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
+    if let Some(tls) = tls_config(also_trusted) {
+        builder = builder.use_preconfigured_tls(tls);
+    }
+    builder.build().unwrap_or_default()
+}
+
 /// The durations behind [`Timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -89,13 +160,16 @@ impl Default for ApiClient {
 impl ApiClient {
     pub fn new(timeouts: Timeouts) -> ApiClient {
         ApiClient {
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+            http: http_client(None),
             timeouts,
             bearer: None,
         }
+    }
+
+    /// The same client, trusting also the certificates (PEM) in `ca`.
+    pub fn trusting(mut self, ca: &std::path::Path) -> ApiClient {
+        self.http = http_client(Some(ca));
+        self
     }
 
     /// The same client, sending `token` as its credentials (an API token, or the cluster

@@ -369,6 +369,12 @@ pub fn delete_backup(volume: &str, backup: &str, target: Option<&str>) -> Reques
     .timeout(Timeout::Long)
 }
 
+// ---- live views ----
+
+/// The change stream (server-sent events, `event: change` with `{"revision": N}`): not a
+/// JSON answer, so a path to open with an event-stream reader rather than a [`Request`].
+pub const EVENTS_PATH: &str = "/v1/events";
+
 #[cfg(test)]
 mod tests {
     use super::*;

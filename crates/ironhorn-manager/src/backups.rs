@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use ironhorn_api::backup::{
     Backup, BackupState, BackupTarget as TargetResource, BackupTargetSpec, BackupTargetStatus,
@@ -98,13 +98,8 @@ pub struct Backups {
     pub(crate) standby_checked: Mutex<HashMap<String, Instant>>,
 }
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::clock::now_rfc3339;
+pub(crate) use crate::lock;
 
 /// The credentials a secret reference names: `file:/path` (an env file or JSON on this
 /// machine), a secret's name, or nothing.

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audit;
 pub mod backups;
+mod clock;
 pub mod clones;
 pub mod controller;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod orphans;
 pub mod plan;
 pub mod recurring;
 pub mod state;
+mod ui;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -125,6 +127,11 @@ impl Manager {
     pub(crate) fn rebuilds(&self) -> std::sync::MutexGuard<'_, Rebuilds> {
         self.rebuilds.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Locks `m`, also after a thread panicked holding it (what it guards stays usable).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The manager's background loops: the controllers, the backup targets' polling and the

@@ -37,6 +37,14 @@ impl NodeClient {
         }
     }
 
+    /// The same client, trusting also the certificates in `ca` (PEM): `ironhorn server`
+    /// with TLS calls its own node's API on its own HTTPS listener.
+    pub fn trusting(self, ca: &std::path::Path) -> NodeClient {
+        NodeClient {
+            http: self.http.trusting(ca),
+        }
+    }
+
     /// Sends `request` to the node agent at `address` (`HOST:PORT`).
     pub async fn call<R: DeserializeOwned>(
         &self,

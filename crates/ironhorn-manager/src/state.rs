@@ -122,6 +122,19 @@ pub async fn put<T: Serialize>(
     Ok(store.put(key, &encode(key, value)?, expect).await?)
 }
 
+/// Writes `value` under `key` if there is nothing there yet: false when there is.
+pub async fn create<T: Serialize>(
+    store: &dyn Store,
+    key: &str,
+    value: &T,
+) -> Result<bool, StateError> {
+    match put(store, key, value, Expect::Absent).await {
+        Ok(_) => Ok(true),
+        Err(StateError::Store(StoreError::Conflict { .. })) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads `key`, applies `change` and writes it back if nobody changed it meanwhile (else
 /// reads again, up to a few times). `missing` is the error when there is no such entry.
 pub async fn update<T, E, F>(

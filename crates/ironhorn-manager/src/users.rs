@@ -5,7 +5,7 @@
 //! SHA-256 of their secret (`ironhorn_auth`).
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ironhorn_api::auth::{IssuedToken, Principal, Role, TokenView, User};
 use ironhorn_auth::limit::LoginLimiter;
@@ -92,18 +92,7 @@ struct StoredSession {
     expires: i64,
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn rfc3339(secs: i64) -> String {
-    UNIX_EPOCH
-        .checked_add(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
-        .map(|at| humantime::format_rfc3339_seconds(at).to_string())
-        .unwrap_or_default()
-}
+use crate::clock::{now_secs, rfc3339};
 
 /// The longest a token may be made to last.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
@@ -167,19 +156,10 @@ pub async fn create_user(
         created: rfc3339(now_secs()),
         password_hash,
     };
-    match state::put(
-        m.store.as_ref(),
-        &format!("{USERS}{name}"),
-        &stored,
-        Expect::Absent,
-    )
-    .await
-    {
-        Ok(_) => Ok(stored.view()),
-        Err(StateError::Store(StoreError::Conflict { .. })) => {
-            Err(AuthError::Exists(name.to_string()))
-        }
-        Err(e) => Err(e.into()),
+    if state::create(m.store.as_ref(), &format!("{USERS}{name}"), &stored).await? {
+        Ok(stored.view())
+    } else {
+        Err(AuthError::Exists(name.to_string()))
     }
 }
 

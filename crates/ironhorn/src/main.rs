@@ -2,6 +2,7 @@
 
 mod check_cmd;
 mod client;
+mod cluster_secret_cmd;
 mod csi_cmd;
 mod engine_cmd;
 mod engine_control;
@@ -10,6 +11,7 @@ mod recover_backup;
 mod replica_cmd;
 mod runtime;
 mod server_cmd;
+mod tls;
 mod units;
 
 use std::process::ExitCode;
@@ -53,6 +55,9 @@ enum Command {
     /// The CSI plugin for Kubernetes: identity, controller and node services on a Unix
     /// socket, translating to the manager's REST API.
     Csi(csi_cmd::CsiArgs),
+    /// Make the Kubernetes Secret with the cluster secret unless it exists (the install
+    /// manifest's Job runs this with its service account).
+    ClusterSecret(cluster_secret_cmd::ClusterSecretArgs),
     /// Check this node: kernel features for block devices, filesystem tools, room on the
     /// data directory, the blockdev backend it will use. Exits non-zero when something
     /// required is missing.
@@ -111,6 +116,7 @@ fn main() -> ExitCode {
         Command::Orphan(cli) => return client_exit(client::orphan(cli.command, &cli.opts)),
         Command::Check(args) => return check_cmd::run(&args),
         Command::Csi(args) => csi_cmd::run(args),
+        Command::ClusterSecret(args) => cluster_secret_cmd::run(args),
         Command::Recover(cmd) => recover::run(cmd),
         Command::Replica(cmd) => replica_cmd::run(cmd),
         Command::Engine(cmd) => engine_cmd::run(cmd),

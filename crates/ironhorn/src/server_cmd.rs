@@ -72,6 +72,14 @@ pub struct ServerArgs {
     /// on first start.
     #[arg(long, env = "IRONHORN_CLUSTER_SECRET_FILE", conflicts_with = "no_auth")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Serve HTTPS (the API, the web UI and this node's API) with this certificate chain:
+    /// a PEM file, leaf first. Clients trust it through the system's authorities or
+    /// IRONHORN_CA_CERT.
+    #[arg(long, env = "IRONHORN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "IRONHORN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub data_path: DataPathArgs,
 }
@@ -122,11 +130,20 @@ fn cluster_secret(dir: &Path) -> Result<String> {
 }
 
 /// A manager over `store`, its gate set: the cluster secret (None with --no-auth).
-fn new_manager(store: RedbStore, local_node: Option<String>, secret: Option<&str>) -> Manager {
+fn new_manager(
+    store: RedbStore,
+    local_node: Option<String>,
+    secret: Option<&str>,
+    tls_cert: Option<&Path>,
+) -> Manager {
     let mut manager = Manager::new(Arc::new(store), local_node);
+    manager.gate.secure_cookies = tls_cert.is_some();
     manager.gate.open = secret.is_none();
     manager.gate.cluster_secret = secret.map(str::to_string);
     manager.client = ironhorn_manager::node_client::NodeClient::with_secret(secret);
+    if let Some(cert) = tls_cert {
+        manager.client = manager.client.trusting(cert);
+    }
     manager
 }
 
@@ -279,6 +296,36 @@ async fn serve(
     .context("serving HTTP")
 }
 
+/// The manager's listener: HTTPS when `tls` is given.
+async fn serve_maybe_tls(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    use axum::serve::ListenerExt;
+    let Some(config) = tls else {
+        return serve(listener, app, shutdown).await;
+    };
+    let stop = shutdown.clone();
+    // tap_io does nothing; it makes the TLS listener's peer address the ConnectInfo.
+    axum::serve(
+        crate::tls::TlsListener::new(listener, config)?.tap_io(|_| {}),
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await
+    .context("serving HTTPS")
+}
+
+/// `--tls-cert` and `--tls-key` read, when given.
+fn tls_config(args: &ServerArgs) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(cert, key)?)),
+        _ => Ok(None),
+    }
+}
+
 pub fn server(args: ServerArgs) -> Result<()> {
     let dir = prepare_dir(&args.data_dir)?;
     let store = RedbStore::open(&dir.join(STATE_FILE))
@@ -292,14 +339,17 @@ pub fn server(args: ServerArgs) -> Result<()> {
     } else {
         Some(cluster_secret(&dir)?)
     };
+    let tls = tls_config(&args)?;
     if args.no_node {
         return manager_only(
-            new_manager(store, None, secret.as_deref()),
+            new_manager(store, None, secret.as_deref(), args.tls_cert.as_deref()),
             &dir,
             &args.listen,
             jobs,
+            tls,
         );
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let data_host = data_host(&args.listen, args.data_path.data_address.as_deref())?;
     args.data_path.poll.install();
@@ -309,11 +359,17 @@ pub fn server(args: ServerArgs) -> Result<()> {
             store,
             Some(node_name.clone()),
             secret.as_deref(),
+            args.tls_cert.as_deref(),
         ));
         prepare_manager(&manager, &dir, jobs).await?;
+        // This node's API shares the listener: over HTTPS too when it is.
         let registration = RegisterNode {
             name: node_name.clone(),
-            address: address.clone(),
+            address: if tls.is_some() {
+                format!("https://{address}")
+            } else {
+                address.clone()
+            },
             default_disk_path: Some(dir.display().to_string()),
         };
         register(&manager, &registration)
@@ -345,10 +401,10 @@ pub fn server(args: ServerArgs) -> Result<()> {
             ));
         let loops = ironhorn_manager::Loops::start(&manager, &shutdown);
         eprintln!(
-            "ironhorn server: API at http://{address}, node {node_name}, data in {}",
+            "ironhorn server: API at {scheme}://{address}, node {node_name}, data in {}",
             dir.display()
         );
-        serve(listener, app, &shutdown).await?;
+        serve_maybe_tls(listener, tls, app, &shutdown).await?;
         loops.join().await;
         agent.shutdown().await;
         Ok(())
@@ -361,15 +417,17 @@ fn manager_only(
     dir: &Path,
     listen: &str,
     jobs: Vec<RecurringJobSpec>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<()> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(listen).await?;
         let manager = Arc::new(manager);
         prepare_manager(&manager, dir, jobs).await?;
         let app = ironhorn_manager::api::router(manager.clone());
         let loops = ironhorn_manager::Loops::start(&manager, &shutdown);
-        eprintln!("ironhorn server: API at http://{address}, manager only (no node here)");
-        serve(listener, app, &shutdown).await?;
+        eprintln!("ironhorn server: API at {scheme}://{address}, manager only (no node here)");
+        serve_maybe_tls(listener, tls, app, &shutdown).await?;
         loops.join().await;
         Ok(())
     })

@@ -152,6 +152,31 @@ fn the_manifest_agrees_with_the_plugin() {
         3
     );
     assert!(text.contains("path: /healthz"));
+    // The secret is made by the install itself (a Job), with no more rights than that.
+    let job = of_kind(&docs, "Job")[0];
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(
+        serde_json::to_value(&pod["containers"][0]["command"]).unwrap(),
+        serde_json::json!([
+            "ironhorn",
+            "cluster-secret",
+            "--name",
+            "ironhorn-cluster-secret"
+        ])
+    );
+    let account = pod["serviceAccountName"].as_str().unwrap();
+    let role = of_kind(&docs, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"].as_str() == Some(account))
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&role["rules"]).unwrap(),
+        serde_json::json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}])
+    );
+    assert!(of_kind(&docs, "RoleBinding")
+        .iter()
+        .any(|b| b["roleRef"]["name"].as_str() == Some(account)
+            && b["subjects"][0]["name"].as_str() == Some(account)));
     // Every node checks its prerequisites before its agent starts.
     assert!(text.contains("command: [\"ironhorn\", \"check\""));
     // Every sidecar the controller needs runs beside it.

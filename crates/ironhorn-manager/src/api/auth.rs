@@ -42,6 +42,8 @@ pub struct Gate {
     pub open: bool,
     pub cluster_secret: Option<String>,
     pub limiter: Mutex<LoginLimiter>,
+    /// The listener is HTTPS: session cookies are marked Secure (never sent in clear).
+    pub secure_cookies: bool,
 }
 
 /// The principal the cluster secret stands for: node agents and the CSI driver.
@@ -68,12 +70,13 @@ impl From<AuthError> for ApiError {
     }
 }
 
-fn unauthenticated(message: impl Into<String>) -> ApiError {
-    ApiError::unauthenticated(message)
-}
-
-fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError::forbidden(message)
+/// What keeps the session cookie from scripts, other sites and (over HTTPS) clear text.
+fn cookie_attributes(m: &Manager) -> &'static str {
+    if m.gate.secure_cookies {
+        "HttpOnly; Secure; SameSite=Strict; Path=/"
+    } else {
+        "HttpOnly; SameSite=Strict; Path=/"
+    }
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -106,7 +109,7 @@ async fn caller(m: &Manager, headers: &HeaderMap) -> Result<(Principal, Option<S
             .await?
             .map(|p| (p, None))
             .ok_or_else(|| {
-                unauthenticated(
+                ApiError::unauthenticated(
                     "the token is unknown, revoked or expired: `ironhorn token create` makes a new one",
                 )
             });
@@ -114,10 +117,10 @@ async fn caller(m: &Manager, headers: &HeaderMap) -> Result<(Principal, Option<S
     if let Some(cookie) = session_cookie(headers) {
         let session = users::authenticate_session(m, cookie)
             .await?
-            .ok_or_else(|| unauthenticated("the session ended: sign in again"))?;
+            .ok_or_else(|| ApiError::unauthenticated("the session ended: sign in again"))?;
         return Ok((session.principal, Some(session.csrf)));
     }
-    Err(unauthenticated(
+    Err(ApiError::unauthenticated(
         "sign in: an API token in `Authorization: Bearer ...` (the CLI reads IRONHORN_TOKEN, IRONHORN_TOKEN_FILE, or the admin.token the server wrote in its data directory), or a session from POST /v1/login",
     ))
 }
@@ -137,7 +140,7 @@ fn check_csrf(method: &Method, headers: &HeaderMap, csrf: Option<&str>) -> Resul
     if secret::same(echoed, expected) {
         Ok(())
     } else {
-        Err(forbidden(
+        Err(ApiError::forbidden(
             "the X-CSRF-Token header is missing or wrong: changes from a browser carry the token /v1/me gives",
         ))
     }
@@ -157,7 +160,7 @@ fn allowed(who: &Principal, need: Requirement, method: &Method, path: &str) -> R
         Requirement::User(role) => format!("the {} role", role.name()),
         _ => "the cluster secret".to_string(),
     };
-    Err(forbidden(format!(
+    Err(ApiError::forbidden(format!(
         "{} ({}) may not {method} {path}: that needs {needs}",
         who.user,
         who.role.name()
@@ -201,7 +204,7 @@ pub(super) async fn gate(State(m): Shared, mut req: Request, next: Next) -> Resp
         let who = who.or_else(|| response.extensions().get::<Principal>().cloned());
         let status = response.status().as_u16();
         let entry = AuditEntry {
-            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            at: crate::clock::now_rfc3339_millis(),
             user: who.as_ref().map_or_else(|| "-".into(), |p| p.user.clone()),
             via: who.as_ref().map_or_else(|| "-".into(), |p| p.via.clone()),
             from,
@@ -257,8 +260,9 @@ pub(super) async fn login(
     .await?;
     tracing::info!(user = %session.principal.user, from = %peer.ip(), "signed in");
     let cookie = format!(
-        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{SESSION_COOKIE}={}; {}; Max-Age={}",
         session.cookie,
+        cookie_attributes(&m),
         users::SESSION_LIFETIME.as_secs()
     );
     let principal = session.principal.clone();
@@ -277,7 +281,7 @@ pub(super) async fn logout(State(m): Shared, headers: HeaderMap) -> Result<Respo
     if let Some(cookie) = session_cookie(&headers) {
         users::logout(&m, cookie).await?;
     }
-    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let expired = format!("{SESSION_COOKIE}=; {}; Max-Age=0", cookie_attributes(&m));
     Ok(([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response())
 }
 
@@ -341,7 +345,7 @@ pub(super) async fn create_token(
 ) -> Result<(StatusCode, Json<IssuedToken>)> {
     let user = body.user.clone().unwrap_or_else(|| who.user.clone());
     if user != who.user && who.role != Role::Admin {
-        return Err(forbidden(format!(
+        return Err(ApiError::forbidden(format!(
             "{} ({}) may make tokens for itself only",
             who.user,
             who.role.name()

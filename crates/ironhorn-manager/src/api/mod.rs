@@ -19,6 +19,7 @@ use crate::Manager;
 
 pub mod auth;
 pub(crate) mod backups;
+mod events;
 mod nodes;
 pub mod recurring;
 mod settings;
@@ -28,6 +29,7 @@ pub(crate) mod volumes;
 
 use auth::*;
 use backups::*;
+use events::*;
 pub use nodes::register;
 use nodes::*;
 use recurring::*;
@@ -115,7 +117,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         delete_recurring_job, run_recurring_job, list_job_runs, list_volume_runs,
         set_volume_labels,
         login, logout, me, list_users, create_user, delete_user, list_tokens, create_token,
-        revoke_token, list_audit
+        revoke_token, list_audit, events
     ),
     tags(
         (name = "volumes", description = "Replicated block volumes"),
@@ -125,6 +127,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         (name = "settings", description = "Settings with Longhorn's keys"),
         (name = "backups", description = "Backup targets, backup volumes and backups (Longhorn's backupstore layout), restores and standby volumes"),
         (name = "recurringjobs", description = "Scheduled snapshots, backups, cleanups and trims (Longhorn's RecurringJob), with every run recorded"),
+        (name = "events", description = "A stream of change notices for live views (server-sent events)"),
         (name = "auth", description = "Sign-in, users with roles (viewer, operator, admin) and API tokens. Every other operation needs `Authorization: Bearer <token>` or a session cookie (with X-CSRF-Token on changes): 401 without, 403 when the role may not")
     )
 )]
@@ -245,16 +248,13 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/audit", get(list_audit))
+        .route("/v1/events", get(events))
         .route("/v1/settings", get(list_settings))
         .route("/v1/settings/{name}", put(set_setting).get(get_setting))
-        .fallback(not_found)
+        .fallback(crate::ui::serve)
         .layer(axum::middleware::from_fn_with_state(
             manager.clone(),
             auth::gate,
         ))
         .with_state(manager)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such API path; the API is described at /v1/openapi.json")
 }

@@ -14,11 +14,11 @@ use ironhorn_api::rest::{List, VolumeLabels};
 use ironhorn_api::ErrorBody;
 use ironhorn_control::recurring::validate;
 use ironhorn_control::schedule::Schedule;
-use ironhorn_store::{Expect, StoreError};
+use ironhorn_store::Expect;
 
 use crate::error::ApiError;
 use crate::recurring::{self, bound_volumes, now_secs, records};
-use crate::state::{self, StateError, RECURRING_JOBS, VOLUMES};
+use crate::state::{self, RECURRING_JOBS, VOLUMES};
 use crate::Manager;
 
 use super::volumes::{load_volume, update_volume};
@@ -135,15 +135,11 @@ pub(crate) async fn create_job(
             ..RecurringJobStatus::default()
         },
     };
-    match state::put(m.store.as_ref(), &key(&job.spec.name), &job, Expect::Absent).await {
-        Ok(_) => {}
-        Err(StateError::Store(StoreError::Conflict { .. })) => {
-            return Err(ApiError::exists(format!(
-                "recurring job {:?} exists already; `ironhorn recurring-job update` changes it",
-                job.spec.name
-            )))
-        }
-        Err(e) => return Err(e.into()),
+    if !state::create(m.store.as_ref(), &key(&job.spec.name), &job).await? {
+        return Err(ApiError::exists(format!(
+            "recurring job {:?} exists already; `ironhorn recurring-job update` changes it",
+            job.spec.name
+        )));
     }
     m.recurring.wake.notify_one();
     tracing::info!(job = %job.spec.name, task = job.spec.task.name(), cron = %job.spec.cron, "recurring job created");

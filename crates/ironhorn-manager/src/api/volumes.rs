@@ -16,13 +16,12 @@ use ironhorn_api::ErrorBody;
 use ironhorn_control::settings::{self};
 use ironhorn_control::units::parse_size;
 use ironhorn_control::validate::{check_name, MAX_NAME, MAX_VOLUME_NAME};
-use ironhorn_store::{Expect, StoreError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::plan::engine_of;
-use crate::state::{self, StateError, NODES, VOLUMES};
+use crate::state::{self, NODES, VOLUMES};
 use crate::Manager;
 
 use super::{parse_body, Json, Result, Shared};
@@ -166,22 +165,11 @@ pub(super) async fn create_volume(
             ..VolumeStatus::default()
         },
     };
-    match state::put(
-        m.store.as_ref(),
-        &format!("{VOLUMES}{}", req.name),
-        &volume,
-        Expect::Absent,
-    )
-    .await
-    {
-        Ok(_) => {}
-        Err(StateError::Store(StoreError::Conflict { .. })) => {
-            return Err(ApiError::exists(format!(
-                "volume {:?} exists already",
-                req.name
-            )))
-        }
-        Err(e) => return Err(e.into()),
+    if !state::create(m.store.as_ref(), &format!("{VOLUMES}{}", req.name), &volume).await? {
+        return Err(ApiError::exists(format!(
+            "volume {:?} exists already",
+            req.name
+        )));
     }
     m.wake.notify_one();
     Ok((StatusCode::CREATED, Json(volume)))

@@ -13,7 +13,7 @@ mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::StreamExt;
 use ironhorn_api::recurring::{
@@ -49,9 +49,7 @@ pub struct Recurring {
     counts: Mutex<BTreeMap<(String, RunResult), u64>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::lock;
 
 impl Recurring {
     /// Whether a run of `job` is under way.
@@ -106,18 +104,7 @@ impl Recurring {
     }
 }
 
-pub(crate) fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-pub(crate) fn rfc3339(secs: i64) -> String {
-    UNIX_EPOCH
-        .checked_add(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
-        .map(|at| humantime::format_rfc3339_seconds(at).to_string())
-        .unwrap_or_default()
-}
+pub(crate) use crate::clock::{now_secs, rfc3339};
 
 /// The time zone schedules are read in.
 pub fn zone(settings: &Settings) -> String {

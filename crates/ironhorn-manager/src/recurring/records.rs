@@ -14,9 +14,7 @@ use crate::Manager;
 pub const HISTORY: usize = 20;
 
 /// Run times carry milliseconds: runs a second apart still list in order.
-pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
+pub(crate) use crate::clock::now_rfc3339_millis as now_rfc3339;
 
 fn key(job: &str, volume: &str) -> String {
     format!("{RECURRING_RUNS}{job}/{volume}")

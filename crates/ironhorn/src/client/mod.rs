@@ -175,13 +175,18 @@ impl Client {
         self.runtime
             .block_on(self.http.call(&self.base, request))
             .map_err(|e| match e {
-                ClientError::Unreachable { source, .. } => Failure::new(
-                    exit::UNREACHABLE,
-                    format!(
-                        "cannot reach the Ironhorn API at {} ({source}); is `ironhorn server` running? (--server or IRONHORN_URL)",
-                        self.base
-                    ),
-                ),
+                ClientError::Unreachable { source, .. } => {
+                    let why = ironhorn_api::client::causes(&source);
+                    let hint = if why.to_lowercase().contains("certificate") {
+                        format!("does the server's certificate name this address, and is its authority trusted? (the system's, or a PEM file in {})", ironhorn_api::client::CA_CERT_ENV)
+                    } else {
+                        "is `ironhorn server` running? (--server or IRONHORN_URL)".to_string()
+                    };
+                    Failure::new(
+                        exit::UNREACHABLE,
+                        format!("cannot reach the Ironhorn API at {} ({why}); {hint}", self.base),
+                    )
+                }
                 ClientError::Api { body, .. } => {
                     let code = match body.code {
                         ErrorCode::Invalid => exit::INVALID,
