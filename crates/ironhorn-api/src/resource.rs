@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A condition as Longhorn reports them: a type, whether it holds, and why.
+/// A condition as Longhorn reports them: a type, whether it holds, why, and since when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
@@ -19,6 +19,9 @@ pub struct Condition {
     pub reason: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// When `status` last changed (RFC 3339); a change of reason or message alone keeps it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_transition_time: String,
 }
 
 impl Condition {
@@ -28,6 +31,7 @@ impl Condition {
             status: if holds { "True" } else { "False" }.to_string(),
             reason: reason.to_string(),
             message: message.to_string(),
+            last_transition_time: String::new(),
         }
     }
 
@@ -36,11 +40,24 @@ impl Condition {
     }
 }
 
-/// Sets (replaces) the condition of `condition.kind` in `conditions`.
-pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
+/// Sets (replaces) the condition of `condition.kind` in `conditions`; its transition time is
+/// `now` (RFC 3339) when it is new or its status changed, else the one it had.
+pub fn set_condition(conditions: &mut Vec<Condition>, mut condition: Condition, now: &str) {
     match conditions.iter_mut().find(|c| c.kind == condition.kind) {
-        Some(existing) => *existing = condition,
-        None => conditions.push(condition),
+        Some(existing) => {
+            condition.last_transition_time = if existing.status == condition.status
+                && !existing.last_transition_time.is_empty()
+            {
+                std::mem::take(&mut existing.last_transition_time)
+            } else {
+                now.to_string()
+            };
+            *existing = condition;
+        }
+        None => {
+            condition.last_transition_time = now.to_string();
+            conditions.push(condition);
+        }
     }
 }
 
@@ -231,6 +248,10 @@ pub struct BlockdevStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub name: String,
+    /// When the volume was created (RFC 3339), as Longhorn's API says it; empty for volumes
+    /// stored before the field existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub created: String,
     pub spec: VolumeSpec,
     #[serde(default)]
     pub status: VolumeStatus,
@@ -329,5 +350,44 @@ mod tests {
         assert_eq!(wire_name(Robustness::Degraded), "degraded");
         assert_eq!(wire_name(Frontend::Blockdev), "blockdev");
         assert_eq!(wire_name(DataLocality::BestEffort), "best-effort");
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_until_its_status_changes() {
+        let mut conditions = Vec::new();
+        set_condition(&mut conditions, Condition::new("Ready", true, "", ""), "t1");
+        assert_eq!(conditions[0].last_transition_time, "t1");
+        // Another message, same status: still since t1.
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", true, "", "fine"),
+            "t2",
+        );
+        assert_eq!(conditions[0].last_transition_time, "t1");
+        assert_eq!(conditions[0].message, "fine");
+        // The status flips: since t3.
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", false, "Gone", ""),
+            "t3",
+        );
+        assert_eq!(conditions[0].last_transition_time, "t3");
+        assert!(!conditions[0].holds());
+        // Another kind is its own.
+        set_condition(
+            &mut conditions,
+            Condition::new("Attached", true, "", ""),
+            "t4",
+        );
+        assert_eq!(conditions.len(), 2);
+        assert_eq!(conditions[0].last_transition_time, "t3");
+        // Stored before times were kept: the next update stamps it.
+        conditions[1].last_transition_time.clear();
+        set_condition(
+            &mut conditions,
+            Condition::new("Attached", true, "", ""),
+            "t5",
+        );
+        assert_eq!(conditions[1].last_transition_time, "t5");
     }
 }

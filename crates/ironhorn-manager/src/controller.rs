@@ -15,6 +15,7 @@ use ironhorn_api::resource::{
 use ironhorn_store::{Expect, StoreError};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock;
 use crate::error::ApiError;
 use crate::node_client::NodeCallError;
 use crate::plan::{self, Action, Plan, World};
@@ -148,6 +149,7 @@ impl Manager {
                     set_condition(
                         &mut node.status.conditions,
                         Condition::new("Ready", true, "", ""),
+                        &clock::now_rfc3339(),
                     );
                     let mut disks = BTreeMap::new();
                     for (name, disk) in &report.disks {
@@ -156,6 +158,21 @@ impl Manager {
                             .copied()
                             .unwrap_or(0);
                         let ok = disk.error.is_empty();
+                        let mut conditions = before
+                            .disks
+                            .get(name)
+                            .map(|d| d.conditions.clone())
+                            .unwrap_or_default();
+                        set_condition(
+                            &mut conditions,
+                            Condition::new(
+                                "Ready",
+                                ok,
+                                if ok { "" } else { "NoDiskInfo" },
+                                &disk.error,
+                            ),
+                            &clock::now_rfc3339(),
+                        );
                         disks.insert(
                             name.clone(),
                             DiskStatus {
@@ -163,12 +180,7 @@ impl Manager {
                                 storage_available: disk.storage_available,
                                 storage_scheduled: scheduled,
                                 disk_uuid: disk.disk_uuid.clone(),
-                                conditions: vec![Condition::new(
-                                    "Ready",
-                                    ok,
-                                    if ok { "" } else { "NoDiskInfo" },
-                                    &disk.error,
-                                )],
+                                conditions,
                             },
                         );
                     }
@@ -182,6 +194,7 @@ impl Manager {
                     set_condition(
                         &mut node.status.conditions,
                         Condition::new("Ready", false, "NoResponse", &e.to_string()),
+                        &clock::now_rfc3339(),
                     );
                 }
             }
@@ -354,6 +367,7 @@ impl Manager {
                         },
                         &failures.join("; "),
                     ),
+                    &clock::now_rfc3339(),
                 );
             }
             if plan.delete_volume {

@@ -161,10 +161,19 @@ impl<'a> Observed<'a> {
     }
 }
 
-fn condition(status: &mut VolumeStatus, kind: &str, holds: bool, reason: &str, message: &str) {
+/// Sets a condition of the volume; `now` is seconds since the epoch (its transition time).
+fn condition(
+    status: &mut VolumeStatus,
+    now: u64,
+    kind: &str,
+    holds: bool,
+    reason: &str,
+    message: &str,
+) {
     set_condition(
         &mut status.conditions,
         Condition::new(kind, holds, reason, message),
+        &crate::clock::rfc3339(i64::try_from(now).unwrap_or(i64::MAX)),
     );
 }
 
@@ -320,11 +329,12 @@ pub fn plan(
                     placed.push(placement);
                     replicas.push(replica.clone());
                     plan.create.push(replica);
-                    condition(&mut plan.status, "Scheduled", true, "", "");
+                    condition(&mut plan.status, world.now, "Scheduled", true, "", "");
                 }
                 Err(refusal) => {
                     condition(
                         &mut plan.status,
+                        world.now,
                         "Scheduled",
                         false,
                         "ReplicaSchedulingFailure",
@@ -335,7 +345,7 @@ pub fn plan(
             }
         }
     } else if missing == 0 {
-        condition(&mut plan.status, "Scheduled", true, "", "");
+        condition(&mut plan.status, world.now, "Scheduled", true, "", "");
     }
     // Best-effort data locality: a replica on the node the volume is attached to (Longhorn
     // adds one there, then removes one elsewhere once it is rebuilt).
@@ -492,7 +502,14 @@ fn start_engine(
         } else {
             format!("node {want_node} does not exist")
         };
-        condition(&mut plan.status, "Attached", false, "NodeUnavailable", &why);
+        condition(
+            &mut plan.status,
+            world.now,
+            "Attached",
+            false,
+            "NodeUnavailable",
+            &why,
+        );
         return;
     }
     let current = &plan.status.current_node_id;
@@ -500,7 +517,14 @@ fn start_engine(
         let why = format!(
             "the engine may still run on node {current}, which does not answer: waiting for it"
         );
-        condition(&mut plan.status, "Attached", false, "EngineElsewhere", &why);
+        condition(
+            &mut plan.status,
+            world.now,
+            "Attached",
+            false,
+            "EngineElsewhere",
+            &why,
+        );
         return;
     }
     // Healthy replicas serve; ones on nodes that do not answer miss what is written from now.
@@ -541,6 +565,7 @@ fn start_engine(
             }
             condition(
                 &mut plan.status,
+                world.now,
                 "Attached",
                 false,
                 "AutoSalvaged",
@@ -551,6 +576,7 @@ fn start_engine(
         plan.status.robustness = Robustness::Faulted;
         condition(
             &mut plan.status,
+            world.now,
             "Attached",
             false,
             "NoHealthyReplica",
@@ -602,7 +628,7 @@ fn attached(
         kernel_device: b.kernel_device.clone(),
         mount_points: b.mount_points.clone(),
     });
-    condition(&mut plan.status, "Attached", true, "", "");
+    condition(&mut plan.status, world.now, "Attached", true, "", "");
     let stale_after = volume.spec.stale_replica_timeout.saturating_mul(60);
     let limit = world
         .settings

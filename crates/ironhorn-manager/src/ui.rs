@@ -134,6 +134,17 @@ mod tests {
         assert!(find("/v1/volumes").is_none());
     }
 
+    /// The budget: what a browser downloads, compressed, stays under 300 KiB.
+    #[test]
+    fn the_scripts_and_styles_stay_under_300_kib_compressed() {
+        let total: usize = ASSETS
+            .iter()
+            .filter(|a| a.path.ends_with(".js") || a.path.ends_with(".css"))
+            .map(|a| a.gzip.unwrap_or(a.body).len())
+            .sum();
+        assert!(total < 300 * 1024, "{total} bytes");
+    }
+
     #[tokio::test]
     async fn the_page_is_kept_from_frames_and_foreign_scripts() {
         let response = serve(Method::GET, Uri::from_static("/"), accept("gzip")).await;

@@ -143,6 +143,7 @@ pub(super) async fn create_volume(
     };
     let volume = Volume {
         name: req.name.clone(),
+        created: crate::clock::now_rfc3339(),
         spec: VolumeSpec {
             size,
             number_of_replicas: replicas,

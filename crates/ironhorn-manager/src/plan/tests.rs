@@ -54,6 +54,7 @@ fn node(name: &str) -> Node {
 fn volume(node_id: &str) -> Volume {
     Volume {
         name: "vol".into(),
+        created: String::new(),
         spec: VolumeSpec {
             size: GIB,
             number_of_replicas: 3,

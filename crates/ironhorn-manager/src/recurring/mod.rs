@@ -191,7 +191,11 @@ pub(crate) async fn run_job(
             if let Some(slot) = slot {
                 j.status.last_scheduled = j.status.last_scheduled.max(slot);
             }
-            set_condition(&mut j.status.conditions, condition.clone());
+            set_condition(
+                &mut j.status.conditions,
+                condition.clone(),
+                &crate::clock::now_rfc3339(),
+            );
             Ok(())
         },
     )

@@ -57,7 +57,11 @@ pub async fn record(m: &Manager, run: &RecurringRun) {
         |v| {
             v.status.recurring_jobs.insert(run.job.clone(), run.clone());
             let condition = volume_condition(&v.status);
-            set_condition(&mut v.status.conditions, condition);
+            set_condition(
+                &mut v.status.conditions,
+                condition,
+                &crate::clock::now_rfc3339(),
+            );
             Ok(())
         },
     )

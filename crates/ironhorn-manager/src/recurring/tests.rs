@@ -93,6 +93,7 @@ async fn bench(count: usize, without_engine: usize) -> Bench {
         let name = format!("v{i:04}");
         let volume = Volume {
             name: name.clone(),
+            created: String::new(),
             spec: VolumeSpec {
                 size: 1 << 30,
                 number_of_replicas: 1,

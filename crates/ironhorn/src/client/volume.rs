@@ -199,6 +199,9 @@ fn show_volume(v: &Volume) {
         "Stale replica timeout: {} min",
         v.spec.stale_replica_timeout
     );
+    if !v.created.is_empty() {
+        outln!("Created:       {}", v.created);
+    }
     outln!();
     outln!(
         "{:<40} {:<14} {:<10} {:<5} HEALTHY",
@@ -221,7 +224,12 @@ fn show_volume(v: &Volume) {
     if !problems.is_empty() {
         outln!();
         for c in problems {
-            outln!("{} is False: {} {}", c.kind, c.reason, c.message);
+            let since = if c.last_transition_time.is_empty() {
+                String::new()
+            } else {
+                format!(" (since {})", c.last_transition_time)
+            };
+            outln!("{} is False{since}: {} {}", c.kind, c.reason, c.message);
         }
     }
 }

@@ -165,6 +165,56 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// A server alone (one node, its own), ready, replicas allowed any free space.
+    pub fn single() -> Cluster {
+        let mut cluster = Cluster {
+            url: format!("http://127.0.0.1:{}", free_port()),
+            root: tempfile::tempdir().unwrap(),
+            server: None,
+            backend: "auto",
+        };
+        cluster.start_server();
+        cluster.until("the node is ready", |c| {
+            let (code, out, _) = c.cli(&["node", "ls", "-o", "json"]);
+            code == 0
+                && serde_json::from_str::<Value>(&out)
+                    .is_ok_and(|v| v["data"][0]["status"]["ready"] == true)
+        });
+        cluster.json(&[
+            "setting",
+            "set",
+            "storage-minimal-available-percentage",
+            "0",
+        ]);
+        cluster
+    }
+
+    /// Makes a user with a password (for signing in to the web UI).
+    pub fn user_with_password(&self, name: &str, role: &str, password: &str) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
+            .args(["user", "create", name, "--role", role, "--password-stdin"])
+            .env("IRONHORN_URL", &self.url)
+            .env("IRONHORN_TOKEN_FILE", self.admin_token_file())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A server on a free port, with `nodes` more node agents, all ready; replicas may use
     /// any free space (the machine's disk may be fuller than the default allows).
     pub fn three_nodes() -> (Cluster, Vec<Proc>) {
