@@ -24,11 +24,6 @@ export type Me = Schemas['Me'];
 export type Role = Schemas['Role'];
 export type ErrorCode = Schemas['ErrorCode'];
 
-/**
- * A field the UI shows when the server sends it but that the OpenAPI document does not
- * (yet) define: a replica's rebuild progress. Optional and read only through this type.
- */
-export type ReplicaExtras = { rebuildProgress?: number; progress?: number };
 
 /** An error answer of the API (or a failure to reach it, with status 0). */
 export class ApiError extends Error {
@@ -133,6 +128,7 @@ export const api = {
   expand: (name: string, body: Schemas['ExpandRequest']) => request<Volume>('POST', `/v1/volumes/${enc(name)}/expand`, body),
   activate: (name: string) => request<Volume>('POST', `/v1/volumes/${enc(name)}/activate`),
   trim: (name: string) => request<Schemas['TrimResult']>('POST', `/v1/volumes/${enc(name)}/trim`),
+  salvage: (name: string, body: Schemas['SalvageRequest']) => request<Volume>('POST', `/v1/volumes/${enc(name)}/salvage`, body),
   labels: (name: string, body: Schemas['VolumeLabels']) => request<Volume>('POST', `/v1/volumes/${enc(name)}/labels`, body),
   purge: (name: string) => request<void>('POST', `/v1/volumes/${enc(name)}/purge`),
   volumeRuns: (name: string) => data(request<List<RecurringRun>>('GET', `/v1/volumes/${enc(name)}/recurringjobruns`)),

@@ -5,7 +5,6 @@ import {
   JOB_LABEL_PREFIX,
   type Node,
   type RecurringJob,
-  type ReplicaExtras,
   type Condition,
   type Volume,
   type VolumeReplica,
@@ -60,11 +59,9 @@ export function volumeCreated(v: Volume): string | undefined {
   return v.created || undefined;
 }
 
-/** A replica's rebuild progress (0..100) if the server reports one, else undefined. */
+/** A replica's rebuild progress (0..100) while it is being rebuilt, else undefined. */
 export function rebuildProgress(r: VolumeReplica): number | undefined {
-  const x = r as VolumeReplica & ReplicaExtras;
-  const p = x.rebuildProgress ?? x.progress;
-  return typeof p === 'number' ? p : undefined;
+  return r.rebuildProgress ?? undefined;
 }
 
 /** Whether a replica is being rebuilt: write-only (WO) while attached. */

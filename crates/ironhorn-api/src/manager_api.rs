@@ -14,7 +14,7 @@ use crate::request::{Request, Timeout};
 use crate::resource::{Node, Volume};
 use crate::rest::{
     AddDisk, AttachRequest, CreateVolume, DetachRequest, DiskUpdate, ExpandRequest, List,
-    NodeUpdate, Orphan, RegisterNode, SettingValue, SettingView, VolumeLabels,
+    NodeUpdate, Orphan, RegisterNode, SalvageRequest, SettingValue, SettingView, VolumeLabels,
 };
 
 fn volume_path(name: &str, rest: &str) -> String {
@@ -66,6 +66,12 @@ pub fn detach(name: &str, request: &DetachRequest) -> Request<Volume> {
 /// fstrim on the node where the volume's block device is mounted.
 pub fn trim(name: &str) -> Request<TrimResult> {
     Request::post(volume_path(name, "/trim")).timeout(Timeout::Long)
+}
+
+/// Lets failed replicas of a faulted volume serve again; the engine then starts from the one
+/// holding the newest writes.
+pub fn salvage(name: &str, request: &SalvageRequest) -> Request<Volume> {
+    Request::post(volume_path(name, "/salvage")).json(request)
 }
 
 pub fn expand(name: &str, request: &ExpandRequest) -> Request<Volume> {

@@ -176,6 +176,9 @@ pub struct VolumeReplicaStatus {
     /// RW, WO or ERR while attached; empty while detached.
     pub mode: String,
     pub healthy: bool,
+    /// Percent copied (0 to 100) while this replica is being rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild_progress: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -267,6 +270,10 @@ pub struct DiskSpec {
     pub storage_reserved: u64,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Move every replica off this disk (Longhorn's name): no new replica is placed here, and
+    /// each one here is rebuilt elsewhere while its volume is attached, then removed.
+    #[serde(default)]
+    pub eviction_requested: bool,
 }
 
 /// One disk of a node, as observed by its agent.
@@ -295,6 +302,9 @@ pub struct NodeSpec {
     /// Failure domain for zone anti-affinity; empty means no zone.
     #[serde(default)]
     pub zone: String,
+    /// Move every replica off this node (Longhorn's name), as for each of its disks.
+    #[serde(default)]
+    pub eviction_requested: bool,
     /// Disks by name.
     pub disks: BTreeMap<String, DiskSpec>,
 }

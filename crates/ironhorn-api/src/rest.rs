@@ -97,6 +97,16 @@ pub struct DetachRequest {
     pub force: bool,
 }
 
+/// `POST /v1/volumes/{name}/salvage` (Longhorn's salvage action; the body may be left out):
+/// failed replicas of a faulted volume allowed to serve again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SalvageRequest {
+    /// The replicas to bring back; empty or left out: every failed replica still kept.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
 /// `POST /v1/volumes/{name}/expand`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +138,9 @@ pub struct NodeUpdate {
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Move every replica off the node (or stop doing so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_requested: Option<bool>,
 }
 
 /// `POST /v1/nodes/{name}/disks`.
@@ -160,6 +173,9 @@ pub struct DiskUpdate {
     pub storage_reserved: Option<SizeInput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// Move every replica off the disk (or stop doing so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_requested: Option<bool>,
 }
 
 /// A replica directory on a disk of a ready node that no volume owns.

@@ -202,6 +202,11 @@ pub fn schedule(
                 Reason::NodesUnavailable,
                 format!("node {} does not allow scheduling", node.name),
             );
+        } else if node.spec.eviction_requested {
+            refusal.add(
+                Reason::NodesUnavailable,
+                format!("node {} is being evicted", node.name),
+            );
         } else if !has_all(&node.spec.tags, &request.node_selector) {
             refusal.add(
                 Reason::TagsNotFulfilled,
@@ -252,6 +257,13 @@ pub fn schedule(
                 refusal.add(
                     Reason::DisksUnavailable,
                     format!("disk {}/{name} does not allow scheduling", node.name),
+                );
+                continue;
+            }
+            if spec.eviction_requested {
+                refusal.add(
+                    Reason::DisksUnavailable,
+                    format!("disk {}/{name} is being evicted", node.name),
                 );
                 continue;
             }

@@ -161,6 +161,18 @@ impl<'a> Observed<'a> {
     }
 }
 
+/// Whether `replica` is on a node or disk whose replicas are being moved off (Longhorn's
+/// `evictionRequested`).
+pub fn evicting(nodes: &BTreeMap<String, Node>, replica: &Replica) -> bool {
+    nodes.get(&replica.node).is_some_and(|n| {
+        n.spec.eviction_requested
+            || n.spec
+                .disks
+                .get(&replica.disk)
+                .is_some_and(|d| d.eviction_requested)
+    })
+}
+
 /// Sets a condition of the volume; `now` is seconds since the epoch (its transition time).
 fn condition(
     status: &mut VolumeStatus,
@@ -286,14 +298,21 @@ pub fn plan(
     }
 
     // Replicas: create what is missing. A failed replica may still come back within
-    // replica-replenishment-wait-interval; until then it holds its place.
+    // replica-replenishment-wait-interval; until then it holds its place. One being evicted
+    // holds none: its replacement is built first, then it is removed (`attached`).
     let wait = world
         .settings
         .int(settings::REPLICA_REPLENISHMENT_WAIT_INTERVAL)
         .max(0) as u64;
-    let active = replicas.iter().filter(|r| r.failed_at.is_none()).count();
+    let staying = |r: &&Replica| !evicting(world.nodes, r);
+    let active = replicas
+        .iter()
+        .filter(staying)
+        .filter(|r| r.failed_at.is_none())
+        .count();
     let waiting = replicas
         .iter()
+        .filter(staying)
         .filter(|r| r.failed_at.is_some_and(|t| t + wait > world.now))
         .count();
     let first_placement = replicas.is_empty();
@@ -346,6 +365,19 @@ pub fn plan(
         }
     } else if missing == 0 {
         condition(&mut plan.status, world.now, "Scheduled", true, "", "");
+    } else if let Some(r) = replicas.iter().find(|r| evicting(world.nodes, r)) {
+        let why = format!(
+            "replica {} is on node {} disk {}, which is being evicted: it moves once the volume is attached (in maintenance mode if it is not in use)",
+            r.name, r.node, r.disk
+        );
+        condition(
+            &mut plan.status,
+            world.now,
+            "Scheduled",
+            false,
+            "EvictionRequested",
+            &why,
+        );
     }
     // Best-effort data locality: a replica on the node the volume is attached to (Longhorn
     // adds one there, then removes one elsewhere once it is rebuilt).
@@ -688,6 +720,10 @@ fn attached(
                 continue;
             }
         }
+        // One being evicted is not brought back: a replacement is built elsewhere.
+        if evicting(world.nodes, r) {
+            continue;
+        }
         let Some(inst) = world.observed.instance(r) else {
             continue;
         };
@@ -707,8 +743,9 @@ fn attached(
         });
     }
 
-    // More RW replicas than wanted (a local one was added, or numberOfReplicas lowered):
-    // remove one, never the local one under best-effort locality.
+    // A replica being evicted goes once enough others serve read-write; and when there are
+    // more RW replicas than wanted (a local one was added, or numberOfReplicas lowered), one
+    // goes, never the local one under best-effort locality.
     let rw: Vec<&Replica> = replicas
         .iter()
         .filter(|r| {
@@ -719,20 +756,37 @@ fn attached(
                     .any(|s| s.address == r.address && s.mode == "RW")
         })
         .collect();
-    if may_rebuild && rw.len() > volume.spec.number_of_replicas as usize {
-        let keep_local = volume.spec.data_locality == DataLocality::BestEffort;
-        if let Some(extra) = rw.iter().rev().find(|r| !(keep_local && r.node == node)) {
+    if !may_rebuild {
+        return;
+    }
+    let wanted = volume.spec.number_of_replicas as usize;
+    let settled = rw.iter().filter(|r| !evicting(world.nodes, r)).count() >= wanted;
+    let keep_local = volume.spec.data_locality == DataLocality::BestEffort;
+    let extra = replicas
+        .iter()
+        .find(|r| settled && evicting(world.nodes, r))
+        .or_else(|| {
+            (rw.len() > wanted)
+                .then(|| rw.iter().rev().find(|r| !(keep_local && r.node == node)))
+                .flatten()
+                .copied()
+        });
+    if let Some(extra) = extra {
+        if !extra.address.is_empty() && engine.replicas.iter().any(|s| s.address == extra.address) {
             plan.actions.push(Action::RemoveFromEngine {
                 node: node.to_string(),
                 address: extra.address.clone(),
             });
-            if let Some(dir) = replica_dir(world.nodes, extra) {
+        }
+        match replica_dir(world.nodes, extra) {
+            Some(dir) if world.observed.ready(&extra.node) => {
                 plan.actions.push(Action::DeleteReplica {
                     node: extra.node.clone(),
                     name: extra.name.clone(),
                     dir,
-                });
+                })
             }
+            _ => plan.forget.push(extra.name.clone()),
         }
     }
 }
@@ -756,6 +810,14 @@ fn finish_with(
     finish(plan, &replicas, world, volume)
 }
 
+/// Percent of a rebuild done, 0 to 100 (0 before its size is known).
+fn rebuild_percent(copied: u64, total: u64) -> u8 {
+    if total == 0 {
+        return 0;
+    }
+    u8::try_from(u128::from(copied.min(total)) * 100 / u128::from(total)).unwrap_or(100)
+}
+
 fn finish(mut plan: Plan, replicas: &[Replica], world: &World<'_>, volume: &Volume) -> Plan {
     let engine = world.observed.engine(&volume.name).map(|(_, e)| e);
     plan.status.replicas = replicas
@@ -770,12 +832,17 @@ fn finish(mut plan: Plan, replicas: &[Replica], world: &World<'_>, volume: &Volu
                 })
                 .map(|s| s.mode.clone())
                 .unwrap_or_default();
+            // The engine rebuilds one replica at a time: the one it writes only (WO).
+            let rebuild_progress = engine
+                .filter(|e| e.rebuilding && mode == "WO")
+                .map(|e| rebuild_percent(e.rebuild_copied, e.rebuild_total));
             VolumeReplicaStatus {
                 name: r.name.clone(),
                 node: r.node.clone(),
                 disk: r.disk.clone(),
                 mode,
                 healthy: r.healthy && r.failed_at.is_none(),
+                rebuild_progress,
             }
         })
         .collect();

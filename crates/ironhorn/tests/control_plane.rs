@@ -175,3 +175,124 @@ fn a_volume_survives_a_node_agent_kill_and_server_restarts() {
         );
     }
 }
+
+/// A volume whose only replica failed is faulted and, with auto-salvage off, stays so when
+/// the replica's node returns; `ironhorn volume salvage` lets the replica serve again, and
+/// every acknowledged byte is there. Salvage is refused for a volume that is not faulted and
+/// for a replica that is not one of its failed ones.
+#[test]
+fn a_faulted_volume_is_salvaged_from_its_failed_replica() {
+    let (cluster, agents) = Cluster::three_nodes();
+    let [mut node2, _node3]: [_; 2] = agents.try_into().ok().unwrap();
+    cluster.json(&["setting", "set", "auto-salvage", "false"]);
+    // The replica goes to node-2, whose agent can be killed alone.
+    cluster.json(&["node", "update", "node-1", "--scheduling", "off"]);
+    cluster.json(&["node", "update", "node-3", "--scheduling", "off"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "vol-s",
+        "--size",
+        "64Mi",
+        "--replicas",
+        "1",
+        "--wait",
+    ]);
+    let attached = cluster.json(&["volume", "attach", "vol-s", "--wait"]);
+    let endpoint = attached["status"]["endpoint"].as_str().unwrap().to_string();
+    qemu_io(
+        &endpoint,
+        &[format!("write -P 0xa1 0 {}", 4 * MIB), "flush".into()],
+    );
+    let (code, _, err) = cluster.cli(&["volume", "salvage", "vol-s"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not faulted"), "{err}");
+
+    node2.kill9();
+    cluster.until("the volume is faulted", |c| {
+        c.volume("vol-s")["status"]["robustness"] == "faulted"
+    });
+    let _node2 = cluster.start_node("node-2");
+    cluster.until("node-2 is back and the volume still faulted", |c| {
+        let (_, out, _) = c.cli(&["node", "get", "node-2", "-o", "json"]);
+        out.contains("\"ready\": true") || out.contains("\"ready\":true")
+    });
+    assert_eq!(cluster.volume("vol-s")["status"]["robustness"], "faulted");
+
+    let (code, _, err) = cluster.cli(&["volume", "salvage", "vol-s", "--replica", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a failed replica"), "{err}");
+
+    cluster.json(&["volume", "salvage", "vol-s"]);
+    cluster.until("the salvaged volume serves again", |c| {
+        let v = c.volume("vol-s");
+        v["status"]["state"] == "attached" && v["status"]["robustness"] == "healthy"
+    });
+    let endpoint = cluster.volume("vol-s")["status"]["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    qemu_io(
+        &endpoint,
+        &[
+            format!("read -P 0xa1 0 {}", 4 * MIB),
+            format!("read -P 0 {} {}", 4 * MIB, 4 * MIB),
+        ],
+    );
+    assert!(cluster.log().contains("replica salvaged"));
+}
+
+/// Evicting a node moves an attached volume's replica to another node while I/O goes on
+/// (rebuilt there first, then removed), after which the node's disk can be removed.
+#[test]
+fn evicting_a_node_moves_its_replicas_and_frees_its_disk() {
+    let (cluster, _agents) = Cluster::three_nodes();
+    cluster.json(&["node", "update", "node-1", "--scheduling", "off"]);
+    cluster.json(&["node", "update", "node-3", "--scheduling", "off"]);
+    cluster.json(&[
+        "volume",
+        "create",
+        "vol-e",
+        "--size",
+        "64Mi",
+        "--replicas",
+        "1",
+        "--wait",
+    ]);
+    let attached = cluster.json(&["volume", "attach", "vol-e", "--wait"]);
+    let endpoint = attached["status"]["endpoint"].as_str().unwrap().to_string();
+    assert_eq!(attached["status"]["replicas"][0]["node"], "node-2");
+    qemu_io(
+        &endpoint,
+        &[format!("write -P 0xa1 0 {}", 4 * MIB), "flush".into()],
+    );
+    let (code, _, err) = cluster.cli(&["node", "disk", "rm", "node-2", "default"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("eviction"), "{err}");
+
+    cluster.json(&["node", "update", "node-3", "--scheduling", "on"]);
+    let node = cluster.json(&["node", "update", "node-2", "--eviction", "on"]);
+    assert_eq!(node["spec"]["evictionRequested"], true);
+    cluster.until("the replica has moved to node-3", |c| {
+        let v = c.volume("vol-e");
+        let replicas = v["status"]["replicas"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        replicas.len() == 1
+            && replicas[0]["node"] == "node-3"
+            && replicas[0]["healthy"] == true
+            && replicas[0]["mode"] == "RW"
+    });
+    // The same NBD connection point serves every byte, now from node-3.
+    qemu_io(
+        &endpoint,
+        &[
+            format!("read -P 0xa1 0 {}", 4 * MIB),
+            format!("read -P 0 {} {}", 4 * MIB, 4 * MIB),
+        ],
+    );
+    cluster.until("node-2's disk holds no replica", |c| {
+        c.cli(&["node", "disk", "rm", "node-2", "default"]).0 == 0
+    });
+}

@@ -1,11 +1,27 @@
 // Buttons that change something: ActionButton runs an API call with a busy state and shows
 // the API's error; with `confirm` it asks first in a dialog whose button is data-testid
-// "confirm". Both carry data-mutates (pages render them only for roles that may act).
+// "confirm". DialogButton opens the page's dialog for a change. All carry data-mutates (pages
+// render them only for roles that may act).
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { useAction } from '../hooks';
 import { ErrorBanner } from './ErrorBanner';
 import { Modal } from './Modal';
+
+type Kind = 'primary' | 'danger' | 'default';
+
+function buttonClass(kind?: Kind, small?: boolean): string {
+  return `button${kind && kind !== 'default' ? ' button-' + kind : ''}${small ? ' button-small' : ''}`;
+}
+
+/** A button that opens a dialog (or a form) for a change: no busy state of its own. */
+export function DialogButton(props: { testid: string; onClick: () => void; kind?: Kind; small?: boolean; children: ComponentChildren }) {
+  return (
+    <button type="button" class={buttonClass(props.kind, props.small)} data-testid={props.testid} data-mutates="" onClick={props.onClick}>
+      {props.children}
+    </button>
+  );
+}
 
 export function ActionButton(props: {
   label: ComponentChildren;
@@ -14,7 +30,7 @@ export function ActionButton(props: {
   run: () => Promise<unknown>;
   onDone?: (result: unknown) => void;
   testid?: string;
-  kind?: 'primary' | 'danger' | 'default';
+  kind?: Kind;
   small?: boolean;
   disabled?: boolean;
   title?: string;
@@ -24,7 +40,7 @@ export function ActionButton(props: {
 }) {
   const action = useAction(props.what);
   const [asking, setAsking] = useState(false);
-  const cls = `button${props.kind && props.kind !== 'default' ? ' button-' + props.kind : ''}${props.small ? ' button-small' : ''}`;
+  const cls = buttonClass(props.kind, props.small);
 
   const go = async () => {
     let ok = false;

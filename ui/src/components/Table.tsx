@@ -1,5 +1,6 @@
 // A dense data table: columns with render functions, sortable headers, an empty message,
-// and one delegated click handler for whole-row links (no per-row handlers or effects).
+// and one delegated click handler for whole-row links (no per-row handlers or effects);
+// TableHead and EmptyRow (the empty message's row) serve the pages' hand-written tables too.
 import { Component, type ComponentChildren, type JSX } from 'preact';
 
 export interface Column<T> {
@@ -76,9 +77,7 @@ export function Table<T>(props: {
         </thead>
         <tbody onClick={onClick}>
           {rows.length === 0 ? (
-            <tr class="empty-row">
-              <td colSpan={columns.length}>{props.empty ?? 'Nothing here.'}</td>
-            </tr>
+            <EmptyRow span={columns.length}>{props.empty ?? 'Nothing here.'}</EmptyRow>
           ) : (
             rows.map((row) => {
               const key = props.rowKey(row);
@@ -88,6 +87,37 @@ export function Table<T>(props: {
         </tbody>
       </table>
     </div>
+  );
+}
+
+/** A column heading: its label, or a label with the class (`num` right-aligns) and title of its cell. */
+export type Heading = string | { label: string; class?: string; title?: string };
+
+/** The head of a hand-written table; '' heads an unlabelled column (row actions), null leaves one out. */
+export function TableHead(props: { columns: (Heading | null)[] }) {
+  return (
+    <thead>
+      <tr>
+        {props.columns.map((c) =>
+          c === null ? null : typeof c === 'string' ? (
+            <th>{c || null}</th>
+          ) : (
+            <th class={c.class} title={c.title}>
+              {c.label}
+            </th>
+          ),
+        )}
+      </tr>
+    </thead>
+  );
+}
+
+/** The one row of a table with nothing to list (or nothing loaded yet), across `span` columns. */
+export function EmptyRow(props: { span: number; children: ComponentChildren }) {
+  return (
+    <tr class="empty-row">
+      <td colSpan={props.span}>{props.children}</td>
+    </tr>
   );
 }
 

@@ -1,21 +1,23 @@
 // The create-volume form (also the restore form, prefilled with a backup URL): name, size in
 // human units, replicas, frontend, data locality, node/disk selectors, recurring jobs and
-// groups (as the volume's labels), and the data source (backup, standby, snapshot clone).
+// groups (as the volume's labels), and the data source (backup, standby, snapshot clone);
+// the dialogs that hold it and open the new volume's page.
 import { useMemo, useState } from 'preact/hooks';
-import { GROUP_LABEL_PREFIX, JOB_LABEL_PREFIX, api, type Schemas, type Volume } from '../api';
+import { GROUP_LABEL_PREFIX, JOB_LABEL_PREFIX, api, type Backup, type Schemas, type Volume } from '../api';
 import { dataLocalityValues, frontendValues } from '../generated/api';
 import { parseLabels, parseSize, parseTags } from '../format';
 import { useAction, useResource } from '../hooks';
 import { jobGroups } from '../model';
+import { href, navigate } from '../router';
 import { ErrorBanner } from './ErrorBanner';
+import { CheckField, Field, FormActions, LabelsField, TextField } from './Form';
+import { Modal } from './Modal';
 
 type Source = 'none' | 'backup' | 'snapshot';
 
-export function VolumeForm(props: {
-  initial?: { name?: string; size?: string; fromBackup?: string; standby?: boolean; dataSource?: string };
-  onCreated: (v: Volume) => void;
-  onCancel: () => void;
-}) {
+type VolumeFormInitial = { name?: string; size?: string; fromBackup?: string; standby?: boolean; dataSource?: string };
+
+export function VolumeForm(props: { initial?: VolumeFormInitial; onCreated: (v: Volume) => void; onCancel: () => void }) {
   const init = props.initial ?? {};
   const [name, setName] = useState(init.name ?? '');
   const [size, setSize] = useState(init.size ?? '');
@@ -80,87 +82,73 @@ export function VolumeForm(props: {
   return (
     <form class="form" onSubmit={submit} data-mutates="" data-testid="volume-form">
       <div class="form-grid">
-        <label class="field">
-          <span>Name</span>
-          <input
-            name="name"
-            required
-            pattern="[a-z0-9]([a-z0-9.\-]{0,38}[a-z0-9])?"
-            title="Lowercase letters, digits, dots and dashes; at most 40 characters"
-            value={name}
-            onInput={(e) => setName((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <label class="field">
-          <span>Size</span>
-          <input
-            name="size"
-            placeholder={source === 'backup' ? "the backup's size" : '10Gi'}
-            required={source !== 'backup'}
-            value={size}
-            onInput={(e) => setSize((e.target as HTMLInputElement).value)}
-          />
-          <small class="hint">Binary units: 512Mi, 1Gi, 10 GiB, 1Ti</small>
-        </label>
-        <label class="field">
-          <span>Replicas</span>
-          <input
-            name="numberOfReplicas"
-            type="number"
-            min={1}
-            max={20}
-            placeholder="default"
-            value={replicas}
-            onInput={(e) => setReplicas((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <label class="field">
-          <span>Frontend</span>
+        <TextField
+          label="Name"
+          name="name"
+          required
+          pattern="[a-z0-9]([a-z0-9.\-]{0,38}[a-z0-9])?"
+          title="Lowercase letters, digits, dots and dashes; at most 40 characters"
+          value={name}
+          onValue={setName}
+        />
+        <TextField
+          label="Size"
+          hint="Binary units: 512Mi, 1Gi, 10 GiB, 1Ti"
+          name="size"
+          placeholder={source === 'backup' ? "the backup's size" : '10Gi'}
+          required={source !== 'backup'}
+          value={size}
+          onValue={setSize}
+        />
+        <TextField
+          label="Replicas"
+          name="numberOfReplicas"
+          type="number"
+          min={1}
+          max={20}
+          placeholder="default"
+          value={replicas}
+          onValue={setReplicas}
+        />
+        <Field label="Frontend">
           <select name="frontend" value={frontend} onChange={(e) => setFrontend((e.target as HTMLSelectElement).value)}>
             <option value="">default</option>
             {frontendValues.map((f) => (
               <option value={f}>{f}</option>
             ))}
           </select>
-        </label>
-        <label class="field">
-          <span>Data locality</span>
+        </Field>
+        <Field label="Data locality">
           <select name="dataLocality" value={locality} onChange={(e) => setLocality((e.target as HTMLSelectElement).value)}>
             <option value="">default</option>
             {dataLocalityValues.map((d) => (
               <option value={d}>{d}</option>
             ))}
           </select>
-        </label>
-        <label class="field">
-          <span>Stale replica timeout (min)</span>
-          <input
-            name="staleReplicaTimeout"
-            type="number"
-            min={0}
-            placeholder="default"
-            value={staleTimeout}
-            onInput={(e) => setStaleTimeout((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <label class="field">
-          <span>Node selector</span>
-          <input
-            name="nodeSelector"
-            placeholder="tags, comma-separated"
-            value={nodeSelector}
-            onInput={(e) => setNodeSelector((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <label class="field">
-          <span>Disk selector</span>
-          <input
-            name="diskSelector"
-            placeholder="tags, comma-separated"
-            value={diskSelector}
-            onInput={(e) => setDiskSelector((e.target as HTMLInputElement).value)}
-          />
-        </label>
+        </Field>
+        <TextField
+          label="Stale replica timeout (min)"
+          name="staleReplicaTimeout"
+          type="number"
+          min={0}
+          placeholder="default"
+          value={staleTimeout}
+          onValue={setStaleTimeout}
+        />
+        <TextField
+          label="Node selector"
+          name="nodeSelector"
+          placeholder="tags, comma-separated"
+          value={nodeSelector}
+          onValue={setNodeSelector}
+        />
+        <TextField
+          label="Disk selector"
+          name="diskSelector"
+          placeholder="tags, comma-separated"
+          value={diskSelector}
+          onValue={setDiskSelector}
+        />
       </div>
 
       <fieldset class="fieldset">
@@ -180,38 +168,30 @@ export function VolumeForm(props: {
         </div>
         {source === 'backup' ? (
           <div class="form-grid">
-            <label class="field field-wide">
-              <span>Backup URL</span>
-              <input
-                name="fromBackup"
-                required
-                placeholder="s3://bucket@region/path?backup=B&volume=V"
-                value={fromBackup}
-                onInput={(e) => setFromBackup((e.target as HTMLInputElement).value)}
-              />
-            </label>
-            <label class="check">
-              <input
-                name="standby"
-                type="checkbox"
-                checked={standby}
-                onChange={(e) => setStandby((e.target as HTMLInputElement).checked)}
-              />{' '}
+            <TextField
+              label="Backup URL"
+              wide
+              name="fromBackup"
+              required
+              placeholder="s3://bucket@region/path?backup=B&volume=V"
+              value={fromBackup}
+              onValue={setFromBackup}
+            />
+            <CheckField name="standby" checked={standby} onChecked={setStandby}>
               Standby (disaster recovery: follows the backup volume)
-            </label>
+            </CheckField>
           </div>
         ) : null}
         {source === 'snapshot' ? (
-          <label class="field field-wide">
-            <span>Snapshot</span>
-            <input
-              name="dataSource"
-              required
-              placeholder="snap://volume/snapshot"
-              value={dataSource}
-              onInput={(e) => setDataSource((e.target as HTMLInputElement).value)}
-            />
-          </label>
+          <TextField
+            label="Snapshot"
+            wide
+            name="dataSource"
+            required
+            placeholder="snap://volume/snapshot"
+            value={dataSource}
+            onValue={setDataSource}
+          />
         ) : null}
       </fieldset>
 
@@ -250,34 +230,38 @@ export function VolumeForm(props: {
         </div>
       </fieldset>
 
-      <label class="field field-wide">
-        <span>Labels</span>
-        <textarea
-          name="labels"
-          rows={2}
-          placeholder="key=value, one a line"
-          value={labels}
-          onInput={(e) => setLabels((e.target as HTMLTextAreaElement).value)}
-        />
-      </label>
+      <LabelsField label="Labels" wide value={labels} onValue={setLabels} />
 
       <ErrorBanner error={invalid ?? action.error} />
-      <div class="form-actions">
-        <button type="button" class="button" onClick={props.onCancel}>
-          Cancel
-        </button>
-        <button
-          type="submit"
-          class="button button-primary"
-          data-testid="submit"
-          data-mutates=""
-          disabled={action.busy}
-          aria-busy={action.busy ? 'true' : undefined}
-        >
-          {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-          Create volume
-        </button>
-      </div>
+      <FormActions label="Create volume" busy={action.busy} onCancel={props.onCancel} />
     </form>
+  );
+}
+
+/** The form in a wide dialog; a created volume closes it and opens the volume's page. */
+export function VolumeFormDialog(props: { title: string; testid: string; initial?: VolumeFormInitial; onClose: () => void }) {
+  return (
+    <Modal title={props.title} onClose={props.onClose} wide testid={props.testid}>
+      <VolumeForm
+        initial={props.initial}
+        onCancel={props.onClose}
+        onCreated={(v) => {
+          props.onClose();
+          navigate(href('volumes', v.name));
+        }}
+      />
+    </Modal>
+  );
+}
+
+/** Restoring `backup` of `volume` into a new volume named after it. */
+export function RestoreDialog(props: { volume: string; backup: Backup; onClose: () => void }) {
+  return (
+    <VolumeFormDialog
+      title={`Restore ${props.backup.name}`}
+      testid="restore-dialog"
+      initial={{ name: `${props.volume}-restore`.slice(0, 40), fromBackup: props.backup.url }}
+      onClose={props.onClose}
+    />
   );
 }

@@ -4,6 +4,8 @@ import { useMemo, useState } from 'preact/hooks';
 import { api } from '../api';
 import { Badge } from '../components/Badge';
 import { ErrorBanner } from '../components/ErrorBanner';
+import { SearchBox } from '../components/Form';
+import { EmptyRow, TableHead } from '../components/Table';
 import { Time } from '../components/Time';
 import { useNow, useResource } from '../hooks';
 import { navigate } from '../router';
@@ -29,14 +31,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
         <h1>Audit log</h1>
       </div>
       <div class="toolbar">
-        <input
-          type="search"
-          class="search"
-          placeholder="Filter by user, path, result…"
-          aria-label="Filter the audit log"
-          value={filter}
-          onInput={(e) => setFilter((e.target as HTMLInputElement).value)}
-        />
+        <SearchBox placeholder="Filter by user, path, result…" label="Filter the audit log" value={filter} onValue={setFilter} />
         <label class="inline-field">
           Newest
           <select name="limit" value={String(limit)} onChange={(e) => navigate(`#/audit?limit=${(e.target as HTMLSelectElement).value}`)}>
@@ -50,23 +45,10 @@ export function AuditPage(props: { query: URLSearchParams }) {
       <ErrorBanner error={audit.error} />
       <div class="table-wrap">
         <table class="table" data-testid="audit-table">
-          <thead>
-            <tr>
-              <th>At</th>
-              <th>User</th>
-              <th>Via</th>
-              <th>From</th>
-              <th>Method</th>
-              <th>Path</th>
-              <th class="num">Status</th>
-              <th>Result</th>
-            </tr>
-          </thead>
+          <TableHead columns={['At', 'User', 'Via', 'From', 'Method', 'Path', { label: 'Status', class: 'num' }, 'Result']} />
           <tbody>
             {list.length === 0 ? (
-              <tr class="empty-row">
-                <td colSpan={8}>{audit.loading ? 'Loading…' : 'No entries.'}</td>
-              </tr>
+              <EmptyRow span={8}>{audit.loading ? 'Loading…' : 'No entries.'}</EmptyRow>
             ) : (
               list.map((a) => (
                 <tr>

@@ -3,16 +3,16 @@
 // standby (disaster-recovery) volume that follows it.
 import { useMemo, useState } from 'preact/hooks';
 import { ApiError, api, type Backup, type BackupTarget, type BackupVolume } from '../api';
-import { ActionButton } from '../components/Action';
+import { ActionButton, DialogButton } from '../components/Action';
 import { Badge } from '../components/Badge';
 import { ErrorBanner } from '../components/ErrorBanner';
-import { Modal } from '../components/Modal';
+import { Field, FormDialog, SearchBox, TextField } from '../components/Form';
 import { ProgressBar } from '../components/ProgressBar';
+import { EmptyRow, TableHead } from '../components/Table';
 import { Time } from '../components/Time';
-import { VolumeForm } from '../components/VolumeForm';
+import { RestoreDialog, VolumeFormDialog } from '../components/VolumeForm';
 import { formatBytes } from '../format';
 import { useAction, useNow, useResource } from '../hooks';
-import { href, navigate } from '../router';
 import { useCan } from '../session';
 
 export function BackupsPage(props: { query: URLSearchParams }) {
@@ -51,36 +51,20 @@ function Targets(props: { targets?: BackupTarget[]; error: unknown; loading: boo
         <h2>Backup targets</h2>
         {isAdmin ? (
           <div class="card-actions">
-            <button
-              type="button"
-              class="button button-small"
-              data-testid="backuptarget-create"
-              data-mutates=""
-              onClick={() => setEditing('new')}
-            >
+            <DialogButton small testid="backuptarget-create" onClick={() => setEditing('new')}>
               Add target
-            </button>
+            </DialogButton>
           </div>
         ) : null}
       </div>
       <ErrorBanner error={props.error} />
       <table class="table">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>URL</th>
-            <th>Credentials</th>
-            <th class="num">Poll interval</th>
-            <th>Status</th>
-            <th>Last synced</th>
-            {isAdmin ? <th /> : null}
-          </tr>
-        </thead>
+        <TableHead
+          columns={['Name', 'URL', 'Credentials', { label: 'Poll interval', class: 'num' }, 'Status', 'Last synced', isAdmin ? '' : null]}
+        />
         <tbody>
           {list.length === 0 ? (
-            <tr class="empty-row">
-              <td colSpan={isAdmin ? 7 : 6}>{props.loading ? 'Loading…' : 'No backup target is set.'}</td>
-            </tr>
+            <EmptyRow span={isAdmin ? 7 : 6}>{props.loading ? 'Loading…' : 'No backup target is set.'}</EmptyRow>
           ) : (
             list.map((t) => (
               <tr data-target={t.name}>
@@ -99,15 +83,9 @@ function Targets(props: { targets?: BackupTarget[]; error: unknown; loading: boo
                 </td>
                 {isAdmin ? (
                   <td class="row-actions">
-                    <button
-                      type="button"
-                      class="button button-small"
-                      data-testid="backuptarget-edit"
-                      data-mutates=""
-                      onClick={() => setEditing(t)}
-                    >
+                    <DialogButton small testid="backuptarget-edit" onClick={() => setEditing(t)}>
                       Edit
-                    </button>
+                    </DialogButton>
                     <ActionButton
                       small
                       kind="danger"
@@ -153,62 +131,46 @@ function TargetDialog({ target, onClose }: { target: BackupTarget | null; onClos
     if (ok) onClose();
   };
   return (
-    <Modal title={target ? `Edit backup target ${target.name}` : 'Add backup target'} onClose={onClose} testid="backuptarget-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <label class="field">
-          <span>Name</span>
-          <input name="name" required readOnly={!!target} value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
-        </label>
-        <label class="field">
-          <span>URL</span>
-          <input
-            name="backupTargetURL"
-            placeholder="s3://bucket@region/path, nfs://server:/export, file:///path"
-            value={url}
-            onInput={(e) => setUrl((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <label class="field">
-          <span>Credential secret</span>
-          <input
-            name="credentialSecret"
-            list="secret-names"
-            placeholder="none"
-            value={secret}
-            onInput={(e) => setSecret((e.target as HTMLInputElement).value)}
-          />
-          <datalist id="secret-names">
-            {(secrets.data ?? []).map((s) => (
-              <option value={s.name} />
-            ))}
-          </datalist>
-          <small class="hint">
+    <FormDialog
+      title={target ? `Edit backup target ${target.name}` : 'Add backup target'}
+      testid="backuptarget-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={action.error}
+      busy={action.busy}
+      submitLabel="Save"
+    >
+      <TextField label="Name" name="name" required readOnly={!!target} value={name} onValue={setName} />
+      <TextField
+        label="URL"
+        name="backupTargetURL"
+        placeholder="s3://bucket@region/path, nfs://server:/export, file:///path"
+        value={url}
+        onValue={setUrl}
+      />
+      <Field
+        label="Credential secret"
+        hint={
+          <>
             A secret (see <a href="#/secrets">Secrets</a>) with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINTS
-          </small>
-        </label>
-        <label class="field">
-          <span>Poll interval (seconds)</span>
-          <input
-            name="pollInterval"
-            type="number"
-            min={0}
-            max={604800}
-            value={poll}
-            onInput={(e) => setPoll((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <ErrorBanner error={action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="button button-primary" data-testid="submit" data-mutates="" disabled={action.busy}>
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Save
-          </button>
-        </div>
-      </form>
-    </Modal>
+          </>
+        }
+      >
+        <input
+          name="credentialSecret"
+          list="secret-names"
+          placeholder="none"
+          value={secret}
+          onInput={(e) => setSecret((e.target as HTMLInputElement).value)}
+        />
+        <datalist id="secret-names">
+          {(secrets.data ?? []).map((s) => (
+            <option value={s.name} />
+          ))}
+        </datalist>
+      </Field>
+      <TextField label="Poll interval (seconds)" name="pollInterval" type="number" min={0} max={604800} value={poll} onValue={setPoll} />
+    </FormDialog>
   );
 }
 
@@ -255,14 +217,7 @@ function BackupVolumes(props: {
               </select>
             </label>
           ) : null}
-          <input
-            type="search"
-            class="search"
-            placeholder="Search"
-            aria-label="Search backup volumes"
-            value={search}
-            onInput={(e) => setSearch((e.target as HTMLInputElement).value)}
-          />
+          <SearchBox placeholder="Search" label="Search backup volumes" value={search} onValue={setSearch} />
         </div>
       </div>
       {unavailable ? (
@@ -273,22 +228,20 @@ function BackupVolumes(props: {
         <ErrorBanner error={volumes.error} />
       )}
       <table class="table">
-        <thead>
-          <tr>
-            <th>Volume</th>
-            <th class="num">Size</th>
-            <th class="num">Data stored</th>
-            <th>Last backup</th>
-            <th>Last backup at</th>
-            <th>Compression</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead
+          columns={[
+            'Volume',
+            { label: 'Size', class: 'num' },
+            { label: 'Data stored', class: 'num' },
+            'Last backup',
+            'Last backup at',
+            'Compression',
+            '',
+          ]}
+        />
         <tbody>
           {list.length === 0 ? (
-            <tr class="empty-row">
-              <td colSpan={7}>{volumes.loading ? 'Loading…' : 'No backup volumes.'}</td>
-            </tr>
+            <EmptyRow span={7}>{volumes.loading ? 'Loading…' : 'No backup volumes.'}</EmptyRow>
           ) : (
             list.map((bv) => (
               <>
@@ -313,15 +266,9 @@ function BackupVolumes(props: {
                   <td>{bv.compressionMethod || '—'}</td>
                   <td class="row-actions">
                     {canOperate && props.targetSpec?.spec.backupTargetURL ? (
-                      <button
-                        type="button"
-                        class="button button-small"
-                        data-testid="backupvolume-standby"
-                        data-mutates=""
-                        onClick={() => setStandby(bv)}
-                      >
+                      <DialogButton small testid="backupvolume-standby" onClick={() => setStandby(bv)}>
                         Standby volume
-                      </button>
+                      </DialogButton>
                     ) : null}
                     {canOperate ? (
                       <ActionButton
@@ -354,20 +301,16 @@ function BackupVolumes(props: {
         </tbody>
       </table>
       {standby && props.targetSpec ? (
-        <Modal title={`Standby volume following ${standby.name}`} onClose={() => setStandby(null)} wide testid="standby-dialog">
-          <VolumeForm
-            initial={{
-              name: `${standby.name}-dr`.slice(0, 40),
-              fromBackup: backupVolumeUrl(props.targetSpec.spec.backupTargetURL, standby.name),
-              standby: true,
-            }}
-            onCancel={() => setStandby(null)}
-            onCreated={(v) => {
-              setStandby(null);
-              navigate(href('volumes', v.name));
-            }}
-          />
-        </Modal>
+        <VolumeFormDialog
+          title={`Standby volume following ${standby.name}`}
+          testid="standby-dialog"
+          initial={{
+            name: `${standby.name}-dr`.slice(0, 40),
+            fromBackup: backupVolumeUrl(props.targetSpec.spec.backupTargetURL, standby.name),
+            standby: true,
+          }}
+          onClose={() => setStandby(null)}
+        />
       ) : null}
     </div>
   );
@@ -389,18 +332,7 @@ function BackupList({ volume, target }: { volume: string; target: string }) {
         <p class="muted">{backups.loading ? 'Loading…' : 'No backups.'}</p>
       ) : (
         <table class="table">
-          <thead>
-            <tr>
-              <th>Backup</th>
-              <th>Snapshot</th>
-              <th>State</th>
-              <th class="num">Size</th>
-              <th>Started</th>
-              <th>Completed</th>
-              <th>Labels</th>
-              <th />
-            </tr>
-          </thead>
+          <TableHead columns={['Backup', 'Snapshot', 'State', { label: 'Size', class: 'num' }, 'Started', 'Completed', 'Labels', '']} />
           <tbody>
             {list.map((b) => (
               <tr data-backup={b.name}>
@@ -438,15 +370,9 @@ function BackupList({ volume, target }: { volume: string; target: string }) {
                     Copy URL
                   </button>
                   {canOperate && b.state === 'Completed' ? (
-                    <button
-                      type="button"
-                      class="button button-small"
-                      data-testid="backup-restore"
-                      data-mutates=""
-                      onClick={() => setRestoring(b)}
-                    >
+                    <DialogButton small testid="backup-restore" onClick={() => setRestoring(b)}>
                       Restore
-                    </button>
+                    </DialogButton>
                   ) : null}
                   {canOperate ? (
                     <ActionButton
@@ -470,18 +396,7 @@ function BackupList({ volume, target }: { volume: string; target: string }) {
           </tbody>
         </table>
       )}
-      {restoring ? (
-        <Modal title={`Restore ${restoring.name}`} onClose={() => setRestoring(null)} wide testid="restore-dialog">
-          <VolumeForm
-            initial={{ name: `${volume}-restore`.slice(0, 40), fromBackup: restoring.url }}
-            onCancel={() => setRestoring(null)}
-            onCreated={(v) => {
-              setRestoring(null);
-              navigate(href('volumes', v.name));
-            }}
-          />
-        </Modal>
-      ) : null}
+      {restoring ? <RestoreDialog volume={volume} backup={restoring} onClose={() => setRestoring(null)} /> : null}
     </div>
   );
 }

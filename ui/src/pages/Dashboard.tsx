@@ -4,6 +4,7 @@ import { useMemo } from 'preact/hooks';
 import { api, type Node, type RecurringJob, type Volume } from '../api';
 import { Badge } from '../components/Badge';
 import { ErrorBanner } from '../components/ErrorBanner';
+import { EmptyRow, TableHead } from '../components/Table';
 import { Time } from '../components/Time';
 import { robustnessValues, volumeStateValues } from '../generated/api';
 import { formatBytes, percent } from '../format';
@@ -169,21 +170,10 @@ export function DashboardPage() {
         ) : null}
         <div class="table-wrap">
           <table class="table">
-            <thead>
-              <tr>
-                <th>When</th>
-                <th>Resource</th>
-                <th>Condition</th>
-                <th>Status</th>
-                <th>Reason</th>
-                <th>Message</th>
-              </tr>
-            </thead>
+            <TableHead columns={['When', 'Resource', 'Condition', 'Status', 'Reason', 'Message']} />
             <tbody>
               {events.length === 0 ? (
-                <tr class="empty-row">
-                  <td colSpan={6}>No conditions reported.</td>
-                </tr>
+                <EmptyRow span={6}>No conditions reported.</EmptyRow>
               ) : (
                 events.map((e) => (
                   <tr data-event={`${e.kind}/${e.name}/${e.condition.type}`}>

@@ -3,10 +3,11 @@
 // adding a disk. Changes are for operators; viewers see the same data without controls.
 import { useState } from 'preact/hooks';
 import { api, type Node, type Schemas } from '../api';
-import { ActionButton } from '../components/Action';
+import { ActionButton, DialogButton } from '../components/Action';
 import { Badge } from '../components/Badge';
 import { ErrorBanner } from '../components/ErrorBanner';
-import { Modal } from '../components/Modal';
+import { CheckField, FormDialog, NAME_PATTERN, TextField } from '../components/Form';
+import { EmptyRow, TableHead } from '../components/Table';
 import { exactSize, formatBytes, joinTags, parseSize, parseTags, percent } from '../format';
 import { useAction, useResource } from '../hooks';
 import { conditionOk } from '../model';
@@ -32,17 +33,23 @@ export function NodesPage() {
   );
 }
 
-/** A switch that PATCHes one boolean; a plain badge for those who may not change it. */
+/**
+ * A switch that PATCHes one boolean; a plain badge for those who may not change it (none
+ * while off with `quietOff`).
+ */
 function Toggle(props: {
   on: boolean;
   label: string;
   what: string;
   testid: string;
+  title?: string;
+  quietOff?: boolean;
   run: (on: boolean) => Promise<unknown>;
   editable: boolean;
 }) {
   const action = useAction(props.what);
   if (!props.editable) {
+    if (props.quietOff && !props.on) return null;
     return <Badge tone={props.on ? 'ok' : 'idle'}>{props.on ? props.label : `${props.label}: off`}</Badge>;
   }
   return (
@@ -54,6 +61,7 @@ function Toggle(props: {
         class={`switch${props.on ? ' switch-on' : ''}`}
         data-testid={props.testid}
         data-mutates=""
+        title={props.title}
         disabled={action.busy}
         aria-busy={action.busy ? 'true' : undefined}
         onClick={() => void action.run(() => props.run(!props.on))}
@@ -93,14 +101,24 @@ function NodeCard({ node }: { node: Node }) {
             editable={canOperate}
             run={(on) => api.patchNode(node.name, { allowScheduling: on })}
           />
+          <Toggle
+            on={!!node.spec.evictionRequested}
+            label="Evict"
+            what="change node eviction"
+            testid="node-eviction"
+            quietOff
+            title="Move every replica off this node: each attached volume's replica is rebuilt elsewhere, then removed here"
+            editable={canOperate}
+            run={(on) => api.patchNode(node.name, { evictionRequested: on })}
+          />
           {canOperate ? (
             <>
-              <button type="button" class="button button-small" data-testid="node-edit" data-mutates="" onClick={() => setEditing(true)}>
+              <DialogButton small testid="node-edit" onClick={() => setEditing(true)}>
                 Edit tags
-              </button>
-              <button type="button" class="button button-small" data-testid="disk-add" data-mutates="" onClick={() => setAddingDisk(true)}>
+              </DialogButton>
+              <DialogButton small testid="disk-add" onClick={() => setAddingDisk(true)}>
                 Add disk
-              </button>
+              </DialogButton>
               <ActionButton
                 small
                 kind="danger"
@@ -138,26 +156,24 @@ function NodeCard({ node }: { node: Node }) {
         </div>
       ))}
       <table class="table disk-table">
-        <thead>
-          <tr>
-            <th>Disk</th>
-            <th>Path</th>
-            <th class="num">Maximum</th>
-            <th class="num">Available</th>
-            <th class="num">Scheduled</th>
-            <th class="num">Reserved</th>
-            <th>Usage</th>
-            <th>Scheduling</th>
-            <th>Tags</th>
-            <th>Conditions</th>
-            {canOperate ? <th /> : null}
-          </tr>
-        </thead>
+        <TableHead
+          columns={[
+            'Disk',
+            'Path',
+            { label: 'Maximum', class: 'num' },
+            { label: 'Available', class: 'num' },
+            { label: 'Scheduled', class: 'num' },
+            { label: 'Reserved', class: 'num' },
+            'Usage',
+            'Scheduling',
+            'Tags',
+            'Conditions',
+            canOperate ? '' : null,
+          ]}
+        />
         <tbody>
           {disks.length === 0 ? (
-            <tr class="empty-row">
-              <td colSpan={canOperate ? 11 : 10}>No disks.</td>
-            </tr>
+            <EmptyRow span={canOperate ? 11 : 10}>No disks.</EmptyRow>
           ) : (
             disks.map(([name, spec]) => {
               const st = node.status?.disks?.[name];
@@ -182,6 +198,7 @@ function NodeCard({ node }: { node: Node }) {
                     </div>
                   </td>
                   <td>
+                    <div class="toggle-stack">
                     <Toggle
                       on={spec.allowScheduling}
                       label="Schedulable"
@@ -190,6 +207,17 @@ function NodeCard({ node }: { node: Node }) {
                       editable={canOperate}
                       run={(on) => api.patchDisk(node.name, name, { allowScheduling: on })}
                     />
+                    <Toggle
+                      on={!!spec.evictionRequested}
+                      label="Evict"
+                      what="change disk eviction"
+                      testid="disk-eviction"
+                      quietOff
+                      title="Move every replica off this disk (attached volumes' replicas are rebuilt elsewhere), so it can be removed"
+                      editable={canOperate}
+                      run={(on) => api.patchDisk(node.name, name, { evictionRequested: on })}
+                    />
+                    </div>
                   </td>
                   <td>{spec.tags?.length ? spec.tags.map((t) => <span class="tag">{t}</span>) : <span class="muted">—</span>}</td>
                   <td>
@@ -207,15 +235,9 @@ function NodeCard({ node }: { node: Node }) {
                   </td>
                   {canOperate ? (
                     <td class="row-actions">
-                      <button
-                        type="button"
-                        class="button button-small"
-                        data-testid="disk-edit"
-                        data-mutates=""
-                        onClick={() => setEditDisk(name)}
-                      >
+                      <DialogButton small testid="disk-edit" onClick={() => setEditDisk(name)}>
                         Edit
-                      </button>
+                      </DialogButton>
                       <ActionButton
                         small
                         kind="danger"
@@ -255,28 +277,18 @@ function NodeEditDialog({ node, onClose }: { node: Node; onClose: () => void }) 
     if (ok) onClose();
   };
   return (
-    <Modal title={`Edit ${node.name}`} onClose={onClose} testid="node-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <label class="field">
-          <span>Tags</span>
-          <input name="tags" placeholder="comma-separated" value={tags} onInput={(e) => setTags((e.target as HTMLInputElement).value)} />
-        </label>
-        <label class="field">
-          <span>Zone</span>
-          <input name="zone" placeholder="none" value={zone} onInput={(e) => setZone((e.target as HTMLInputElement).value)} />
-        </label>
-        <ErrorBanner error={action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="button button-primary" data-testid="submit" data-mutates="" disabled={action.busy}>
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Save
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title={`Edit ${node.name}`}
+      testid="node-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={action.error}
+      busy={action.busy}
+      submitLabel="Save"
+    >
+      <TextField label="Tags" name="tags" placeholder="comma-separated" value={tags} onValue={setTags} />
+      <TextField label="Zone" name="zone" placeholder="none" value={zone} onValue={setZone} />
+    </FormDialog>
   );
 }
 
@@ -315,71 +327,45 @@ function DiskDialog({ node, disk, onClose }: { node: Node; disk?: string; onClos
   };
 
   return (
-    <Modal title={disk ? `Edit disk ${disk} of ${node.name}` : `Add a disk to ${node.name}`} onClose={onClose} testid="disk-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        {disk ? (
-          <p class="muted">
-            Path <code>{spec?.path}</code>
-          </p>
-        ) : (
-          <>
-            <label class="field">
-              <span>Name</span>
-              <input
-                name="name"
-                required
-                pattern="[a-z0-9]([a-z0-9.\-]{0,61}[a-z0-9])?"
-                value={name}
-                onInput={(e) => setName((e.target as HTMLInputElement).value)}
-              />
-            </label>
-            <label class="field">
-              <span>Path on the node</span>
-              <input
-                name="path"
-                required
-                pattern="/.*"
-                placeholder="/var/lib/ironhorn/disk2"
-                value={path}
-                onInput={(e) => setPath((e.target as HTMLInputElement).value)}
-              />
-            </label>
-          </>
-        )}
-        <label class="field">
-          <span>Reserved</span>
-          <input
-            name="storageReserved"
-            placeholder="e.g. 10Gi"
-            value={reserved}
-            onInput={(e) => setReserved((e.target as HTMLInputElement).value)}
+    <FormDialog
+      title={disk ? `Edit disk ${disk} of ${node.name}` : `Add a disk to ${node.name}`}
+      testid="disk-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={invalid ?? action.error}
+      busy={action.busy}
+      submitLabel={disk ? 'Save' : 'Add disk'}
+    >
+      {disk ? (
+        <p class="muted">
+          Path <code>{spec?.path}</code>
+        </p>
+      ) : (
+        <>
+          <TextField label="Name" name="name" required pattern={NAME_PATTERN} value={name} onValue={setName} />
+          <TextField
+            label="Path on the node"
+            name="path"
+            required
+            pattern="/.*"
+            placeholder="/var/lib/ironhorn/disk2"
+            value={path}
+            onValue={setPath}
           />
-          <small class="hint">Space kept free of replicas</small>
-        </label>
-        <label class="field">
-          <span>Tags</span>
-          <input name="tags" placeholder="comma-separated" value={tags} onInput={(e) => setTags((e.target as HTMLInputElement).value)} />
-        </label>
-        <label class="check">
-          <input
-            type="checkbox"
-            name="allowScheduling"
-            checked={allow}
-            onChange={(e) => setAllow((e.target as HTMLInputElement).checked)}
-          />{' '}
-          Allow scheduling replicas
-        </label>
-        <ErrorBanner error={invalid ?? action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="button button-primary" data-testid="submit" data-mutates="" disabled={action.busy}>
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            {disk ? 'Save' : 'Add disk'}
-          </button>
-        </div>
-      </form>
-    </Modal>
+        </>
+      )}
+      <TextField
+        label="Reserved"
+        hint="Space kept free of replicas"
+        name="storageReserved"
+        placeholder="e.g. 10Gi"
+        value={reserved}
+        onValue={setReserved}
+      />
+      <TextField label="Tags" name="tags" placeholder="comma-separated" value={tags} onValue={setTags} />
+      <CheckField name="allowScheduling" checked={allow} onChecked={setAllow}>
+        Allow scheduling replicas
+      </CheckField>
+    </FormDialog>
   );
 }

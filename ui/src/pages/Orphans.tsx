@@ -2,6 +2,7 @@
 import { api } from '../api';
 import { ActionButton } from '../components/Action';
 import { ErrorBanner } from '../components/ErrorBanner';
+import { EmptyRow, TableHead } from '../components/Table';
 import { useResource } from '../hooks';
 import { useCan } from '../session';
 
@@ -20,21 +21,10 @@ export function OrphansPage() {
       <ErrorBanner error={orphans.error} />
       <div class="table-wrap">
         <table class="table" data-testid="orphans-table">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Node</th>
-              <th>Disk</th>
-              <th>Directory</th>
-              <th>Path</th>
-              {canOperate ? <th /> : null}
-            </tr>
-          </thead>
+          <TableHead columns={['Name', 'Node', 'Disk', 'Directory', 'Path', canOperate ? '' : null]} />
           <tbody>
             {list.length === 0 ? (
-              <tr class="empty-row">
-                <td colSpan={canOperate ? 6 : 5}>{orphans.loading ? 'Loading…' : 'No orphaned replica data.'}</td>
-              </tr>
+              <EmptyRow span={canOperate ? 6 : 5}>{orphans.loading ? 'Loading…' : 'No orphaned replica data.'}</EmptyRow>
             ) : (
               list.map((o) => (
                 <tr data-orphan={o.name}>

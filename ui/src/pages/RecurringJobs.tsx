@@ -2,10 +2,12 @@
 // condition and the volumes it applies to; create, edit, delete, run now, and its run history.
 import { useMemo, useState } from 'preact/hooks';
 import { api, type RecurringJob, type RecurringJobSpec, type RecurringRun } from '../api';
-import { ActionButton } from '../components/Action';
+import { ActionButton, DialogButton } from '../components/Action';
 import { Badge } from '../components/Badge';
 import { ErrorBanner } from '../components/ErrorBanner';
+import { Field, FormDialog, LabelsField, NAME_PATTERN, TextField, tryParse } from '../components/Form';
 import { Modal } from '../components/Modal';
+import { EmptyRow, TableHead } from '../components/Table';
 import { Time } from '../components/Time';
 import { recurringTaskValues } from '../generated/api';
 import { formatAbsolute, joinTags, parseLabels, parseTags } from '../format';
@@ -40,42 +42,32 @@ export function RecurringJobsPage() {
           Recurring jobs <span class="muted">{jobs.data ? list.length : ''}</span>
         </h1>
         {canOperate ? (
-          <button
-            type="button"
-            class="button button-primary"
-            data-testid="recurringjob-create"
-            data-mutates=""
-            onClick={() => setEditing('new')}
-          >
+          <DialogButton kind="primary" testid="recurringjob-create" onClick={() => setEditing('new')}>
             Create job
-          </button>
+          </DialogButton>
         ) : null}
       </div>
       <ErrorBanner error={jobs.error} />
       <div class="table-wrap">
         <table class="table" data-testid="recurringjobs-table">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Task</th>
-              <th>Schedule</th>
-              <th class="num">Retain</th>
-              <th class="num" title="How many volumes run it at once">
-                Conc.
-              </th>
-              <th>Groups</th>
-              <th>Volumes</th>
-              <th>Next run</th>
-              <th>Last run</th>
-              <th>Status</th>
-              <th />
-            </tr>
-          </thead>
+          <TableHead
+            columns={[
+              'Name',
+              'Task',
+              'Schedule',
+              { label: 'Retain', class: 'num' },
+              { label: 'Conc.', class: 'num', title: 'How many volumes run it at once' },
+              'Groups',
+              'Volumes',
+              'Next run',
+              'Last run',
+              'Status',
+              '',
+            ]}
+          />
           <tbody>
             {list.length === 0 ? (
-              <tr class="empty-row">
-                <td colSpan={11}>{jobs.loading ? 'Loading…' : 'No recurring jobs.'}</td>
-              </tr>
+              <EmptyRow span={11}>{jobs.loading ? 'Loading…' : 'No recurring jobs.'}</EmptyRow>
             ) : (
               list.map((j) => {
                 const failure = jobFailure(j);
@@ -137,15 +129,9 @@ export function RecurringJobsPage() {
                             testid="recurringjob-run"
                             run={() => api.runRecurringJob(j.name)}
                           />
-                          <button
-                            type="button"
-                            class="button button-small"
-                            data-testid="recurringjob-edit"
-                            data-mutates=""
-                            onClick={() => setEditing(j)}
-                          >
+                          <DialogButton small testid="recurringjob-edit" onClick={() => setEditing(j)}>
                             Edit
-                          </button>
+                          </DialogButton>
                           <ActionButton
                             small
                             kind="danger"
@@ -194,13 +180,8 @@ function JobDialog({ job, onClose }: { job: RecurringJob | null; onClose: () => 
   const submit = async (e: Event) => {
     e.preventDefault();
     setInvalid(null);
-    let l: Record<string, string>;
-    try {
-      l = parseLabels(labels);
-    } catch (err) {
-      setInvalid(err instanceof Error ? err.message : String(err));
-      return;
-    }
+    const l = tryParse(() => parseLabels(labels), setInvalid);
+    if (!l) return;
     const body: RecurringJobSpec = {
       name: name.trim(),
       task: task as RecurringJobSpec['task'],
@@ -215,85 +196,39 @@ function JobDialog({ job, onClose }: { job: RecurringJob | null; onClose: () => 
   };
 
   return (
-    <Modal title={job ? `Edit ${job.name}` : 'Create recurring job'} onClose={onClose} testid="recurringjob-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <div class="form-grid">
-          <label class="field">
-            <span>Name</span>
-            <input
-              name="name"
-              required
-              readOnly={!!job}
-              pattern="[a-z0-9]([a-z0-9.\-]{0,61}[a-z0-9])?"
-              value={name}
-              onInput={(e) => setName((e.target as HTMLInputElement).value)}
-            />
-          </label>
-          <label class="field">
-            <span>Task</span>
-            <select name="task" value={task} onChange={(e) => setTask((e.target as HTMLSelectElement).value)}>
-              {recurringTaskValues.map((t) => (
-                <option value={t}>{t}</option>
-              ))}
-            </select>
-          </label>
-          <label class="field">
-            <span>Schedule (cron)</span>
-            <input
-              name="cron"
-              required
-              placeholder="0 2 * * * or @daily"
-              value={cron}
-              onInput={(e) => setCron((e.target as HTMLInputElement).value)}
-            />
-            <small class="hint">minute hour day-of-month month day-of-week</small>
-          </label>
-          <label class="field">
-            <span>Retain</span>
-            <input name="retain" type="number" min={0} value={retain} onInput={(e) => setRetain((e.target as HTMLInputElement).value)} />
-          </label>
-          <label class="field">
-            <span>Concurrency</span>
-            <input
-              name="concurrency"
-              type="number"
-              min={0}
-              value={concurrency}
-              onInput={(e) => setConcurrency((e.target as HTMLInputElement).value)}
-            />
-          </label>
-          <label class="field">
-            <span>Groups</span>
-            <input
-              name="groups"
-              placeholder="default, nightly"
-              value={groups}
-              onInput={(e) => setGroups((e.target as HTMLInputElement).value)}
-            />
-          </label>
-        </div>
-        <label class="field field-wide">
-          <span>Labels of what it makes</span>
-          <textarea
-            name="labels"
-            rows={2}
-            placeholder="key=value, one a line"
-            value={labels}
-            onInput={(e) => setLabels((e.target as HTMLTextAreaElement).value)}
-          />
-        </label>
-        <ErrorBanner error={invalid ?? action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="button button-primary" data-testid="submit" data-mutates="" disabled={action.busy}>
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            {job ? 'Save' : 'Create job'}
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title={job ? `Edit ${job.name}` : 'Create recurring job'}
+      testid="recurringjob-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={invalid ?? action.error}
+      busy={action.busy}
+      submitLabel={job ? 'Save' : 'Create job'}
+    >
+      <div class="form-grid">
+        <TextField label="Name" name="name" required readOnly={!!job} pattern={NAME_PATTERN} value={name} onValue={setName} />
+        <Field label="Task">
+          <select name="task" value={task} onChange={(e) => setTask((e.target as HTMLSelectElement).value)}>
+            {recurringTaskValues.map((t) => (
+              <option value={t}>{t}</option>
+            ))}
+          </select>
+        </Field>
+        <TextField
+          label="Schedule (cron)"
+          hint="minute hour day-of-month month day-of-week"
+          name="cron"
+          required
+          placeholder="0 2 * * * or @daily"
+          value={cron}
+          onValue={setCron}
+        />
+        <TextField label="Retain" name="retain" type="number" min={0} value={retain} onValue={setRetain} />
+        <TextField label="Concurrency" name="concurrency" type="number" min={0} value={concurrency} onValue={setConcurrency} />
+        <TextField label="Groups" name="groups" placeholder="default, nightly" value={groups} onValue={setGroups} />
+      </div>
+      <LabelsField label="Labels of what it makes" wide value={labels} onValue={setLabels} />
+    </FormDialog>
   );
 }
 
@@ -309,17 +244,7 @@ function RunsDialog({ job, onClose }: { job: string; onClose: () => void }) {
       ) : (
         <div class="table-wrap table-scroll">
           <table class="table">
-            <thead>
-              <tr>
-                <th>Volume</th>
-                <th>Result</th>
-                <th>Slot</th>
-                <th>Started</th>
-                <th>Finished</th>
-                <th>Made</th>
-                <th>Message</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Volume', 'Result', 'Slot', 'Started', 'Finished', 'Made', 'Message']} />
             <tbody>
               {list.map((r) => (
                 <tr>

@@ -2,9 +2,10 @@
 // shown, never the values; create or replace, delete.
 import { useState } from 'preact/hooks';
 import { api } from '../api';
-import { ActionButton } from '../components/Action';
+import { ActionButton, DialogButton } from '../components/Action';
 import { ErrorBanner } from '../components/ErrorBanner';
-import { Modal } from '../components/Modal';
+import { FormDialog, TextField } from '../components/Form';
+import { EmptyRow, TableHead } from '../components/Table';
 import { useAction, useResource } from '../hooks';
 
 export function SecretsPage() {
@@ -15,25 +16,17 @@ export function SecretsPage() {
     <section class="page" data-testid="secrets-page">
       <div class="page-head">
         <h1>Secrets</h1>
-        <button type="button" class="button button-primary" data-testid="secret-create" data-mutates="" onClick={() => setEditing('new')}>
+        <DialogButton kind="primary" testid="secret-create" onClick={() => setEditing('new')}>
           Create secret
-        </button>
+        </DialogButton>
       </div>
       <p class="muted">Credentials for backup targets. Values are write-only: the API never shows them back.</p>
       <ErrorBanner error={secrets.error} />
       <table class="table" data-testid="secrets-table">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Keys</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['Name', 'Keys', '']} />
         <tbody>
           {list.length === 0 ? (
-            <tr class="empty-row">
-              <td colSpan={3}>{secrets.loading ? 'Loading…' : 'No secrets.'}</td>
-            </tr>
+            <EmptyRow span={3}>{secrets.loading ? 'Loading…' : 'No secrets.'}</EmptyRow>
           ) : (
             list.map((s) => (
               <tr data-secret={s.name}>
@@ -46,15 +39,9 @@ export function SecretsPage() {
                   ))}
                 </td>
                 <td class="row-actions">
-                  <button
-                    type="button"
-                    class="button button-small"
-                    data-testid="secret-edit"
-                    data-mutates=""
-                    onClick={() => setEditing(s.name)}
-                  >
+                  <DialogButton small testid="secret-edit" onClick={() => setEditing(s.name)}>
                     Replace
-                  </button>
+                  </DialogButton>
                   <ActionButton
                     small
                     kind="danger"
@@ -99,52 +86,46 @@ function SecretDialog(props: { name: string; keys: string[]; onClose: () => void
     if (ok) props.onClose();
   };
   return (
-    <Modal title={props.name ? `Replace secret ${props.name}` : 'Create secret'} onClose={props.onClose} wide testid="secret-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <label class="field">
-          <span>Name</span>
-          <input name="name" required readOnly={!!props.name} value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
-        </label>
-        {props.name ? <p class="small muted">Every key is replaced: give all the values again.</p> : null}
-        <div class="kv">
-          {rows.map(([k, v], i) => (
-            <div class="kv-row">
-              <input
-                name={`key-${i}`}
-                aria-label="Key"
-                placeholder="KEY"
-                value={k}
-                onInput={(e) => setRow(i, 0, (e.target as HTMLInputElement).value)}
-              />
-              <input
-                name={`value-${i}`}
-                aria-label="Value"
-                type="password"
-                autoComplete="off"
-                placeholder="value"
-                value={v}
-                onInput={(e) => setRow(i, 1, (e.target as HTMLInputElement).value)}
-              />
-              <button type="button" class="icon-button" aria-label="Remove key" onClick={() => setRows(rows.filter((_, j) => j !== i))}>
-                ×
-              </button>
-            </div>
-          ))}
-          <button type="button" class="button button-small" onClick={() => setRows([...rows, ['', '']])}>
-            Add key
-          </button>
-        </div>
-        <ErrorBanner error={action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={props.onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="button button-primary" data-testid="submit" data-mutates="" disabled={action.busy}>
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Save
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title={props.name ? `Replace secret ${props.name}` : 'Create secret'}
+      testid="secret-dialog"
+      wide
+      onClose={props.onClose}
+      onSubmit={submit}
+      error={action.error}
+      busy={action.busy}
+      submitLabel="Save"
+    >
+      <TextField label="Name" name="name" required readOnly={!!props.name} value={name} onValue={setName} />
+      {props.name ? <p class="small muted">Every key is replaced: give all the values again.</p> : null}
+      <div class="kv">
+        {rows.map(([k, v], i) => (
+          <div class="kv-row">
+            <input
+              name={`key-${i}`}
+              aria-label="Key"
+              placeholder="KEY"
+              value={k}
+              onInput={(e) => setRow(i, 0, (e.target as HTMLInputElement).value)}
+            />
+            <input
+              name={`value-${i}`}
+              aria-label="Value"
+              type="password"
+              autoComplete="off"
+              placeholder="value"
+              value={v}
+              onInput={(e) => setRow(i, 1, (e.target as HTMLInputElement).value)}
+            />
+            <button type="button" class="icon-button" aria-label="Remove key" onClick={() => setRows(rows.filter((_, j) => j !== i))}>
+              ×
+            </button>
+          </div>
+        ))}
+        <button type="button" class="button button-small" onClick={() => setRows([...rows, ['', '']])}>
+          Add key
+        </button>
+      </div>
+    </FormDialog>
   );
 }

@@ -3,6 +3,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, type Setting } from '../api';
 import { ErrorBanner } from '../components/ErrorBanner';
+import { SearchBox } from '../components/Form';
 import { useAction, useResource } from '../hooks';
 import { useCan } from '../session';
 
@@ -28,14 +29,7 @@ export function SettingsPage() {
     <section class="page" data-testid="settings-page">
       <div class="page-head">
         <h1>Settings</h1>
-        <input
-          type="search"
-          class="search"
-          placeholder="Search settings"
-          aria-label="Search settings"
-          value={search}
-          onInput={(e) => setSearch((e.target as HTMLInputElement).value)}
-        />
+        <SearchBox placeholder="Search settings" label="Search settings" value={search} onValue={setSearch} />
       </div>
       {!isAdmin ? <p class="muted">Settings are changed by admins.</p> : null}
       <ErrorBanner error={settings.error} />

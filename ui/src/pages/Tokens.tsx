@@ -3,9 +3,11 @@
 // revoke.
 import { useMemo, useState } from 'preact/hooks';
 import { api, type Schemas } from '../api';
-import { ActionButton } from '../components/Action';
+import { ActionButton, DialogButton } from '../components/Action';
 import { ErrorBanner } from '../components/ErrorBanner';
+import { CheckField, Field, FormDialog, TextField } from '../components/Form';
 import { Modal } from '../components/Modal';
+import { EmptyRow, TableHead } from '../components/Table';
 import { Time } from '../components/Time';
 import { useAction, useNow, useResource } from '../hooks';
 import { useMe } from '../session';
@@ -38,33 +40,22 @@ export function TokensPage() {
         <h1>
           API tokens <span class="muted">{tokens.data ? list.length : ''}</span>
         </h1>
-        <button type="button" class="button button-primary" data-testid="token-create" data-mutates="" onClick={() => setCreating(true)}>
+        <DialogButton kind="primary" testid="token-create" onClick={() => setCreating(true)}>
           Create token
-        </button>
+        </DialogButton>
       </div>
       <div class="toolbar">
-        <label class="check">
-          <input type="checkbox" name="mine" checked={mine} onChange={(e) => setMine((e.target as HTMLInputElement).checked)} /> Only mine
-        </label>
+        <CheckField name="mine" checked={mine} onChecked={setMine}>
+          Only mine
+        </CheckField>
       </div>
       <ErrorBanner error={tokens.error} />
       <div class="table-wrap">
         <table class="table" data-testid="tokens-table">
-          <thead>
-            <tr>
-              <th>ID</th>
-              <th>User</th>
-              <th>Description</th>
-              <th>Created</th>
-              <th>Expires</th>
-              <th />
-            </tr>
-          </thead>
+          <TableHead columns={['ID', 'User', 'Description', 'Created', 'Expires', '']} />
           <tbody>
             {list.length === 0 ? (
-              <tr class="empty-row">
-                <td colSpan={6}>{tokens.loading ? 'Loading…' : 'No tokens.'}</td>
-              </tr>
+              <EmptyRow span={6}>{tokens.loading ? 'Loading…' : 'No tokens.'}</EmptyRow>
             ) : (
               list.map((t) => (
                 <tr data-token={t.id}>
@@ -164,49 +155,35 @@ function TokenDialog({ onClose }: { onClose: () => void }) {
   }
 
   return (
-    <Modal title="Create API token" onClose={onClose} testid="token-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <label class="field">
-          <span>User</span>
-          <select name="user" value={user || me?.user || ''} onChange={(e) => setUser((e.target as HTMLSelectElement).value)}>
-            {me ? <option value={me.user}>{me.user} (you)</option> : null}
-            {(users.data ?? [])
-              .filter((u) => u.name !== me?.user)
-              .map((u) => (
-                <option value={u.name}>
-                  {u.name} ({u.role})
-                </option>
-              ))}
-          </select>
-        </label>
-        <label class="field">
-          <span>Description</span>
-          <input
-            name="description"
-            placeholder="what uses it"
-            value={description}
-            onInput={(e) => setDescription((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <label class="field">
-          <span>Expires</span>
-          <select name="expiry" value={expiry} onChange={(e) => setExpiry((e.target as HTMLSelectElement).value)}>
-            {EXPIRY.map(([label], i) => (
-              <option value={String(i)}>{label === 'never' ? 'never (until revoked)' : `in ${label}`}</option>
+    <FormDialog
+      title="Create API token"
+      testid="token-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={action.error}
+      busy={action.busy}
+      submitLabel="Create token"
+    >
+      <Field label="User">
+        <select name="user" value={user || me?.user || ''} onChange={(e) => setUser((e.target as HTMLSelectElement).value)}>
+          {me ? <option value={me.user}>{me.user} (you)</option> : null}
+          {(users.data ?? [])
+            .filter((u) => u.name !== me?.user)
+            .map((u) => (
+              <option value={u.name}>
+                {u.name} ({u.role})
+              </option>
             ))}
-          </select>
-        </label>
-        <ErrorBanner error={action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="button button-primary" data-testid="submit" data-mutates="" disabled={action.busy}>
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Create token
-          </button>
-        </div>
-      </form>
-    </Modal>
+        </select>
+      </Field>
+      <TextField label="Description" name="description" placeholder="what uses it" value={description} onValue={setDescription} />
+      <Field label="Expires">
+        <select name="expiry" value={expiry} onChange={(e) => setExpiry((e.target as HTMLSelectElement).value)}>
+          {EXPIRY.map(([label], i) => (
+            <option value={String(i)}>{label === 'never' ? 'never (until revoked)' : `in ${label}`}</option>
+          ))}
+        </select>
+      </Field>
+    </FormDialog>
   );
 }

@@ -2,10 +2,11 @@
 // optional password; delete.
 import { useState } from 'preact/hooks';
 import { api, type Role } from '../api';
-import { ActionButton } from '../components/Action';
+import { ActionButton, DialogButton } from '../components/Action';
 import { Badge } from '../components/Badge';
 import { ErrorBanner } from '../components/ErrorBanner';
-import { Modal } from '../components/Modal';
+import { Field, FormDialog, NAME_PATTERN, TextField } from '../components/Form';
+import { EmptyRow, TableHead } from '../components/Table';
 import { Time } from '../components/Time';
 import { roleValues } from '../generated/api';
 import { useAction, useNow, useResource } from '../hooks';
@@ -23,27 +24,17 @@ export function UsersPage() {
         <h1>
           Users <span class="muted">{users.data ? list.length : ''}</span>
         </h1>
-        <button type="button" class="button button-primary" data-testid="user-create" data-mutates="" onClick={() => setCreating(true)}>
+        <DialogButton kind="primary" testid="user-create" onClick={() => setCreating(true)}>
           Create user
-        </button>
+        </DialogButton>
       </div>
       <ErrorBanner error={users.error} />
       <div class="table-wrap">
         <table class="table" data-testid="users-table">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Role</th>
-              <th>Sign-in</th>
-              <th>Created</th>
-              <th />
-            </tr>
-          </thead>
+          <TableHead columns={['Name', 'Role', 'Sign-in', 'Created', '']} />
           <tbody>
             {list.length === 0 ? (
-              <tr class="empty-row">
-                <td colSpan={5}>{users.loading ? 'Loading…' : 'No users.'}</td>
-              </tr>
+              <EmptyRow span={5}>{users.loading ? 'Loading…' : 'No users.'}</EmptyRow>
             ) : (
               list.map((u) => (
                 <tr data-user={u.name}>
@@ -96,50 +87,33 @@ function UserDialog({ onClose }: { onClose: () => void }) {
     if (ok) onClose();
   };
   return (
-    <Modal title="Create user" onClose={onClose} testid="user-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <label class="field">
-          <span>Name</span>
-          <input
-            name="name"
-            required
-            pattern="[a-z0-9]([a-z0-9.\-]{0,61}[a-z0-9])?"
-            autoComplete="off"
-            value={name}
-            onInput={(e) => setName((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <label class="field">
-          <span>Role</span>
-          <select name="role" value={role} onChange={(e) => setRole((e.target as HTMLSelectElement).value as Role)}>
-            {roleValues.map((r) => (
-              <option value={r}>{r}</option>
-            ))}
-          </select>
-        </label>
-        <label class="field">
-          <span>Password</span>
-          <input
-            name="password"
-            type="password"
-            autoComplete="new-password"
-            minLength={10}
-            placeholder="at least 10 characters; empty for tokens only"
-            value={password}
-            onInput={(e) => setPassword((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <ErrorBanner error={action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="button button-primary" data-testid="submit" data-mutates="" disabled={action.busy}>
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Create user
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title="Create user"
+      testid="user-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={action.error}
+      busy={action.busy}
+      submitLabel="Create user"
+    >
+      <TextField label="Name" name="name" required pattern={NAME_PATTERN} autoComplete="off" value={name} onValue={setName} />
+      <Field label="Role">
+        <select name="role" value={role} onChange={(e) => setRole((e.target as HTMLSelectElement).value as Role)}>
+          {roleValues.map((r) => (
+            <option value={r}>{r}</option>
+          ))}
+        </select>
+      </Field>
+      <TextField
+        label="Password"
+        name="password"
+        type="password"
+        autoComplete="new-password"
+        minLength={10}
+        placeholder="at least 10 characters; empty for tokens only"
+        value={password}
+        onValue={setPassword}
+      />
+    </FormDialog>
   );
 }

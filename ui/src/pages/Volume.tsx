@@ -1,22 +1,23 @@
-// One volume: its spec and status, actions (attach, detach, expand, delete, activate, trim),
-// replicas with rebuild state, restore and backup progress, the snapshot tree with its
-// actions, backups of the volume, the recurring jobs that apply to it and their recent runs.
+// One volume: its spec and status, actions (attach, detach, expand, delete, activate, trim,
+// salvage), replicas with rebuild state, restore and backup progress, the snapshot tree with
+// its actions, backups of the volume, the recurring jobs that apply to it and their recent runs.
 import type { ComponentChildren } from 'preact';
 import { useMemo, useState } from 'preact/hooks';
 import { ApiError, GROUP_LABEL_PREFIX, JOB_LABEL_PREFIX, api, type Backup, type Schemas, type Condition, type Volume } from '../api';
-import { ActionButton } from '../components/Action';
+import { ActionButton, DialogButton } from '../components/Action';
 import { Badge } from '../components/Badge';
 import { ErrorBanner } from '../components/ErrorBanner';
-import { Modal } from '../components/Modal';
+import { CheckField, Field, FormDialog, LabelsField, NAME_PATTERN, TextField, tryParse } from '../components/Form';
 import { ProgressBar } from '../components/ProgressBar';
 import { SnapshotTree } from '../components/SnapshotTree';
+import { EmptyRow, TableHead } from '../components/Table';
 import { Time } from '../components/Time';
-import { VolumeForm } from '../components/VolumeForm';
+import { RestoreDialog } from '../components/VolumeForm';
 import { frontendValues } from '../generated/api';
 import { formatBytes, parseLabels, parseSize } from '../format';
 import { useAction, useNow, useResource, type Resource } from '../hooks';
 import { conditionOk, isRebuilding, jobGroups, readyNodes, rebuildProgress, replicaCounts, volumeCreated, volumeJobs } from '../model';
-import { href, navigate } from '../router';
+import { navigate } from '../router';
 import { useCan } from '../session';
 
 export function VolumePage(props: { name: string }) {
@@ -85,9 +86,9 @@ function VolumeActions({ v }: { v: Volume }) {
   return (
     <div class="actions-bar" data-testid="volume-actions">
       {state !== 'attached' && state !== 'attaching' && !v.spec.standby ? (
-        <button type="button" class="button button-primary" data-testid="attach" data-mutates="" onClick={() => setDialog('attach')}>
+        <DialogButton kind="primary" testid="attach" onClick={() => setDialog('attach')}>
           Attach
-        </button>
+        </DialogButton>
       ) : null}
       {state !== 'detached' ? (
         <ActionButton label="Detach" what="detach this volume" testid="detach" run={() => api.detach(v.name, {})} />
@@ -107,9 +108,9 @@ function VolumeActions({ v }: { v: Volume }) {
           run={() => api.detach(v.name, { force: true })}
         />
       ) : null}
-      <button type="button" class="button" data-testid="expand" data-mutates="" onClick={() => setDialog('expand')}>
+      <DialogButton testid="expand" onClick={() => setDialog('expand')}>
         Expand
-      </button>
+      </DialogButton>
       {attached ? (
         <ActionButton
           label="Trim"
@@ -118,6 +119,22 @@ function VolumeActions({ v }: { v: Volume }) {
           title="Discard the filesystem's free space (fstrim)"
           run={() => api.trim(v.name)}
           onDone={(r) => setTrimmed(r as Schemas['TrimResult'])}
+        />
+      ) : null}
+      {v.status?.robustness === 'faulted' ? (
+        <ActionButton
+          label="Salvage"
+          what="salvage this volume"
+          testid="salvage"
+          kind="danger"
+          confirm={
+            <>
+              No replica of <strong>{v.name}</strong> is healthy. Salvage lets its failed replicas serve again: the engine starts from the
+              one holding the newest writes, and the others are rebuilt from it. Writes only the other replicas held are lost.
+            </>
+          }
+          confirmLabel="Salvage"
+          run={() => api.salvage(v.name, {})}
         />
       ) : null}
       {v.spec.standby ? (
@@ -179,63 +196,44 @@ function AttachDialog({ v, onClose }: { v: Volume; onClose: () => void }) {
   };
 
   return (
-    <Modal title={`Attach ${v.name}`} onClose={onClose} testid="attach-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <label class="field">
-          <span>Node</span>
-          <select name="node" value={chosen} onChange={(e) => setNode((e.target as HTMLSelectElement).value)}>
-            {ready.length === 0 ? <option value="">the server's own node</option> : null}
-            {ready.map((n) => (
-              <option value={n.name}>
-                {n.name}
-                {n.spec.allowScheduling ? '' : ' (scheduling disabled)'}
-              </option>
-            ))}
-          </select>
-          {nodes.error ? <ErrorBanner error={nodes.error} compact /> : null}
-        </label>
-        <label class="field">
-          <span>Frontend</span>
-          <select
-            name="frontend"
-            value={frontend}
-            disabled={maintenance}
-            onChange={(e) => setFrontend((e.target as HTMLSelectElement).value)}
-          >
-            <option value="">the volume's ({v.spec.frontend ?? 'default'})</option>
-            {frontendValues.map((f) => (
-              <option value={f}>{f}</option>
-            ))}
-          </select>
-        </label>
-        <label class="check">
-          <input
-            type="checkbox"
-            name="maintenance"
-            checked={maintenance}
-            onChange={(e) => setMaintenance((e.target as HTMLInputElement).checked)}
-          />{' '}
-          Maintenance mode (no frontend: for snapshot revert)
-        </label>
-        <ErrorBanner error={action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button
-            type="submit"
-            class="button button-primary"
-            data-testid="submit"
-            data-mutates=""
-            disabled={action.busy}
-            aria-busy={action.busy ? 'true' : undefined}
-          >
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Attach
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title={`Attach ${v.name}`}
+      testid="attach-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={action.error}
+      busy={action.busy}
+      submitLabel="Attach"
+    >
+      <Field label="Node">
+        <select name="node" value={chosen} onChange={(e) => setNode((e.target as HTMLSelectElement).value)}>
+          {ready.length === 0 ? <option value="">the server's own node</option> : null}
+          {ready.map((n) => (
+            <option value={n.name}>
+              {n.name}
+              {n.spec.allowScheduling ? '' : ' (scheduling disabled)'}
+            </option>
+          ))}
+        </select>
+        {nodes.error ? <ErrorBanner error={nodes.error} compact /> : null}
+      </Field>
+      <Field label="Frontend">
+        <select
+          name="frontend"
+          value={frontend}
+          disabled={maintenance}
+          onChange={(e) => setFrontend((e.target as HTMLSelectElement).value)}
+        >
+          <option value="">the volume's ({v.spec.frontend ?? 'default'})</option>
+          {frontendValues.map((f) => (
+            <option value={f}>{f}</option>
+          ))}
+        </select>
+      </Field>
+      <CheckField name="maintenance" checked={maintenance} onChecked={setMaintenance}>
+        Maintenance mode (no frontend: for snapshot revert)
+      </CheckField>
+    </FormDialog>
   );
 }
 
@@ -246,43 +244,24 @@ function ExpandDialog({ v, onClose }: { v: Volume; onClose: () => void }) {
   const submit = async (e: Event) => {
     e.preventDefault();
     setInvalid(null);
-    let bytes: number;
-    try {
-      bytes = parseSize(size);
-    } catch (err) {
-      setInvalid(err instanceof Error ? err.message : String(err));
-      return;
-    }
+    const bytes = tryParse(() => parseSize(size), setInvalid);
+    if (bytes === undefined) return;
     const ok = await action.run(() => api.expand(v.name, { size: bytes }));
     if (ok) onClose();
   };
   return (
-    <Modal title={`Expand ${v.name}`} onClose={onClose} testid="expand-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <p class="muted">Now {formatBytes(v.spec.size)}. A volume only grows.</p>
-        <label class="field">
-          <span>New size</span>
-          <input name="size" required placeholder="e.g. 20Gi" value={size} onInput={(e) => setSize((e.target as HTMLInputElement).value)} />
-        </label>
-        <ErrorBanner error={invalid ?? action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button
-            type="submit"
-            class="button button-primary"
-            data-testid="submit"
-            data-mutates=""
-            disabled={action.busy}
-            aria-busy={action.busy ? 'true' : undefined}
-          >
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Expand
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title={`Expand ${v.name}`}
+      testid="expand-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={invalid ?? action.error}
+      busy={action.busy}
+      submitLabel="Expand"
+    >
+      <p class="muted">Now {formatBytes(v.spec.size)}. A volume only grows.</p>
+      <TextField label="New size" name="size" required placeholder="e.g. 20Gi" value={size} onValue={setSize} />
+    </FormDialog>
   );
 }
 
@@ -432,15 +411,7 @@ function Conditions({ conditions, now }: { conditions: Condition[]; now: number 
         <p class="muted">None reported.</p>
       ) : (
         <table class="table">
-          <thead>
-            <tr>
-              <th>Type</th>
-              <th>Status</th>
-              <th>Reason</th>
-              <th>Message</th>
-              {timed ? <th>Changed</th> : null}
-            </tr>
-          </thead>
+          <TableHead columns={['Type', 'Status', 'Reason', 'Message', timed ? 'Changed' : null]} />
           <tbody>
             {conditions.map((c) => (
               <tr data-condition={c.type}>
@@ -472,21 +443,10 @@ function Replicas({ v }: { v: Volume }) {
         Replicas <span class="muted">{replicas.length}</span>
       </h2>
       <table class="table">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Node</th>
-            <th>Disk</th>
-            <th>Mode</th>
-            <th>Health</th>
-            <th>Rebuild</th>
-          </tr>
-        </thead>
+        <TableHead columns={['Name', 'Node', 'Disk', 'Mode', 'Health', 'Rebuild']} />
         <tbody>
           {replicas.length === 0 ? (
-            <tr class="empty-row">
-              <td colSpan={6}>No replicas scheduled yet.</td>
-            </tr>
+            <EmptyRow span={6}>No replicas scheduled yet.</EmptyRow>
           ) : (
             replicas.map((r) => {
               const p = rebuildProgress(r);
@@ -531,18 +491,12 @@ function Snapshots({ v, now }: { v: Volume; now: number }) {
         <h2>Snapshots</h2>
         {canOperate ? (
           <div class="card-actions">
-            <button
-              type="button"
-              class="button button-small"
-              data-testid="snapshot-create"
-              data-mutates=""
-              onClick={() => setCreating(true)}
-            >
+            <DialogButton small testid="snapshot-create" onClick={() => setCreating(true)}>
               Take snapshot
-            </button>
-            <button type="button" class="button button-small" data-testid="backup-create" data-mutates="" onClick={() => setBackupOf('')}>
+            </DialogButton>
+            <DialogButton small testid="backup-create" onClick={() => setBackupOf('')}>
               Back up now
-            </button>
+            </DialogButton>
             <ActionButton
               small
               label="Purge"
@@ -584,15 +538,9 @@ function Snapshots({ v, now }: { v: Volume; now: number }) {
                         confirmLabel="Revert"
                         run={() => api.revertSnapshot(v.name, l.snap.name)}
                       />
-                      <button
-                        type="button"
-                        class="button button-small"
-                        data-testid="snapshot-backup"
-                        data-mutates=""
-                        onClick={() => setBackupOf(l.snap.name)}
-                      >
+                      <DialogButton small testid="snapshot-backup" onClick={() => setBackupOf(l.snap.name)}>
                         Back up
-                      </button>
+                      </DialogButton>
                       <ActionButton
                         small
                         kind="danger"
@@ -629,13 +577,8 @@ function SnapshotDialog({ volume, onClose }: { volume: string; onClose: () => vo
   const submit = async (e: Event) => {
     e.preventDefault();
     setInvalid(null);
-    let l: Record<string, string>;
-    try {
-      l = parseLabels(labels);
-    } catch (err) {
-      setInvalid(err instanceof Error ? err.message : String(err));
-      return;
-    }
+    const l = tryParse(() => parseLabels(labels), setInvalid);
+    if (!l) return;
     // The API wants a name: make one when none is given.
     const snapName =
       name.trim() ||
@@ -647,47 +590,25 @@ function SnapshotDialog({ volume, onClose }: { volume: string; onClose: () => vo
     if (ok) onClose();
   };
   return (
-    <Modal title="Take snapshot" onClose={onClose} testid="snapshot-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        <label class="field">
-          <span>Name (optional)</span>
-          <input
-            name="name"
-            placeholder="made from the time when empty"
-            pattern="[a-z0-9]([a-z0-9.\-]{0,61}[a-z0-9])?"
-            value={name}
-            onInput={(e) => setName((e.target as HTMLInputElement).value)}
-          />
-        </label>
-        <label class="field">
-          <span>Labels (optional)</span>
-          <textarea
-            name="labels"
-            rows={2}
-            placeholder="key=value, one a line"
-            value={labels}
-            onInput={(e) => setLabels((e.target as HTMLTextAreaElement).value)}
-          />
-        </label>
-        <ErrorBanner error={invalid ?? action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button
-            type="submit"
-            class="button button-primary"
-            data-testid="submit"
-            data-mutates=""
-            disabled={action.busy}
-            aria-busy={action.busy ? 'true' : undefined}
-          >
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Take snapshot
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title="Take snapshot"
+      testid="snapshot-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={invalid ?? action.error}
+      busy={action.busy}
+      submitLabel="Take snapshot"
+    >
+      <TextField
+        label="Name (optional)"
+        name="name"
+        placeholder="made from the time when empty"
+        pattern={NAME_PATTERN}
+        value={name}
+        onValue={setName}
+      />
+      <LabelsField label="Labels (optional)" value={labels} onValue={setLabels} />
+    </FormDialog>
   );
 }
 
@@ -701,62 +622,37 @@ function BackupDialog({ volume, snapshot, onClose }: { volume: string; snapshot:
     e.preventDefault();
     setInvalid(null);
     const body: Schemas['CreateBackup'] = {};
-    try {
-      const l = parseLabels(labels);
-      if (Object.keys(l).length) body.labels = l;
-    } catch (err) {
-      setInvalid(err instanceof Error ? err.message : String(err));
-      return;
-    }
+    const l = tryParse(() => parseLabels(labels), setInvalid);
+    if (!l) return;
+    if (Object.keys(l).length) body.labels = l;
     if (snapshot) body.snapshot = snapshot;
     if (target) body.backupTarget = target;
     const ok = await action.run(() => api.createBackup(volume, body));
     if (ok) onClose();
   };
   return (
-    <Modal title={snapshot ? `Back up snapshot ${snapshot}` : `Back up ${volume} now`} onClose={onClose} testid="backup-dialog">
-      <form class="form" onSubmit={submit} data-mutates="">
-        {snapshot ? null : <p class="muted">A new snapshot is taken and backed up.</p>}
-        <label class="field">
-          <span>Backup target</span>
-          <select name="backupTarget" value={target} onChange={(e) => setTarget((e.target as HTMLSelectElement).value)}>
-            <option value="">default</option>
-            {(targets.data ?? [])
-              .filter((t) => t.name !== 'default')
-              .map((t) => (
-                <option value={t.name}>{t.name}</option>
-              ))}
-          </select>
-        </label>
-        <label class="field">
-          <span>Labels (optional)</span>
-          <textarea
-            name="labels"
-            rows={2}
-            placeholder="key=value, one a line"
-            value={labels}
-            onInput={(e) => setLabels((e.target as HTMLTextAreaElement).value)}
-          />
-        </label>
-        <ErrorBanner error={invalid ?? action.error} />
-        <div class="form-actions">
-          <button type="button" class="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button
-            type="submit"
-            class="button button-primary"
-            data-testid="submit"
-            data-mutates=""
-            disabled={action.busy}
-            aria-busy={action.busy ? 'true' : undefined}
-          >
-            {action.busy ? <span class="spinner" aria-hidden="true" /> : null}
-            Start backup
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title={snapshot ? `Back up snapshot ${snapshot}` : `Back up ${volume} now`}
+      testid="backup-dialog"
+      onClose={onClose}
+      onSubmit={submit}
+      error={invalid ?? action.error}
+      busy={action.busy}
+      submitLabel="Start backup"
+    >
+      {snapshot ? null : <p class="muted">A new snapshot is taken and backed up.</p>}
+      <Field label="Backup target">
+        <select name="backupTarget" value={target} onChange={(e) => setTarget((e.target as HTMLSelectElement).value)}>
+          <option value="">default</option>
+          {(targets.data ?? [])
+            .filter((t) => t.name !== 'default')
+            .map((t) => (
+              <option value={t.name}>{t.name}</option>
+            ))}
+        </select>
+      </Field>
+      <LabelsField label="Labels (optional)" value={labels} onValue={setLabels} />
+    </FormDialog>
   );
 }
 
@@ -776,18 +672,18 @@ function Backups({ v, now, backups }: { v: Volume; now: number; backups: Resourc
       {missing ? <p class="muted">No backups of this volume in the default backup target.</p> : <ErrorBanner error={backups.error} />}
       {list.length > 0 ? (
         <table class="table">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Snapshot</th>
-              <th>State</th>
-              <th>Progress</th>
-              <th class="num">Size</th>
-              <th>Started</th>
-              <th>Completed</th>
-              {canOperate ? <th /> : null}
-            </tr>
-          </thead>
+          <TableHead
+            columns={[
+              'Name',
+              'Snapshot',
+              'State',
+              'Progress',
+              { label: 'Size', class: 'num' },
+              'Started',
+              'Completed',
+              canOperate ? '' : null,
+            ]}
+          />
           <tbody>
             {list.map((b) => (
               <tr data-backup={b.name}>
@@ -826,15 +722,9 @@ function Backups({ v, now, backups }: { v: Volume; now: number; backups: Resourc
                 {canOperate ? (
                   <td class="row-actions">
                     {b.state === 'Completed' ? (
-                      <button
-                        type="button"
-                        class="button button-small"
-                        data-testid="backup-restore"
-                        data-mutates=""
-                        onClick={() => setRestoring(b)}
-                      >
+                      <DialogButton small testid="backup-restore" onClick={() => setRestoring(b)}>
                         Restore
-                      </button>
+                      </DialogButton>
                     ) : null}
                     <ActionButton
                       small
@@ -861,19 +751,21 @@ function Backups({ v, now, backups }: { v: Volume; now: number; backups: Resourc
       ) : !missing && !backups.error ? (
         <p class="muted">No backups yet.</p>
       ) : null}
-      {restoring ? (
-        <Modal title={`Restore ${restoring.name}`} onClose={() => setRestoring(null)} wide testid="restore-dialog">
-          <VolumeForm
-            initial={{ name: `${v.name}-restore`.slice(0, 40), fromBackup: restoring.url }}
-            onCancel={() => setRestoring(null)}
-            onCreated={(nv) => {
-              setRestoring(null);
-              navigate(href('volumes', nv.name));
-            }}
-          />
-        </Modal>
-      ) : null}
+      {restoring ? <RestoreDialog volume={v.name} backup={restoring} onClose={() => setRestoring(null)} /> : null}
     </div>
+  );
+}
+
+/** Removes the label that makes the volume run a recurring job or group. */
+function RemoveLabel({ volume, label }: { volume: string; label: string }) {
+  return (
+    <ActionButton
+      small
+      label="Remove"
+      what="change this volume's recurring jobs"
+      testid="job-remove"
+      run={() => api.labels(volume, { remove: [label] })}
+    />
   );
 }
 
@@ -921,29 +813,13 @@ function Jobs({ v, now }: { v: Volume; now: number }) {
               ) : (
                 <span class="text-warn">(no such job)</span>
               )}
-              {canOperate ? (
-                <ActionButton
-                  small
-                  label="Remove"
-                  what="change this volume's recurring jobs"
-                  testid="job-remove"
-                  run={() => api.labels(v.name, { remove: [JOB_LABEL_PREFIX + j] })}
-                />
-              ) : null}
+              {canOperate ? <RemoveLabel volume={v.name} label={JOB_LABEL_PREFIX + j} /> : null}
             </li>
           ))}
           {selected.groups.map((g) => (
             <li data-group-label={g}>
               group <strong>{g}</strong>
-              {canOperate ? (
-                <ActionButton
-                  small
-                  label="Remove"
-                  what="change this volume's recurring jobs"
-                  testid="job-remove"
-                  run={() => api.labels(v.name, { remove: [GROUP_LABEL_PREFIX + g] })}
-                />
-              ) : null}
+              {canOperate ? <RemoveLabel volume={v.name} label={GROUP_LABEL_PREFIX + g} /> : null}
             </li>
           ))}
           {selected.jobs.length + selected.groups.length === 0 ? (
@@ -982,17 +858,7 @@ function Jobs({ v, now }: { v: Volume; now: number }) {
           <p class="muted">No runs recorded.</p>
         ) : (
           <table class="table">
-            <thead>
-              <tr>
-                <th>Job</th>
-                <th>Task</th>
-                <th>Result</th>
-                <th>Started</th>
-                <th>Finished</th>
-                <th>Made</th>
-                <th>Message</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Job', 'Task', 'Result', 'Started', 'Finished', 'Made', 'Message']} />
             <tbody>
               {runList.map((r) => (
                 <tr>

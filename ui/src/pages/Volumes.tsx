@@ -3,13 +3,14 @@
 // operators. Filtering and sorting are memoized; rows do no work of their own.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, type Volume } from '../api';
+import { DialogButton } from '../components/Action';
 import { Badge } from '../components/Badge';
 import { ErrorBanner } from '../components/ErrorBanner';
-import { Modal } from '../components/Modal';
+import { SearchBox } from '../components/Form';
 import { Pager } from '../components/Pager';
 import { Table, type Column, type Sort } from '../components/Table';
 import { Time } from '../components/Time';
-import { VolumeForm } from '../components/VolumeForm';
+import { VolumeFormDialog } from '../components/VolumeForm';
 import { robustnessValues, volumeStateValues } from '../generated/api';
 import { formatBytes } from '../format';
 import { useNow, useResource } from '../hooks';
@@ -151,22 +152,20 @@ export function VolumesPage(props: { query: URLSearchParams }) {
           Volumes <span class="muted">{all ? all.length : ''}</span>
         </h1>
         {canOperate ? (
-          <button type="button" class="button button-primary" data-testid="volume-create" data-mutates="" onClick={() => setCreating(true)}>
+          <DialogButton kind="primary" testid="volume-create" onClick={() => setCreating(true)}>
             Create volume
-          </button>
+          </DialogButton>
         ) : null}
       </div>
 
       <div class="toolbar">
-        <input
-          type="search"
-          class="search"
+        <SearchBox
           name="search"
           placeholder="Search by name"
-          aria-label="Search volumes by name"
+          label="Search volumes by name"
           data-testid="volume-search"
           value={search}
-          onInput={(e) => setSearch((e.target as HTMLInputElement).value)}
+          onValue={setSearch}
         />
         <label class="inline-field">
           State
@@ -212,17 +211,7 @@ export function VolumesPage(props: { query: URLSearchParams }) {
         />
       )}
 
-      {creating ? (
-        <Modal title="Create volume" onClose={() => setCreating(false)} wide testid="volume-create-dialog">
-          <VolumeForm
-            onCancel={() => setCreating(false)}
-            onCreated={(v) => {
-              setCreating(false);
-              navigate(href('volumes', v.name));
-            }}
-          />
-        </Modal>
-      ) : null}
+      {creating ? <VolumeFormDialog title="Create volume" testid="volume-create-dialog" onClose={() => setCreating(false)} /> : null}
     </section>
   );
 }

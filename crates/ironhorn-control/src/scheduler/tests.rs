@@ -22,6 +22,7 @@ fn node(name: &str, zone: &str, disks: &[(&str, u64, u64)]) -> Node {
                 allow_scheduling: true,
                 storage_reserved: 0,
                 tags: Vec::new(),
+                eviction_requested: false,
             },
         );
         status_disks.insert(
@@ -41,6 +42,7 @@ fn node(name: &str, zone: &str, disks: &[(&str, u64, u64)]) -> Node {
             tags: Vec::new(),
             zone: zone.to_string(),
             disks: spec_disks,
+            eviction_requested: false,
         },
         status: NodeStatus {
             ready: true,
@@ -233,6 +235,7 @@ fn a_disk_that_refuses_scheduling_or_was_never_reported_is_unavailable() {
             allow_scheduling: true,
             storage_reserved: 0,
             tags: Vec::new(),
+            eviction_requested: false,
         },
     );
     let r = refused(run(&request(GI), &[], &nodes));
@@ -434,6 +437,7 @@ proptest! {
                     allow_scheduling: *allow_disk,
                     storage_reserved: reserved * GI,
                     tags: if *tagged { vec!["t".into()] } else { vec![] },
+                    eviction_requested: false,
                 });
                 n.status.disks.insert(name, DiskStatus {
                     storage_maximum: max * GI,

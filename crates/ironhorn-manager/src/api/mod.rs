@@ -104,7 +104,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         description = "Volumes, snapshots, nodes with their disks, backups, recurring jobs and settings, with Longhorn's names. Every error is {code, message} with an HTTP status."
     ),
     paths(
-        list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand, trim,
+        list_volumes, create_volume, get_volume, delete_volume, attach, detach, expand, trim, salvage,
         list_snapshots, create_snapshot, delete_snapshot, revert_snapshot, purge_snapshots,
         list_nodes, register_node, get_node, update_node, delete_node, add_disk, update_disk, remove_disk,
         list_orphans, get_orphan, delete_orphan,
@@ -179,6 +179,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/volumes/{name}/detach", post(detach))
         .route("/v1/volumes/{name}/expand", post(expand))
         .route("/v1/volumes/{name}/trim", post(trim))
+        .route("/v1/volumes/{name}/salvage", post(salvage))
         .route(
             "/v1/volumes/{name}/snapshots",
             get(list_snapshots).post(create_snapshot),

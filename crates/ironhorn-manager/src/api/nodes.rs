@@ -78,6 +78,7 @@ pub async fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
                             allow_scheduling: true,
                             storage_reserved: 0,
                             tags: Vec::new(),
+                            eviction_requested: false,
                         },
                     );
                 }
@@ -89,6 +90,7 @@ pub async fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
                         tags: Vec::new(),
                         zone: String::new(),
                         disks,
+                        eviction_requested: false,
                     },
                     status: Default::default(),
                 };
@@ -148,6 +150,9 @@ pub(super) async fn update_node(
         }
         if let Some(zone) = &req.zone {
             n.spec.zone = zone.clone();
+        }
+        if let Some(evict) = req.eviction_requested {
+            n.spec.eviction_requested = evict;
         }
         Ok(())
     })
@@ -242,6 +247,7 @@ pub(super) async fn add_disk(
                 allow_scheduling: req.allow_scheduling,
                 storage_reserved: reserved,
                 tags: req.tags.clone(),
+                eviction_requested: false,
             },
         );
         Ok(())
@@ -278,6 +284,9 @@ pub(super) async fn update_disk(
         if let Some(tags) = &req.tags {
             d.tags = tags.clone();
         }
+        if let Some(evict) = req.eviction_requested {
+            d.eviction_requested = evict;
+        }
         Ok(())
     })
     .await?;
@@ -297,7 +306,7 @@ pub(super) async fn remove_disk(
         .collect();
     if !holding.is_empty() {
         return Err(ApiError::conflict(format!(
-            "disk {disk} of node {name} holds replicas: {}; disable scheduling on it and move or delete those volumes' replicas first",
+            "disk {disk} of node {name} holds replicas: {}; request eviction (`ironhorn node disk update {name} {disk} --eviction on`), which moves them while their volumes are attached, then remove it",
             holding.join(", ")
         )));
     }

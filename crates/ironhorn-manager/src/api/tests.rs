@@ -50,6 +50,7 @@ fn the_client_catalogue_matches_the_served_paths() {
         m(api::attach("v", &AttachRequest::default())),
         m(api::detach("v", &DetachRequest::default())),
         m(api::trim("v")),
+        m(api::salvage("v", &SalvageRequest::default())),
         m(api::expand("v", &ExpandRequest { size: size() })),
         m(api::snapshots("v")),
         m(api::create_snapshot(

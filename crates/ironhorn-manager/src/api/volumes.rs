@@ -1,4 +1,4 @@
-//! `/v1/volumes`: volumes, attach and detach, trim, expand, and snapshots (passed to the
+//! `/v1/volumes`: volumes, attach and detach, trim, expand, salvage, and snapshots (passed to the
 //! node where the volume's engine runs).
 
 use axum::extract::{Path, State};
@@ -7,10 +7,11 @@ use ironhorn_api::data_source::SnapshotSource;
 use ironhorn_api::node::{CreateSnapshot, SnapshotInfo, TrimResult};
 use ironhorn_api::node_api;
 use ironhorn_api::resource::{
-    wire_name, DataLocality, Node, Volume, VolumeSpec, VolumeState, VolumeStatus,
+    wire_name, DataLocality, Node, Replica, Robustness, Volume, VolumeSpec, VolumeState,
+    VolumeStatus,
 };
 use ironhorn_api::rest::{
-    AttachRequest, CreateVolume, DetachRequest, ExpandRequest, List, SizeInput,
+    AttachRequest, CreateVolume, DetachRequest, ExpandRequest, List, SalvageRequest, SizeInput,
 };
 use ironhorn_api::ErrorBody;
 use ironhorn_control::settings::{self};
@@ -21,7 +22,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::plan::engine_of;
-use crate::state::{self, NODES, VOLUMES};
+use crate::state::{self, NODES, REPLICAS, VOLUMES};
 use crate::Manager;
 
 use super::{parse_body, Json, Result, Shared};
@@ -482,6 +483,66 @@ pub(super) async fn expand(
     })
     .await?;
     Ok(Json(volume))
+}
+
+#[utoipa::path(post, path = "/v1/volumes/{name}/salvage", tag = "volumes", params(("name" = String, Path, description = "Volume name")), request_body(content = Option<SalvageRequest>, description = "Which failed replicas; no body: all of them"), responses((status = 200, description = "The replicas may serve again: an engine still running is stopped, and the volume's engine starts from the replica holding the newest writes", body = Volume), (status = 400, description = "Invalid request (not a failed replica of the volume)", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "The volume is not faulted, or no failed replica is left", body = ErrorBody), (status = 503, description = "The node running its engine did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]
+pub(super) async fn salvage(
+    State(m): Shared,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Volume>> {
+    let req: SalvageRequest = optional_body(&body, "salvage request")?;
+    let volume = load_volume(&m, &name).await?;
+    if volume.status.robustness != Robustness::Faulted {
+        return Err(ApiError::conflict(format!(
+            "volume {name} is {}, not faulted: only a volume with no healthy replica is salvaged",
+            wire_name(volume.status.robustness)
+        )));
+    }
+    let failed: Vec<Replica> = state::list::<Replica>(m.store.as_ref(), REPLICAS)
+        .await?
+        .into_iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.volume == name && r.failed_at.is_some())
+        .collect();
+    if failed.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "volume {name} has no failed replica left to salvage (failed replicas are removed after its staleReplicaTimeout); restore it from a backup"
+        )));
+    }
+    let known: Vec<&str> = failed.iter().map(|r| r.name.as_str()).collect();
+    if let Some(unknown) = req.names.iter().find(|n| !known.contains(&n.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "{unknown} is not a failed replica of volume {name}; its failed replicas: {}",
+            known.join(", ")
+        )));
+    }
+    // An engine still running serves nothing (no replica is healthy): it is stopped first,
+    // so that it starts again from the salvaged replicas rather than failing them again.
+    if let Ok(address) = engine_address(&m, &volume).await {
+        m.client
+            .call(&address, node_api::stop_engine(&name, true))
+            .await?;
+    }
+    for replica in failed
+        .iter()
+        .filter(|r| req.names.is_empty() || req.names.contains(&r.name))
+    {
+        state::update::<Replica, ApiError, _>(
+            m.store.as_ref(),
+            &format!("{REPLICAS}{}", replica.name),
+            || ApiError::conflict(format!("replica {} was removed meanwhile", replica.name)),
+            |r| {
+                r.failed_at = None;
+                r.healthy = true;
+                Ok(())
+            },
+        )
+        .await?;
+        tracing::info!(volume = %name, replica = %replica.name, "replica salvaged");
+    }
+    m.wake.notify_one();
+    Ok(Json(load_volume(&m, &name).await?))
 }
 
 #[utoipa::path(get, path = "/v1/volumes/{name}/snapshots", tag = "snapshots", params(("name" = String, Path, description = "Volume name")), responses((status = 200, description = "Snapshots and the head, newest first", body = List<SnapshotInfo>), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 503, description = "A node did not answer", body = ErrorBody), (status = 500, description = "Failed", body = ErrorBody)))]

@@ -23,6 +23,7 @@ fn node(name: &str) -> Node {
             allow_scheduling: true,
             storage_reserved: 0,
             tags: vec![],
+            eviction_requested: false,
         },
     );
     let mut status_disks = BTreeMap::new();
@@ -42,6 +43,7 @@ fn node(name: &str) -> Node {
             tags: vec![],
             zone: String::new(),
             disks,
+            eviction_requested: false,
         },
         status: NodeStatus {
             ready: true,
@@ -202,6 +204,43 @@ fn attached_three(f: &mut Fixture) -> Vec<Replica> {
         f.running(r, &address);
     }
     replicas
+}
+
+/// A fourth ready node, n4, with nothing on it.
+fn add_fourth_node(f: &mut Fixture) {
+    f.nodes.insert("n4".into(), node("n4"));
+    f.reports.insert(
+        "n4".into(),
+        NodeReport {
+            name: "n4".into(),
+            ..NodeReport::default()
+        },
+    );
+}
+
+/// `created`, a new replica on n4, rebuilt: it serves on n4:100 next to n1..n3 in the engine
+/// on `engine_node`.
+fn rebuilt_on_n4(
+    f: &mut Fixture,
+    replicas: &mut Vec<Replica>,
+    created: &Replica,
+    engine_node: &str,
+) {
+    let mut rebuilt = created.clone();
+    rebuilt.address = "n4:100".into();
+    rebuilt.healthy = true;
+    f.running(&rebuilt, "n4:100");
+    replicas.push(rebuilt);
+    f.reports.get_mut(engine_node).unwrap().engines.clear();
+    f.engine(
+        engine_node,
+        &[
+            ("n1:100", "RW"),
+            ("n2:100", "RW"),
+            ("n3:100", "RW"),
+            ("n4:100", "RW"),
+        ],
+    );
 }
 
 #[test]
@@ -616,14 +655,7 @@ fn an_engine_serving_another_frontend_is_restarted_and_a_block_device_shows_in_t
 #[test]
 fn best_effort_locality_adds_a_local_replica_then_removes_one_elsewhere() {
     let mut f = Fixture::new();
-    f.nodes.insert("n4".into(), node("n4"));
-    f.reports.insert(
-        "n4".into(),
-        NodeReport {
-            name: "n4".into(),
-            ..NodeReport::default()
-        },
-    );
+    add_fourth_node(&mut f);
     let mut replicas = attached_three(&mut f);
     f.engine(
         "n4",
@@ -639,21 +671,7 @@ fn best_effort_locality_adds_a_local_replica_then_removes_one_elsewhere() {
     assert!(f.plan(&volume("n4"), &replicas).create.is_empty());
 
     // The local replica rebuilt: four RW for three wanted; one goes, not the local one.
-    let mut local = plan.create[0].clone();
-    local.address = "n4:100".into();
-    local.healthy = true;
-    f.running(&local, "n4:100");
-    replicas.push(local);
-    f.reports.get_mut("n4").unwrap().engines.clear();
-    f.engine(
-        "n4",
-        &[
-            ("n1:100", "RW"),
-            ("n2:100", "RW"),
-            ("n3:100", "RW"),
-            ("n4:100", "RW"),
-        ],
-    );
+    rebuilt_on_n4(&mut f, &mut replicas, &plan.create[0], "n4");
     let plan = f.plan(&v, &replicas);
     assert!(plan.create.is_empty());
     let removed: Vec<&Action> = plan.actions.iter().collect();
@@ -686,4 +704,115 @@ fn replicas_on_a_removed_node_are_forgotten_and_replaced_at_once() {
     }));
     assert_eq!(plan.create.len(), 1, "replaced without waiting");
     assert_eq!(plan.create[0].node, "n4");
+}
+
+#[test]
+fn an_evicted_disks_replica_is_rebuilt_elsewhere_then_removed() {
+    let mut f = Fixture::new();
+    add_fourth_node(&mut f);
+    let mut replicas = attached_three(&mut f);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")],
+    );
+    let disk = f.nodes.get_mut("n2").unwrap().spec.disks.get_mut("default");
+    disk.unwrap().eviction_requested = true;
+    let v = volume("n1");
+    // A replacement on the one node left, not yet serving; the evicted replica stays.
+    let plan = f.plan(&v, &replicas);
+    assert_eq!(plan.create.len(), 1, "{:?}", plan.create);
+    assert_eq!(plan.create[0].node, "n4");
+    assert!(!plan.create[0].healthy);
+    assert!(
+        !plan.actions.iter().any(|a| matches!(
+            a,
+            Action::DeleteReplica { .. } | Action::RemoveFromEngine { .. }
+        )),
+        "{:?}",
+        plan.actions
+    );
+
+    // The replacement rebuilt: the evicted replica goes, the others stay.
+    rebuilt_on_n4(&mut f, &mut replicas, &plan.create[0], "n1");
+    let plan = f.plan(&v, &replicas);
+    assert!(plan.create.is_empty());
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::RemoveFromEngine { address, .. } if address == "n2:100")),
+        "{:?}",
+        plan.actions
+    );
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteReplica { node, .. } if node == "n2")),
+        "{:?}",
+        plan.actions
+    );
+    assert!(!plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::DeleteReplica { node, .. } if node != "n2")));
+}
+
+#[test]
+fn a_detached_volume_on_an_evicted_node_says_it_waits_for_an_attach() {
+    let mut f = Fixture::new();
+    f.nodes.insert("n4".into(), node("n4"));
+    f.nodes.get_mut("n3").unwrap().spec.eviction_requested = true;
+    let replicas: Vec<Replica> = (1..=3).map(|n| replica(n, true)).collect();
+    assert!(evicting(&f.nodes, &replicas[2]) && !evicting(&f.nodes, &replicas[0]));
+    let plan = f.plan(&volume(""), &replicas);
+    assert!(
+        plan.create.is_empty() && plan.actions.is_empty(),
+        "{plan:?}"
+    );
+    let scheduled = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Scheduled")
+        .unwrap();
+    assert_eq!(scheduled.reason, "EvictionRequested");
+    assert!(
+        scheduled.message.contains("attached"),
+        "{}",
+        scheduled.message
+    );
+    // No new replica goes to an evicted node.
+    let mut v = volume("");
+    v.status.state = VolumeState::Creating;
+    f.nodes.remove("n4");
+    let plan = f.plan(&v, &[]);
+    assert!(
+        plan.create.iter().all(|r| r.node != "n3"),
+        "{:?}",
+        plan.create
+    );
+}
+
+#[test]
+fn the_replica_being_rebuilt_shows_how_far_it_is() {
+    let mut f = Fixture::new();
+    let replicas = attached_three(&mut f);
+    f.engine(
+        "n1",
+        &[("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "WO")],
+    );
+    let engine = &mut f.reports.get_mut("n1").unwrap().engines[0];
+    engine.rebuilding = true;
+    engine.rebuild_copied = GIB / 4;
+    engine.rebuild_total = GIB;
+    let plan = f.plan(&volume("n1"), &replicas);
+    let progress: Vec<Option<u8>> = plan
+        .status
+        .replicas
+        .iter()
+        .map(|r| r.rebuild_progress)
+        .collect();
+    assert_eq!(progress, [None, None, Some(25)]);
+    assert_eq!(rebuild_percent(5, 0), 0);
+    assert_eq!(rebuild_percent(u64::MAX, u64::MAX), 100);
+    assert_eq!(rebuild_percent(10, 3), 100);
 }

@@ -82,6 +82,7 @@ async fn bench(count: usize, without_engine: usize) -> Bench {
             tags: vec![],
             zone: String::new(),
             disks: BTreeMap::new(),
+            eviction_requested: false,
         },
         status: Default::default(),
     };

@@ -6,7 +6,7 @@ use ironhorn_api::manager_api;
 use ironhorn_api::resource::Node;
 use ironhorn_api::rest::{AddDisk, DiskUpdate, NodeUpdate, SizeInput};
 
-use super::{nothing, print, size_arg, tags, Client, ClientOpts, Result};
+use super::{exit, nothing, print, size_arg, tags, Client, ClientOpts, Failure, Result};
 use crate::units::human_size;
 
 /// `ironhorn node`: client subcommands, or (with none) the node agent.
@@ -38,6 +38,10 @@ pub enum NodeCommand {
         tags: Option<String>,
         #[arg(long)]
         zone: Option<String>,
+        /// Move every replica off the node (on), or stop (off): each is rebuilt elsewhere
+        /// while its volume is attached, then removed here.
+        #[arg(long)]
+        eviction: Option<OnOff>,
     },
     /// Remove a node whose machine is gone for good (its replicas are rebuilt elsewhere).
     Rm { name: String },
@@ -70,6 +74,9 @@ pub struct DiskOpts {
     /// Tags, comma-separated (empty to clear).
     #[arg(long)]
     tags: Option<String>,
+    /// Move every replica off the disk (on), or stop (off); `disk update` only.
+    #[arg(long)]
+    eviction: Option<OnOff>,
 }
 
 impl DiskOpts {
@@ -84,6 +91,7 @@ impl DiskOpts {
                 .transpose()?
                 .map(SizeInput::Bytes),
             tags: self.tags.as_deref().map(tags),
+            eviction_requested: self.eviction.map(OnOff::on),
         })
     }
 }
@@ -123,6 +131,9 @@ fn show_node(n: &Node) {
     if !n.spec.zone.is_empty() {
         outln!("Zone:        {}", n.spec.zone);
     }
+    if n.spec.eviction_requested {
+        outln!("Eviction:    requested (replicas move off this node)");
+    }
     outln!();
     outln!(
         "{:<12} {:<36} {:<5} {:>10} {:>10} {:>10} {:>10} TAGS",
@@ -140,7 +151,11 @@ fn show_node(n: &Node) {
             "{:<12} {:<36} {:<5} {:>10} {:>10} {:>10} {:>10} {}",
             name,
             d.path,
-            if d.allow_scheduling { "on" } else { "off" },
+            match (d.allow_scheduling, d.eviction_requested) {
+                (_, true) => "evict",
+                (true, false) => "on",
+                (false, false) => "off",
+            },
             human_size(s.storage_maximum),
             human_size(s.storage_available),
             human_size(s.storage_scheduled),
@@ -194,11 +209,13 @@ pub fn node(cmd: NodeCommand, opts: &ClientOpts) -> Result<()> {
             scheduling,
             tags: tag_text,
             zone,
+            eviction,
         } => {
             let request = NodeUpdate {
                 allow_scheduling: scheduling.map(OnOff::on),
                 tags: tag_text.as_deref().map(tags),
                 zone,
+                eviction_requested: eviction.map(OnOff::on),
             };
             let node = client.call(manager_api::update_node(&name, &request))?;
             print(opts.output, &node, || show_node(&node))
@@ -216,6 +233,12 @@ pub fn node(cmd: NodeCommand, opts: &ClientOpts) -> Result<()> {
             options,
         }) => {
             let update = options.update()?;
+            if update.eviction_requested.is_some() {
+                return Err(Failure::new(
+                    exit::INVALID,
+                    "--eviction is for `node disk update`: a new disk holds no replicas",
+                ));
+            }
             let request = AddDisk {
                 name,
                 path,

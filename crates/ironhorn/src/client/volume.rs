@@ -6,7 +6,9 @@ use clap::{Args, Subcommand};
 use ironhorn_api::manager_api;
 use ironhorn_api::node::{CreateSnapshot, SnapshotInfo};
 use ironhorn_api::resource::{wire_name, Frontend, Volume, VolumeState};
-use ironhorn_api::rest::{AttachRequest, CreateVolume, DetachRequest, ExpandRequest, SizeInput};
+use ironhorn_api::rest::{
+    AttachRequest, CreateVolume, DetachRequest, ExpandRequest, SalvageRequest, SizeInput,
+};
 
 use super::{
     exit, labels, nothing, print, size_arg, wire_arg, Client, ClientOpts, Failure, Result, WaitOpts,
@@ -97,6 +99,14 @@ pub enum VolumeCommand {
     /// Trim the filesystem mounted from the volume's block device (fstrim on its node): the
     /// space its deleted files held is given back in every replica.
     Trim { name: String },
+    /// Let failed replicas of a faulted volume serve again (Longhorn's salvage): the engine
+    /// starts from the one holding the newest writes. Without --replica, every failed one.
+    Salvage {
+        name: String,
+        /// A failed replica to bring back (repeat for several); `volume get` lists them.
+        #[arg(long = "replica")]
+        replicas: Vec<String>,
+    },
     /// Grow an attached volume (a block device grows at once; then grow the filesystem:
     /// xfs_growfs MOUNTPOINT, or resize2fs /dev/ironhorn/NAME).
     Expand {
@@ -217,7 +227,10 @@ fn show_volume(v: &Volume) {
             r.node,
             r.disk,
             if r.mode.is_empty() { "-" } else { &r.mode },
-            r.healthy
+            match r.rebuild_progress {
+                Some(percent) => format!("rebuilding {percent}%"),
+                None => r.healthy.to_string(),
+            }
         );
     }
     let problems: Vec<_> = v.status.conditions.iter().filter(|c| !c.holds()).collect();
@@ -444,6 +457,24 @@ pub fn volume(cmd: VolumeCommand, opts: &ClientOpts) -> Result<()> {
                     result.mount_point,
                     name,
                     human_size(result.discarded_bytes)
+                )
+            })
+        }
+        VolumeCommand::Salvage { name, replicas } => {
+            let volume = client.call(manager_api::salvage(
+                &name,
+                &SalvageRequest {
+                    names: replicas.clone(),
+                },
+            ))?;
+            print(opts.output, &volume, || {
+                outln!(
+                    "volume {name}: {} may serve again; attach it (its engine starts from the replica with the newest writes)",
+                    if replicas.is_empty() {
+                        "every failed replica".to_string()
+                    } else {
+                        replicas.join(", ")
+                    }
                 )
             })
         }
