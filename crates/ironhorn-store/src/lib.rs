@@ -1,15 +1,16 @@
 //! The control plane's state: [`Store`], an async key-value store with a global revision and
-//! compare-and-put (the operations the manager needs, and what etcd offers, so an etcd
-//! implementation can take its place for manager HA), and [`RedbStore`], the embedded
-//! implementation `ironhorn server` uses. (Watching for changes comes with the etcd store,
-//! where another manager's writes must wake this one's controllers.)
+//! compare-and-put (the operations the manager needs, and what etcd offers), with two
+//! implementations: [`RedbStore`], the embedded one `ironhorn server` uses by default, and
+//! [`EtcdStore`], etcd's v3 API, for several managers (`--store etcd://...`).
 //!
 //! Keys are strings such as `volumes/pvc-1`; values are bytes (the manager stores JSON).
 //! Every change gets the next store revision; an entry carries the revision of its last
 //! change, which compare-and-put checks.
 
+mod etcd_store;
 mod redb_store;
 
+pub use etcd_store::{EtcdConfig, EtcdStore};
 pub use redb_store::RedbStore;
 
 use std::future::Future;

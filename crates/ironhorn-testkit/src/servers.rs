@@ -368,3 +368,53 @@ impl S3Server {
         .collect()
     }
 }
+
+/// A single-member etcd (Debian's etcd-server) on 127.0.0.1 with its data in a temporary
+/// directory; `endpoint` is `127.0.0.1:PORT`. Killed when dropped.
+#[derive(Debug)]
+pub struct EtcdServer {
+    pub endpoint: String,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    pub fn start() -> EtcdServer {
+        let etcd = require("etcd", "Debian etcd-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let args: Vec<String> = vec![
+            "--name".into(),
+            "solo".into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--advertise-client-urls".into(),
+            client_url,
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-cluster".into(),
+            format!("solo={peer_url}"),
+            "--listen-metrics-urls".into(),
+            format!("http://127.0.0.1:{}", free_port()),
+        ];
+        let proc = Proc::spawn(etcd.to_str().unwrap_or("etcd"), &args);
+        let endpoint = format!("127.0.0.1:{client}");
+        wait_port(&endpoint, "etcd", &|| proc.text());
+        EtcdServer {
+            endpoint,
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+
+    /// The store address `ironhorn server --store` takes.
+    pub fn url(&self) -> String {
+        format!("etcd://{}", self.endpoint)
+    }
+}

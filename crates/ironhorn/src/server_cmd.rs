@@ -16,7 +16,7 @@ use ironhorn_manager::api::register;
 use ironhorn_manager::Manager;
 use ironhorn_node::agent::Agent;
 use ironhorn_node::preflight::Backend;
-use ironhorn_store::RedbStore;
+use ironhorn_store::{EtcdConfig, EtcdStore, RedbStore, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::PollArgs;
@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// API address (HOST:PORT). Loopback unless you put it elsewhere on purpose.
     #[arg(long, default_value = "127.0.0.1:9500")]
     pub listen: String,
+    /// Where the control plane's state lives: `redb` (DATA_DIR/state.redb, the default) or
+    /// etcd, `etcd://HOST:PORT[,HOST:PORT...]` (keys under /ironhorn/).
+    #[arg(long, env = "IRONHORN_STORE", default_value = "redb", value_parser = parse_store)]
+    pub store: StoreChoice,
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
@@ -129,14 +133,54 @@ fn cluster_secret(dir: &Path) -> Result<String> {
     Ok(secret)
 }
 
+/// `--store`: the embedded file or an etcd cluster.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    Redb,
+    Etcd(EtcdConfig),
+}
+
+fn parse_store(text: &str) -> Result<StoreChoice, String> {
+    if text == "redb" {
+        return Ok(StoreChoice::Redb);
+    }
+    EtcdConfig::from_url(text)
+        .map(StoreChoice::Etcd)
+        .map_err(|e| format!("{e} (or redb, the embedded default)"))
+}
+
+impl StoreChoice {
+    /// Opens the store (redb's file in `dir`), on the runtime that will use it.
+    async fn open(&self, dir: &Path) -> Result<Arc<dyn Store>> {
+        match self {
+            StoreChoice::Redb => {
+                let path = dir.join(STATE_FILE);
+                let store = tokio::task::spawn_blocking(move || RedbStore::open(&path))
+                    .await?
+                    .with_context(|| format!("opening the state store in {}", dir.display()))?;
+                Ok(Arc::new(store))
+            }
+            StoreChoice::Etcd(config) => {
+                let store = EtcdStore::connect(config.clone()).await.with_context(|| {
+                    format!(
+                        "connecting to the state store etcd://{} (is etcd running and reachable?)",
+                        config.endpoints.join(",")
+                    )
+                })?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+}
+
 /// A manager over `store`, its gate set: the cluster secret (None with --no-auth).
 fn new_manager(
-    store: RedbStore,
+    store: Arc<dyn Store>,
     local_node: Option<String>,
     secret: Option<&str>,
     tls_cert: Option<&Path>,
 ) -> Manager {
-    let mut manager = Manager::new(Arc::new(store), local_node);
+    let mut manager = Manager::new(store, local_node);
     manager.gate.secure_cookies = tls_cert.is_some();
     manager.gate.open = secret.is_none();
     manager.gate.cluster_secret = secret.map(str::to_string);
@@ -328,8 +372,6 @@ fn tls_config(args: &ServerArgs) -> Result<Option<Arc<rustls::ServerConfig>>> {
 
 pub fn server(args: ServerArgs) -> Result<()> {
     let dir = prepare_dir(&args.data_dir)?;
-    let store = RedbStore::open(&dir.join(STATE_FILE))
-        .with_context(|| format!("opening the state store in {}", dir.display()))?;
     let jobs = read_recurring_jobs(args.recurring_jobs.as_deref())?;
     let secret = if args.no_auth {
         check_no_auth(&args.listen)?;
@@ -341,13 +383,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
     };
     let tls = tls_config(&args)?;
     if args.no_node {
-        return manager_only(
-            new_manager(store, None, secret.as_deref(), args.tls_cert.as_deref()),
-            &dir,
-            &args.listen,
-            jobs,
-            tls,
-        );
+        return manager_only(&args, secret.as_deref(), &dir, jobs, tls);
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
@@ -355,6 +391,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
     args.data_path.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
+        let store = args.store.open(&dir).await?;
         let manager = Arc::new(new_manager(
             store,
             Some(node_name.clone()),
@@ -413,16 +450,17 @@ pub fn server(args: ServerArgs) -> Result<()> {
 
 /// `ironhorn server --no-node`: the API and the controllers, no data path here.
 fn manager_only(
-    manager: Manager,
+    args: &ServerArgs,
+    secret: Option<&str>,
     dir: &Path,
-    listen: &str,
     jobs: Vec<RecurringJobSpec>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     crate::runtime::run_until_signal(|shutdown| async move {
-        let (listener, address) = bind(listen).await?;
-        let manager = Arc::new(manager);
+        let (listener, address) = bind(&args.listen).await?;
+        let store = args.store.open(dir).await?;
+        let manager = Arc::new(new_manager(store, None, secret, args.tls_cert.as_deref()));
         prepare_manager(&manager, dir, jobs).await?;
         let app = ironhorn_manager::api::router(manager.clone());
         let loops = ironhorn_manager::Loops::start(&manager, &shutdown);

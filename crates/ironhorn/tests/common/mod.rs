@@ -49,6 +49,8 @@ pub struct Cluster {
     pub server: Option<Proc>,
     /// The server's `--blockdev-backend`.
     pub backend: &'static str,
+    /// The server's `--store`.
+    pub store: String,
 }
 
 impl Cluster {
@@ -67,6 +69,8 @@ impl Cluster {
             "0",
             "--blockdev-backend",
             self.backend,
+            "--store",
+            &self.store,
         ]));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.log().contains("API at") {
@@ -167,11 +171,17 @@ impl Cluster {
 impl Cluster {
     /// A server alone (one node, its own), ready, replicas allowed any free space.
     pub fn single() -> Cluster {
+        Cluster::single_with_store("redb")
+    }
+
+    /// [`Cluster::single`] with its state in `store` (`--store`).
+    pub fn single_with_store(store: &str) -> Cluster {
         let mut cluster = Cluster {
             url: format!("http://127.0.0.1:{}", free_port()),
             root: tempfile::tempdir().unwrap(),
             server: None,
             backend: "auto",
+            store: store.into(),
         };
         cluster.start_server();
         cluster.until("the node is ready", |c| {
@@ -228,6 +238,7 @@ impl Cluster {
             root: tempfile::tempdir().unwrap(),
             server: None,
             backend,
+            store: "redb".into(),
         };
         cluster.start_server();
         let agents = vec![cluster.start_node("node-2"), cluster.start_node("node-3")];
