@@ -125,7 +125,10 @@ await main(async (b) => {
   step('sign out; the old session cookie no longer works');
   const cookies = await p.context().cookies();
   check(cookies.length > 0, 'the session is a cookie');
-  check(cookies.every((c) => c.httpOnly && c.sameSite === 'Strict'), 'the cookie is HttpOnly and SameSite=Strict');
+  check(
+    cookies.every((c) => c.httpOnly && c.sameSite === 'Strict'),
+    'the cookie is HttpOnly and SameSite=Strict',
+  );
   await p.getByTestId('logout').click();
   await p.locator('#login-user').waitFor();
   const replay = await b.newContext();

@@ -10,7 +10,10 @@ await main(async (b) => {
   const p = await page(b);
   await signIn(p, process.env.ADMIN_USER, process.env.ADMIN_PASSWORD);
   await p.goto(url + '/#/volumes');
-  await p.getByTestId('pager-range').filter({ hasText: `of ${volumes}` }).waitFor({ timeout: 60000 });
+  await p
+    .getByTestId('pager-range')
+    .filter({ hasText: `of ${volumes}` })
+    .waitFor({ timeout: 60000 });
 
   step(`show all ${volumes} volumes`);
   const ms = await p.evaluate(

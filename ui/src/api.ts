@@ -24,7 +24,6 @@ export type Me = Schemas['Me'];
 export type Role = Schemas['Role'];
 export type ErrorCode = Schemas['ErrorCode'];
 
-
 /** An error answer of the API (or a failure to reach it, with status 0). */
 export class ApiError extends Error {
   readonly status: number;

@@ -1,14 +1,6 @@
 // Pure derivations from the API's resources that more than one page needs: cluster
 // capacity from nodes' disks, replica counts, recent condition changes, job labels.
-import {
-  GROUP_LABEL_PREFIX,
-  JOB_LABEL_PREFIX,
-  type Node,
-  type RecurringJob,
-  type Condition,
-  type Volume,
-  type VolumeReplica,
-} from './api';
+import { GROUP_LABEL_PREFIX, JOB_LABEL_PREFIX, type Node, type RecurringJob, type Condition, type Volume, type VolumeReplica } from './api';
 import { parseTime } from './format';
 
 export interface Capacity {

@@ -38,6 +38,8 @@ pub enum AuthError {
     NoUser(String),
     #[error("no token {0:?}; `ironhorn token ls` lists them")]
     NoToken(String),
+    #[error("{0:?} is the last admin: make another admin first (`ironhorn user create NAME --role admin`), or nobody could manage users again")]
+    LastAdmin(String),
     /// Wrong user or password: which of the two is not said.
     #[error("wrong user name or password")]
     BadLogin,
@@ -171,15 +173,20 @@ pub async fn list_users(m: &Manager) -> Result<Vec<User>> {
         .collect())
 }
 
-/// Deletes a user with its tokens and sessions.
+/// Deletes a user with its tokens and sessions; never the last admin.
 pub async fn delete_user(m: &Manager, name: &str) -> Result<()> {
-    if m.store
-        .delete(&format!("{USERS}{name}"), Expect::Any)
-        .await?
-        .is_none()
-    {
+    let users = state::list::<StoredUser>(m.store.as_ref(), USERS).await?;
+    let Some((user, revision)) = users.iter().find(|(u, _)| u.name == name) else {
         return Err(AuthError::NoUser(name.to_string()));
+    };
+    let admins = users.iter().filter(|(u, _)| u.role == Role::Admin).count();
+    if user.role == Role::Admin && admins == 1 {
+        return Err(AuthError::LastAdmin(name.to_string()));
     }
+    // As read: a user changed meanwhile is not deleted on a stale view.
+    m.store
+        .delete(&format!("{USERS}{name}"), Expect::Revision(*revision))
+        .await?;
     for (t, _) in state::list::<StoredToken>(m.store.as_ref(), TOKENS).await? {
         if t.user == name {
             m.store
@@ -434,6 +441,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RedbStore::open(&dir.path().join("state.redb")).unwrap());
         (Manager::new(store, None), dir)
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_is_never_deleted() {
+        let (m, _dir) = manager();
+        bootstrap_admin(&m).await.unwrap().unwrap();
+        create_user(&m, "olga", Role::Operator, None).await.unwrap();
+        let refused = delete_user(&m, FIRST_ADMIN).await.unwrap_err();
+        assert!(matches!(refused, AuthError::LastAdmin(_)), "{refused}");
+        assert!(refused.to_string().contains("make another admin first"));
+        assert_eq!(list_users(&m).await.unwrap().len(), 2);
+        // With a second admin, either may go; then the other is the last.
+        create_user(&m, "ada", Role::Admin, None).await.unwrap();
+        delete_user(&m, FIRST_ADMIN).await.unwrap();
+        assert!(matches!(
+            delete_user(&m, "ada").await,
+            Err(AuthError::LastAdmin(_))
+        ));
+        delete_user(&m, "olga").await.unwrap();
+        assert!(matches!(
+            delete_user(&m, "olga").await,
+            Err(AuthError::NoUser(_))
+        ));
     }
 
     #[tokio::test]

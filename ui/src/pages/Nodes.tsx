@@ -199,24 +199,24 @@ function NodeCard({ node }: { node: Node }) {
                   </td>
                   <td>
                     <div class="toggle-stack">
-                    <Toggle
-                      on={spec.allowScheduling}
-                      label="Schedulable"
-                      what="change disk scheduling"
-                      testid="disk-schedulable"
-                      editable={canOperate}
-                      run={(on) => api.patchDisk(node.name, name, { allowScheduling: on })}
-                    />
-                    <Toggle
-                      on={!!spec.evictionRequested}
-                      label="Evict"
-                      what="change disk eviction"
-                      testid="disk-eviction"
-                      quietOff
-                      title="Move every replica off this disk (attached volumes' replicas are rebuilt elsewhere), so it can be removed"
-                      editable={canOperate}
-                      run={(on) => api.patchDisk(node.name, name, { evictionRequested: on })}
-                    />
+                      <Toggle
+                        on={spec.allowScheduling}
+                        label="Schedulable"
+                        what="change disk scheduling"
+                        testid="disk-schedulable"
+                        editable={canOperate}
+                        run={(on) => api.patchDisk(node.name, name, { allowScheduling: on })}
+                      />
+                      <Toggle
+                        on={!!spec.evictionRequested}
+                        label="Evict"
+                        what="change disk eviction"
+                        testid="disk-eviction"
+                        quietOff
+                        title="Move every replica off this disk (attached volumes' replicas are rebuilt elsewhere), so it can be removed"
+                        editable={canOperate}
+                        run={(on) => api.patchDisk(node.name, name, { evictionRequested: on })}
+                      />
                     </div>
                   </td>
                   <td>{spec.tags?.length ? spec.tags.map((t) => <span class="tag">{t}</span>) : <span class="muted">—</span>}</td>

@@ -61,6 +61,7 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Invalid(_) => ApiError::invalid(message),
             AuthError::Exists(_) => ApiError::exists(message),
+            AuthError::LastAdmin(_) => ApiError::conflict(message),
             AuthError::NoUser(_) | AuthError::NoToken(_) => ApiError::not_found(message),
             AuthError::BadLogin => ApiError::unauthenticated(message),
             AuthError::Throttled(_) => ApiError::throttled(message),
@@ -320,7 +321,7 @@ pub(super) async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[utoipa::path(delete, path = "/v1/users/{name}", tag = "auth", params(("name" = String, Path, description = "User name")), responses((status = 204, description = "Deleted with its tokens and sessions"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/users/{name}", tag = "auth", params(("name" = String, Path, description = "User name")), responses((status = 204, description = "Deleted with its tokens and sessions"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "The last admin, or changed meanwhile", body = ErrorBody)))]
 pub(super) async fn delete_user(State(m): Shared, Path(name): Path<String>) -> Result<StatusCode> {
     users::delete_user(&m, &name).await?;
     Ok(StatusCode::NO_CONTENT)
