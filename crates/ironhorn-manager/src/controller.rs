@@ -141,6 +141,8 @@ impl Manager {
         }
         let mut reports = BTreeMap::new();
         let mut nodes = BTreeMap::new();
+        // The transition time of every condition this round changes.
+        let now = clock::now_rfc3339();
         for ((mut node, revision), result) in node_entries.into_iter().zip(observed) {
             let before = node.status.clone();
             match result {
@@ -149,7 +151,7 @@ impl Manager {
                     set_condition(
                         &mut node.status.conditions,
                         Condition::new("Ready", true, "", ""),
-                        &clock::now_rfc3339(),
+                        &now,
                     );
                     let mut disks = BTreeMap::new();
                     for (name, disk) in &report.disks {
@@ -171,7 +173,7 @@ impl Manager {
                                 if ok { "" } else { "NoDiskInfo" },
                                 &disk.error,
                             ),
-                            &clock::now_rfc3339(),
+                            &now,
                         );
                         disks.insert(
                             name.clone(),
@@ -194,7 +196,7 @@ impl Manager {
                     set_condition(
                         &mut node.status.conditions,
                         Condition::new("Ready", false, "NoResponse", &e.to_string()),
-                        &clock::now_rfc3339(),
+                        &now,
                     );
                 }
             }
