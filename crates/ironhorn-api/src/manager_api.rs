@@ -13,8 +13,9 @@ use crate::recurring::{RecurringJob, RecurringJobSpec, RecurringRun};
 use crate::request::{Request, Timeout};
 use crate::resource::{Node, Volume};
 use crate::rest::{
-    AddDisk, AttachRequest, CreateVolume, DetachRequest, DiskUpdate, ExpandRequest, List,
-    NodeUpdate, Orphan, RegisterNode, SalvageRequest, SettingValue, SettingView, VolumeLabels,
+    AddDisk, AttachRequest, CreateVolume, DetachRequest, DiskUpdate, ExpandRequest, Leadership,
+    List, NodeUpdate, Orphan, RegisterNode, SalvageRequest, SettingValue, SettingView,
+    VolumeLabels,
 };
 
 fn volume_path(name: &str, rest: &str) -> String {
@@ -209,6 +210,11 @@ pub fn logout() -> Request<()> {
 }
 
 /// Who the credentials stand for.
+/// Which manager leads.
+pub fn leader() -> Request<Leadership> {
+    Request::get("/v1/leader".into())
+}
+
 pub fn me() -> Request<Me> {
     Request::get("/v1/me".into())
 }

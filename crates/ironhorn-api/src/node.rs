@@ -95,6 +95,10 @@ pub struct StartEngine {
     pub maintenance: bool,
     /// Seconds a replica may take to answer before it is failed.
     pub replica_timeout: u64,
+    /// The attachment's generation: the engine claims every replica with it, and engines of
+    /// older attachments are refused from then on. 0: unfenced.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// A running engine.
@@ -121,6 +125,12 @@ pub struct EngineInstance {
     /// The block device, with the blockdev frontend.
     #[serde(default)]
     pub blockdev: Option<BlockdevInstance>,
+    /// The attachment generation it claimed its replicas with.
+    #[serde(default)]
+    pub generation: u64,
+    /// Why it stopped serving, when a newer attachment claimed its replicas.
+    #[serde(default)]
+    pub fenced: String,
 }
 
 /// A volume's block device on its node.

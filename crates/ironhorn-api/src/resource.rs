@@ -215,6 +215,11 @@ pub struct VolumeStatus {
     /// The last run of each recurring job on the volume, by job name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub recurring_jobs: BTreeMap<String, crate::recurring::RecurringRun>,
+    /// The generation of the volume's latest attachment: its engine claimed the replicas
+    /// with it, and replicas refuse engines of older ones (split-brain fencing). Grows by
+    /// one each time an engine is started.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl VolumeStatus {
@@ -222,6 +227,8 @@ impl VolumeStatus {
     /// the `RecurringJobFailed` condition) from `fresh`, the status as stored now: for a
     /// writer that replaces the status with one computed from an older read.
     pub fn keep_job_fields(&mut self, fresh: &VolumeStatus) {
+        // Attachment generations only grow: one handed out since is kept.
+        self.generation = self.generation.max(fresh.generation);
         self.last_backup.clone_from(&fresh.last_backup);
         self.last_backup_at.clone_from(&fresh.last_backup_at);
         self.recurring_jobs.clone_from(&fresh.recurring_jobs);

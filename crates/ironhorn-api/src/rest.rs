@@ -303,3 +303,20 @@ mod tests {
         assert_eq!(serde_json::from_value::<SettingView>(json).unwrap(), view);
     }
 }
+
+/// Which manager runs the controllers (`GET /v1/leader`): every manager serves the API, one
+/// at a time leads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Leadership {
+    /// `embedded` (one manager, on its own file) or `etcd` (several may share it).
+    pub store: String,
+    /// The leader, as it names itself (its API URL); empty while nobody leads.
+    pub leader: String,
+    /// The manager that answered.
+    pub this_manager: String,
+    /// Whether the manager that answered leads.
+    pub leading: bool,
+    /// The leader's term (grows with each election), when the answering manager leads.
+    pub term: u64,
+}

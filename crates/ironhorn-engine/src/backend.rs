@@ -183,15 +183,20 @@ const INLINE_WRITE_MAX: usize = 1 << 20;
 
 /// A replica served by this process, called directly. Page-cache I/O takes microseconds:
 /// done on the caller's task it saves two thread hops. What may wait for the disk (an
-/// uncached read, FUA, unmap, layer copies, control) runs on the blocking pool.
+/// uncached read, FUA, unmap, layer copies, control) runs on the blocking pool. Every call
+/// is made for the engine's attachment generation, as a replica server's connection would.
 #[derive(Debug)]
 pub struct InProcess {
     replica: Arc<SharedReplica>,
+    generation: u64,
 }
 
 impl InProcess {
-    pub fn new(replica: Arc<SharedReplica>) -> Self {
-        InProcess { replica }
+    pub fn new(replica: Arc<SharedReplica>, generation: u64) -> Self {
+        InProcess {
+            replica,
+            generation,
+        }
     }
 
     /// Fails when its server stopped: the engine then treats it as a closed connection.
@@ -202,14 +207,24 @@ impl InProcess {
         Ok(self.replica.clone())
     }
 
+    /// Runs `work` on the blocking pool, refused once a newer generation has claimed the
+    /// replica.
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&SharedReplica) -> Result<T, CallError> + Send + 'static,
     ) -> Result<T, CallError> {
         let replica = self.live()?;
-        tokio::task::spawn_blocking(move || work(&replica))
-            .await
-            .map_err(CallError::Task)?
+        let generation = self.generation;
+        tokio::task::spawn_blocking(move || {
+            let mut result = None;
+            replica.as_generation(generation, || {
+                result = Some(work(&replica));
+                Ok(())
+            })?;
+            result.unwrap_or(Err(CallError::UnexpectedReply { asked: "a result" }))
+        })
+        .await
+        .map_err(CallError::Task)?
     }
 }
 
@@ -217,7 +232,9 @@ impl ReplicaBackend for InProcess {
     fn read(&self, offset: u64, len: u32) -> CallFuture<'_, Vec<u8>> {
         Box::pin(async move {
             let mut buf = vec![0u8; len as usize];
-            if self.live()?.read_cached_at(&mut buf, offset)? {
+            let replica = self.live()?;
+            replica.admits(self.generation)?;
+            if replica.read_cached_at(&mut buf, offset)? {
                 return Ok(buf);
             }
             self.blocking(move |r| {
@@ -232,7 +249,7 @@ impl ReplicaBackend for InProcess {
         Box::pin(async move {
             if data.len() <= INLINE_WRITE_MAX {
                 let replica = self.live()?;
-                replica.write_at(&data, offset)?;
+                replica.as_generation(self.generation, || replica.write_at(&data, offset))?;
                 if fua {
                     replica.flush_async().await?;
                 }
@@ -256,11 +273,15 @@ impl ReplicaBackend for InProcess {
     }
 
     fn flush(&self) -> CallFuture<'_, ()> {
-        Box::pin(async move { Ok(self.live()?.flush_async().await?) })
+        Box::pin(async move {
+            let replica = self.live()?;
+            replica.admits(self.generation)?;
+            Ok(replica.flush_async().await?)
+        })
     }
 
     fn ping(&self) -> CallFuture<'_, ()> {
-        Box::pin(async move { self.live().map(drop) })
+        Box::pin(async move { Ok(self.live()?.admits(self.generation)?) })
     }
 
     fn read_layer(&self, file: &str, offset: u64, len: u32) -> CallFuture<'_, Vec<u8>> {
@@ -278,7 +299,19 @@ impl ReplicaBackend for InProcess {
     }
 
     fn control(&self, control: Control) -> CallFuture<'_, ControlReply> {
-        Box::pin(self.blocking(move |r| Ok(run_control(r, control)?)))
+        Box::pin(async move {
+            if let Control::Claim { generation } = control {
+                // A claim waits for the operations under way: not one of them itself.
+                let replica = self.live()?;
+                return tokio::task::spawn_blocking(move || {
+                    replica.claim(generation)?;
+                    Ok(ControlReply::Done)
+                })
+                .await
+                .map_err(CallError::Task)?;
+            }
+            self.blocking(move |r| Ok(run_control(r, control)?)).await
+        })
     }
 
     fn in_process(&self) -> Option<&Arc<SharedReplica>> {

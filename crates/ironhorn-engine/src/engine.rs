@@ -108,6 +108,10 @@ pub struct Engine {
     reconciled: Option<ReconcileReport>,
     /// Replicas this process serves, reached directly.
     locals: LocalReplicas,
+    /// The attachment generation it claims its replicas with (0: none, unfenced).
+    generation: u64,
+    /// Why it stopped serving, once a replica said a newer attachment claimed it.
+    fenced: Mutex<Option<String>>,
 }
 
 /// Time until the next multiple of `interval` on the wall clock. Keep-alive pings of every
@@ -178,12 +182,37 @@ impl Engine {
                     .collect();
                 let pings = remotes.iter().map(|s| s.timed(s.backend().ping()));
                 for (slot, result) in remotes.iter().zip(join_all(pings).await) {
-                    if let Err(e) = result {
-                        slot.fail(format!("no answer to keep-alive ping: {e}"));
+                    match result {
+                        Err(e) if e.is_fenced() => engine.fence(&e),
+                        Err(e) => slot.fail(format!("no answer to keep-alive ping: {e}")),
+                        Ok(()) => {}
                     }
                 }
             }
         });
+    }
+
+    /// Stops serving for good: a replica said a newer attachment of the volume claimed it,
+    /// so another engine serves the volume now and nothing more may be acknowledged here.
+    pub(crate) fn fence(&self, why: &dyn std::fmt::Display) {
+        let mut fenced = self.fenced.lock().unwrap_or_else(|e| e.into_inner());
+        if fenced.is_none() {
+            tracing::error!(volume = %self.volume, generation = self.generation, reason = %why, "engine fenced: a newer attachment of the volume claimed its replicas; every request fails from now on");
+            *fenced = Some(why.to_string());
+        }
+    }
+
+    /// Why the engine no longer serves, if it was fenced.
+    pub fn fenced(&self) -> Option<String> {
+        self.fenced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The attachment generation it claimed its replicas with.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn slots(&self) -> Vec<Arc<Slot>> {

@@ -48,6 +48,8 @@ pub enum CallErrorKind {
     Refused,
     /// It could not do what a healthy replica does: it is marked ERR.
     Failed,
+    /// A newer attachment of the volume has claimed it: this engine must stop serving.
+    Fenced,
 }
 
 impl CallError {
@@ -55,6 +57,7 @@ impl CallError {
         let code = match self {
             CallError::Replica(e) => code_of(e),
             CallError::Remote(ClientError::Remote(code, _)) => *code,
+            CallError::LayerSend(crate::layer_send::SendError::Refused(e)) => e.code,
             _ => return CallErrorKind::Failed,
         };
         match code {
@@ -63,7 +66,13 @@ impl CallError {
             | ErrorCode::Conflict
             | ErrorCode::OutOfRange => CallErrorKind::Refused,
             ErrorCode::ReadOnly | ErrorCode::NoSpace | ErrorCode::Io => CallErrorKind::Failed,
+            ErrorCode::Fenced => CallErrorKind::Fenced,
         }
+    }
+
+    /// A newer attachment has claimed the replica.
+    pub fn is_fenced(&self) -> bool {
+        self.kind() == CallErrorKind::Fenced
     }
 
     pub fn is_refusal(&self) -> bool {

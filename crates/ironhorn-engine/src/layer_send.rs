@@ -82,6 +82,39 @@ impl LayerSender {
         })
     }
 
+    /// Claims the target for attachment `generation` on this connection (as every other
+    /// connection of the engine does): refused once a newer attachment has claimed it.
+    pub async fn claim(&mut self, generation: u64) -> Result<(), SendError> {
+        let payload = wire::encode_json(&wire::Control::Claim { generation });
+        let id = self.next_id;
+        self.next_id += 1;
+        let header = Header {
+            kind: Kind::Control,
+            id,
+            offset: 0,
+            len: 0,
+            flags: 0,
+            payload_len: payload.len() as u32,
+        };
+        let mut frame = header.encode().to_vec();
+        frame.extend_from_slice(&payload);
+        tokio::time::timeout(self.timeout, write_all(&self.socket, &frame))
+            .await
+            .map_err(|_| SendError::Stalled(self.timeout))?
+            .map_err(SendError::Send)?;
+        let (answer, payload) = tokio::time::timeout(self.timeout, read_frame(&self.socket))
+            .await
+            .map_err(|_| SendError::NoAnswer(self.timeout))?
+            .map_err(SendError::Answer)?;
+        if answer.id != id {
+            return Err(SendError::UnknownRequest(answer.id));
+        }
+        if answer.kind != Kind::ResponseOk {
+            return Err(SendError::Refused(wire::decode_error(&payload)));
+        }
+        Ok(())
+    }
+
     /// Sends `[offset, offset+len)` ranges of `source` as layer `name` of the target, keeping
     /// up to `in_flight` chunks unanswered; returns when the target has written every one.
     pub async fn send(

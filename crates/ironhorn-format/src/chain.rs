@@ -212,6 +212,7 @@ pub fn analyze(facts: &DirFacts) -> Result<Layout, FormatError> {
             names::VOLUME_META,
             names::REVISION_COUNTER,
             names::RECENT_WRITES,
+            names::GENERATION,
         ]
         .contains(&file.as_str())
         {

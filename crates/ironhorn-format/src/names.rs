@@ -10,6 +10,9 @@ pub const VOLUME_META: &str = "volume.meta";
 pub const REVISION_COUNTER: &str = "revision.counter";
 /// Ironhorn's recent-writes ring (see `recent`); Longhorn ignores it.
 pub const RECENT_WRITES: &str = "ironhorn.recent-writes";
+/// Ironhorn's fencing generation: the newest attachment that claimed the replica, in
+/// decimal (see the replica protocol's `Claim`); Longhorn ignores it.
+pub const GENERATION: &str = "ironhorn.generation";
 pub const HEAD_PREFIX: &str = "volume-head-";
 pub const SNAP_PREFIX: &str = "volume-snap-";
 pub const IMG_SUFFIX: &str = ".img";

@@ -1,6 +1,6 @@
 //! The controllers' shell: every round it observes each node (one call per node agent),
 //! updates node status, then plans each volume ([`crate::plan`]) and carries the plan out.
-//! Rounds run every couple of seconds, at once after an API change, and back to back while
+//! Rounds run every few seconds, at once after a change to the store, and back to back while
 //! there is work in progress. A failed step is logged and simply planned again next round.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,9 +82,13 @@ pub async fn forget_observations(manager: &Manager) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Runs rounds until `shutdown`.
+/// Runs rounds until `shutdown`: another at once when the store changed (an API call on
+/// any manager), soon while work is under way, and every few seconds anyway (nodes change
+/// without telling the store).
 pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
+    let mut changes = manager.store.changes();
     loop {
+        changes.borrow_and_update();
         let busy = match manager.round().await {
             Ok(busy) => busy,
             Err(e) => {
@@ -96,8 +100,16 @@ pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = manager.wake.notified() => {}
+            _ = store_changed(&mut changes) => {}
             _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// Returns when the store has changed; never, when it cannot tell any more.
+async fn store_changed(changes: &mut tokio::sync::watch::Receiver<u64>) {
+    if changes.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -346,6 +358,22 @@ impl Manager {
             // A failed action does not make the round busy: it is retried at the idle pace
             // (or when something changes), not in a tight loop against a node that refuses.
             for action in std::mem::take(&mut plan.actions) {
+                let action = match action {
+                    Action::StartEngine { node, mut request } => {
+                        match self.next_generation(&volume.name).await {
+                            Ok(generation) => {
+                                request.generation = generation;
+                                Action::StartEngine { node, request }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "no attachment generation: the engine is not started");
+                                failures.push(e.to_string());
+                                continue;
+                            }
+                        }
+                    }
+                    other => other,
+                };
                 match self.act(&volume.name, action, &address_of).await {
                     Ok(()) => busy = true,
                     Err(e) => {
@@ -424,6 +452,22 @@ impl Manager {
             }
             busy
         }
+    }
+
+    /// Hands out the volume's next attachment generation, stored before any engine gets it
+    /// (through the leader's fenced store), so no two engines ever hold the same one.
+    async fn next_generation(&self, volume: &str) -> Result<u64, ApiError> {
+        let stored = state::update::<Volume, ApiError, _>(
+            self.store.as_ref(),
+            &format!("{VOLUMES}{volume}"),
+            || ApiError::not_found(format!("volume {volume} is gone")),
+            |v| {
+                v.status.generation += 1;
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(stored.status.generation)
     }
 
     #[tracing::instrument(skip_all, fields(node = tracing::field::Empty))]

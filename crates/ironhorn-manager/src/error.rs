@@ -79,6 +79,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict { .. } => ApiError::conflict(e.to_string()),
             StoreError::Backend { .. } => ApiError::internal(e.to_string()),
+            StoreError::Unavailable { .. } | StoreError::Fenced { .. } => {
+                ApiError::unavailable(e.to_string())
+            }
         }
     }
 }

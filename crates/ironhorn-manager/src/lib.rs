@@ -20,8 +20,9 @@ mod ui;
 pub mod users;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ironhorn_api::node::NodeReport;
 use ironhorn_store::Store;
@@ -38,14 +39,26 @@ pub(crate) struct Rebuilds {
     pub failed: BTreeMap<String, Instant>,
 }
 
-/// The manager's state: the store, a client for node agents, and what the controllers saw.
+/// The manager: the store it acts through and what it shares with its other views (see
+/// [`Manager::for_term`]).
 pub struct Manager {
+    /// The API's store. The controllers' is the leader term's, fenced on it.
     pub store: Arc<dyn Store>,
+    core: Arc<Core>,
+}
+
+/// What every view of one manager shares: a client for node agents, and what the
+/// controllers saw.
+pub struct Core {
     pub client: NodeClient,
     /// Pokes the controllers (after an API change).
     pub wake: Notify,
     /// The node in this process (`ironhorn server`): where volumes attach by default.
     pub local_node: Option<String>,
+    /// Who this manager is, as the other managers see it when it leads (its API URL).
+    pub identity: String,
+    /// The number of the term this manager leads, 0 when it does not.
+    pub leading: AtomicU64,
     reports: Mutex<BTreeMap<String, NodeReport>>,
     /// Directories removed since, and when: a report taken before a removal still shows it.
     removed: Mutex<Vec<(String, String, String, Instant)>>,
@@ -60,29 +73,78 @@ pub struct Manager {
     pub gate: api::auth::Gate,
 }
 
-impl std::fmt::Debug for Manager {
+impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Manager")
-            .field("local_node", &self.local_node)
+        f.debug_struct("Core")
+            .field("identity", &self.identity)
+            .field("leading", &self.leading)
             .finish()
     }
 }
 
+impl std::ops::Deref for Manager {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("local_node", &self.local_node)
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+/// How a manager is set up beyond its store.
+#[derive(Debug, Default)]
+pub struct Setup {
+    pub local_node: Option<String>,
+    pub identity: String,
+    pub client: NodeClient,
+    pub gate: api::auth::Gate,
+}
+
 impl Manager {
     pub fn new(store: Arc<dyn Store>, local_node: Option<String>) -> Manager {
+        Manager::with_setup(
+            store,
+            Setup {
+                local_node,
+                ..Setup::default()
+            },
+        )
+    }
+
+    pub fn with_setup(store: Arc<dyn Store>, setup: Setup) -> Manager {
         Manager {
             store,
-            client: NodeClient::new(),
-            wake: Notify::new(),
-            local_node,
-            reports: Mutex::new(BTreeMap::new()),
-            removed: Mutex::new(Vec::new()),
-            rebuilds: Mutex::new(Rebuilds::default()),
-            parsed_volumes: Default::default(),
-            parsed_replicas: Default::default(),
-            backups: Default::default(),
-            recurring: Default::default(),
-            gate: Default::default(),
+            core: Arc::new(Core {
+                client: setup.client,
+                wake: Notify::new(),
+                local_node: setup.local_node,
+                identity: setup.identity,
+                leading: AtomicU64::new(0),
+                reports: Mutex::new(BTreeMap::new()),
+                removed: Mutex::new(Vec::new()),
+                rebuilds: Mutex::new(Rebuilds::default()),
+                parsed_volumes: Default::default(),
+                parsed_replicas: Default::default(),
+                backups: Default::default(),
+                recurring: Default::default(),
+                gate: setup.gate,
+            }),
+        }
+    }
+
+    /// This manager acting through a leader term's store: what its controllers use, so
+    /// every write they make fails once the term has ended.
+    pub fn for_term(&self, store: Arc<dyn Store>) -> Manager {
+        Manager {
+            store,
+            core: self.core.clone(),
         }
     }
 
@@ -135,24 +197,69 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The manager's background loops: the controllers, the backup targets' polling and the
-/// recurring-job runner.
+/// recurring-job runner, run by the leader only. Every manager campaigns; the one elected
+/// runs them through its term's store until the term ends, then campaigns again.
 #[derive(Debug)]
-pub struct Loops(Vec<tokio::task::JoinHandle<()>>);
+pub struct Loops(tokio::task::JoinHandle<()>);
 
 impl Loops {
-    /// Starts them; they stop at `shutdown`.
+    /// Starts campaigning; everything stops at `shutdown` (and a leader resigns).
     pub fn start(manager: &Arc<Manager>, shutdown: &tokio_util::sync::CancellationToken) -> Loops {
-        Loops(vec![
-            tokio::spawn(controller::run(manager.clone(), shutdown.clone())),
-            tokio::spawn(backups::run(manager.clone(), shutdown.clone())),
-            tokio::spawn(recurring::run(manager.clone(), shutdown.clone())),
-        ])
+        Loops(tokio::spawn(lead(manager.clone(), shutdown.clone())))
     }
 
     /// Waits until they stopped.
     pub async fn join(self) {
-        for handle in self.0 {
+        let _ = self.0.await;
+    }
+}
+
+/// Campaigns, leads while elected, and campaigns again, until `shutdown`.
+async fn lead(manager: Arc<Manager>, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        let campaign = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            term = manager.store.campaign(&manager.identity) => term,
+        };
+        let term = match campaign {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!(error = %e, "campaigning to lead the controllers; trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        tracing::info!(
+            term = term.number,
+            "leading: the controllers run in this manager"
+        );
+        manager.leading.store(term.number, Ordering::Relaxed);
+        let acting = Arc::new(manager.for_term(term.store.clone()));
+        let stop = shutdown.child_token();
+        let handles = [
+            tokio::spawn(controller::run(acting.clone(), stop.clone())),
+            tokio::spawn(backups::run(acting.clone(), stop.clone())),
+            tokio::spawn(recurring::run(acting, stop.clone())),
+        ];
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = term.ended.cancelled() => stop.cancel(),
+        }
+        for handle in handles {
             let _ = handle.await;
         }
+        manager.leading.store(0, Ordering::Relaxed);
+        if shutdown.is_cancelled() {
+            if let Err(e) = term.resign().await {
+                tracing::warn!(error = %e, "resigning as leader (the lease expires by itself)");
+            }
+            return;
+        }
+        tracing::warn!(
+            term = term.number,
+            "no longer leading: another manager runs the controllers"
+        );
     }
 }

@@ -119,18 +119,31 @@ pub fn engine_of<'a>(
 pub struct Observed<'a> {
     pub reports: &'a BTreeMap<String, NodeReport>,
     engines: BTreeMap<&'a str, (&'a str, &'a EngineInstance)>,
+    /// Nodes running an engine of an older attachment of the volume than another node's
+    /// (one cut off while the volume was attached again elsewhere): to be stopped.
+    stale: BTreeMap<&'a str, Vec<&'a str>>,
     instances: BTreeMap<(&'a str, &'a str), &'a ReplicaInstance>,
 }
 
 impl<'a> Observed<'a> {
     pub fn new(reports: &'a BTreeMap<String, NodeReport>) -> Observed<'a> {
-        let mut engines = BTreeMap::new();
+        let mut engines: BTreeMap<&str, (&str, &EngineInstance)> = BTreeMap::new();
+        let mut stale: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut instances = BTreeMap::new();
         for (node, report) in reports {
             for e in &report.engines {
-                engines
-                    .entry(e.volume.as_str())
-                    .or_insert((node.as_str(), e));
+                // The newest attachment's engine is the volume's; any other is stale.
+                let older = match engines.get(e.volume.as_str()) {
+                    Some((_, kept)) if kept.generation >= e.generation => node.as_str(),
+                    Some(_) | None => {
+                        let replaced = engines.insert(e.volume.as_str(), (node.as_str(), e));
+                        match replaced {
+                            Some((older, _)) => older,
+                            None => continue,
+                        }
+                    }
+                };
+                stale.entry(e.volume.as_str()).or_default().push(older);
             }
             for r in &report.replicas {
                 instances.insert((node.as_str(), r.name.as_str()), r);
@@ -139,8 +152,14 @@ impl<'a> Observed<'a> {
         Observed {
             reports,
             engines,
+            stale,
             instances,
         }
+    }
+
+    /// Nodes running a stale engine of the volume (see `stale`).
+    pub fn stale_engines(&self, volume: &str) -> &[&'a str] {
+        self.stale.get(volume).map_or(&[], Vec::as_slice)
     }
 
     /// Whether the node answered this round.
@@ -244,6 +263,12 @@ pub fn plan(
     let ready = |node: &str| world.observed.ready(node);
     let engine = world.observed.engine(&volume.name);
     let mut changed: BTreeSet<String> = BTreeSet::new();
+    // Engines of older attachments (fenced by the replicas already) are stopped.
+    for node in world.observed.stale_engines(&volume.name) {
+        plan.actions.push(Action::StopEngine {
+            node: node.to_string(),
+        });
+    }
     // Replicas on nodes that were removed are gone with their machine.
     let (mut replicas, gone): (Vec<Replica>, Vec<Replica>) = replicas
         .iter()
@@ -639,6 +664,8 @@ fn start_engine(
             frontend: wire_name(volume.spec.frontend),
             maintenance: volume.spec.maintenance,
             replica_timeout: world.settings.int(settings::ENGINE_REPLICA_TIMEOUT).max(1) as u64,
+            // Handed out, and stored, by the controller just before it asks for the engine.
+            generation: 0,
         },
     });
 }

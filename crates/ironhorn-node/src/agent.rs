@@ -519,12 +519,13 @@ impl Agent {
                 format!("volume {volume}: an engine needs at least one replica"),
             ));
         }
-        let engine = Engine::start(
+        let engine = Engine::start_fenced(
             volume,
             start.size,
             &specs,
             Duration::from_secs(start.replica_timeout.max(1)),
             &self.local_replicas,
+            start.generation,
         )
         .await?;
         let engine = Arc::new(engine);
@@ -833,6 +834,8 @@ pub fn engine_view(volume: &str, engine: &Engine, connections: usize) -> EngineI
             .collect(),
         frontend: String::new(),
         blockdev: None,
+        generation: engine.generation(),
+        fenced: engine.fenced().unwrap_or_default(),
     }
 }
 

@@ -203,6 +203,14 @@ pub enum Control {
     RecentWrites,
     /// The engine stopped cleanly: clear the recent-writes ring (see `RecentWrites`).
     ForgetRecentWrites,
+    /// The engine opening the replica holds attachment `generation`: from now on the
+    /// replica refuses every request from a connection of an older generation (the engine
+    /// of an attachment that has been superseded), and so does it after a restart. Refused
+    /// with `fenced` when a newer generation has claimed it already. A connection that never
+    /// claims is served only while no generation has.
+    Claim {
+        generation: u64,
+    },
 }
 
 /// One layer of a replica's tree, as rebuild transfers it.
@@ -307,6 +315,8 @@ pub enum ErrorCode {
     Invalid,
     NotFound,
     Conflict,
+    /// A newer attachment of the volume has claimed the replica: this engine must stop.
+    Fenced,
 }
 
 pub fn decode_control(payload: &[u8]) -> Result<Control, FrameError> {

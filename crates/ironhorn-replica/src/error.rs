@@ -41,6 +41,8 @@ pub enum ReplicaError {
     BackingFile { path: PathBuf, reason: String },
     #[error("{0}")]
     Refused(String),
+    #[error("fenced: attachment generation {current} of this volume has claimed the replica, so generation {caller} may not use it any more (the volume was attached again elsewhere; this engine must stop)")]
+    Fenced { caller: u64, current: u64 },
 }
 
 impl ReplicaError {

@@ -4,6 +4,7 @@
 //! and the replica server that serves a store over the replica protocol.
 
 pub mod error;
+pub mod fence;
 pub mod fsio;
 mod ops;
 mod rebuild;

@@ -110,6 +110,8 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     // Replies to requests answered inline, sent in one write once no more requests are
     // buffered: under load one system call carries many replies; alone, a reply goes at once.
     let mut replies: Vec<u8> = Vec::new();
+    // The attachment generation this connection claimed (0: none; see `Control::Claim`).
+    let mut generation = 0u64;
     loop {
         if !replies.is_empty()
             && (!whole_frame_buffered(reader.buffer()) || replies.len() >= REPLY_BATCH_MAX)
@@ -139,7 +141,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         if let (Kind::WriteLayer, Some(splicer)) = (header.kind, splicer) {
             if header.payload_len as usize >= SPLICE_MIN {
                 let (response, usable) =
-                    receive_layer_write(reader, replica, splicer, &header).await?;
+                    receive_layer_write(reader, replica, generation, splicer, &header).await?;
                 batch_reply(writer, &mut replies, response)?;
                 if !usable {
                     writer.send(&replies, None)?;
@@ -152,13 +154,39 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         }
         let mut payload = ironhorn_runtime::buffers::take(header.payload_len as usize);
         reader.read_exact(&mut payload).await?;
+        if header.kind == Kind::Control {
+            if let Ok(Control::Claim {
+                generation: claimed,
+            }) = wire::decode_control(&payload)
+            {
+                let claiming = replica.clone();
+                let claim = tokio::task::spawn_blocking(move || claiming.claim(claimed))
+                    .await
+                    .unwrap_or_else(|_| Err(ReplicaError::Refused("the claim failed".into())));
+                let response = match claim {
+                    Ok(()) => {
+                        generation = claimed;
+                        ok_response(header.id, wire::encode_json(&ControlReply::Done))
+                    }
+                    Err(e) => error_response(header.id, code_of(&e), e.to_string()),
+                };
+                batch_reply(writer, &mut replies, response)?;
+                continue;
+            }
+        }
         // Page-cache I/O takes microseconds: done right here, it saves two thread hops per
         // request. Anything that may wait on the disk (a read of uncached data, flush, FUA,
         // unmap, control, layer copies) goes to the blocking pool.
         let inline = match header.kind {
-            Kind::Write if header.flags & wire::FLAG_FUA != 0 => {
-                // The write lands here; its flush waits on the blocking pool.
-                match replica.write_at(&payload, header.offset) {
+            Kind::Write | Kind::Flush
+                if header.kind == Kind::Flush || header.flags & wire::FLAG_FUA != 0 =>
+            {
+                // A FUA write lands here; its flush (and a plain one) waits on the blocking pool.
+                let admitted = replica.as_generation(generation, || match header.kind {
+                    Kind::Write => replica.write_at(&payload, header.offset),
+                    _ => Ok(()),
+                });
+                match admitted {
                     Ok(()) => spawn_flush(replica, writer, limit, header.id).await?,
                     Err(e) => batch_reply(
                         writer,
@@ -168,12 +196,9 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 }
                 continue;
             }
-            Kind::Flush => {
-                spawn_flush(replica, writer, limit, header.id).await?;
-                continue;
-            }
             Kind::Write => true,
             Kind::Ping => true,
+            Kind::Read if replica.admits(generation).is_err() => true,
             Kind::Read => match read_cached(replica, &header) {
                 Some(response) => {
                     batch_reply(writer, &mut replies, response)?;
@@ -184,13 +209,14 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             _ => false,
         };
         if inline {
-            batch_reply(writer, &mut replies, execute(replica, header, payload))?;
+            let response = execute(replica, generation, header, payload);
+            batch_reply(writer, &mut replies, response)?;
             continue;
         }
         let replica = replica.clone();
         spawn_request(writer, limit, async move {
             let id = header.id;
-            tokio::task::spawn_blocking(move || execute(&replica, header, payload))
+            tokio::task::spawn_blocking(move || execute(&replica, generation, header, payload))
                 .await
                 .unwrap_or_else(|_| {
                     error_response(id, ErrorCode::Io, "request handler failed".into())
@@ -210,6 +236,7 @@ const SPLICE_MIN: usize = 256 << 10;
 async fn receive_layer_write<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut tokio::io::BufReader<R>,
     replica: &Arc<SharedReplica>,
+    generation: u64,
     splicer: &Arc<Splicer>,
     header: &Header,
 ) -> io::Result<(Response, bool)> {
@@ -231,11 +258,14 @@ async fn receive_layer_write<R: tokio::io::AsyncRead + Unpin>(
         (replica.clone(), splicer.clone(), header.offset, header.id);
     tokio::task::spawn_blocking(move || {
         let mut took_data = false;
-        let replica = replica.read();
-        let written = replica.write_layer_with(&name, offset, data_len as u64, |f| {
-            took_data = true;
-            f.write_all_at(&first, offset)?;
-            splicer.socket_to_file(f, offset + buffered as u64, rest)
+        let written = replica.as_generation(generation, || {
+            replica
+                .read()
+                .write_layer_with(&name, offset, data_len as u64, |f| {
+                    took_data = true;
+                    f.write_all_at(&first, offset)?;
+                    splicer.socket_to_file(f, offset + buffered as u64, rest)
+                })
         });
         match written {
             Ok(()) => Ok((ok_response(id, Vec::new()), true)),
@@ -351,6 +381,7 @@ pub fn code_of(e: &ReplicaError) -> ErrorCode {
         ReplicaError::SnapshotExists(_) | ReplicaError::TooManySnapshots { .. } => {
             ErrorCode::Conflict
         }
+        ReplicaError::Fenced { .. } => ErrorCode::Fenced,
         ReplicaError::InvalidSize { .. }
         | ReplicaError::Refused(_)
         | ReplicaError::Format { .. } => ErrorCode::Invalid,
@@ -403,6 +434,7 @@ pub fn run_control(
         Control::SetRevision { revision } => replica.write().set_revision(revision)?,
         Control::SetRebuilding { rebuilding } => replica.write().set_rebuilding(rebuilding)?,
         Control::ForgetRecentWrites => replica.write().forget_recent_writes()?,
+        Control::Claim { generation } => replica.claim(generation)?,
         Control::ListLayers => {
             return Ok(ControlReply::Layers {
                 layers: replica.read().layer_infos(),
@@ -437,7 +469,19 @@ pub fn run_control(
     Ok(ControlReply::Done)
 }
 
-fn execute(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Response {
+/// Runs one request of a connection that claimed `generation`: refused once a newer
+/// generation has claimed the replica.
+fn execute(replica: &SharedReplica, generation: u64, header: Header, payload: Vec<u8>) -> Response {
+    let id = header.id;
+    match replica.as_generation(generation, || {
+        Ok(execute_admitted(replica, header, payload))
+    }) {
+        Ok(response) => response,
+        Err(e) => error_response(id, code_of(&e), e.to_string()),
+    }
+}
+
+fn execute_admitted(replica: &SharedReplica, header: Header, payload: Vec<u8>) -> Response {
     let id = header.id;
     let fail = |e: ReplicaError| error_response(id, code_of(&e), e.to_string());
     match header.kind {

@@ -4,15 +4,21 @@
 //! manager. A conditional write is one etcd transaction comparing the key's `mod_revision`
 //! (or its absence), so two managers can never both win the same update. Every call has a
 //! deadline: an etcd that has lost its quorum gives a clear error instead of a hang.
+//!
+//! One etcd watch on the namespace feeds [`Store::changes`]; it reconnects by itself.
+//! Elections are in [`crate::etcd_election`]; a term's store adds one comparison to every
+//! write: the leader key still has the create revision it had when the term began.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp,
-    TxnOpResponse,
+    TxnOpResponse, WatchOptions,
 };
+use tokio::sync::watch;
 
-use crate::{Entry, Expect, Store, StoreError, StoreFuture};
+use crate::{Entry, Expect, Store, StoreError, StoreFuture, Term};
 
 /// Where and how to reach etcd.
 #[derive(Debug, Clone)]
@@ -23,6 +29,52 @@ pub struct EtcdConfig {
     pub namespace: String,
     /// The longest a call may take before it fails (quorum lost, members unreachable).
     pub timeout: Duration,
+    /// How long a leader's lease lasts without renewal: how soon another manager takes
+    /// over from one that died.
+    pub lease_ttl: Duration,
+    /// TLS towards etcd, when its members serve HTTPS (`--etcd-ca` and friends).
+    pub tls: Option<EtcdTls>,
+}
+
+/// The files of a TLS connection to etcd (PEM): the CA that signed the members'
+/// certificates, and this client's certificate and key when etcd asks for one
+/// (`--client-cert-auth`).
+#[derive(Debug, Clone, Default)]
+pub struct EtcdTls {
+    pub ca: std::path::PathBuf,
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl EtcdTls {
+    /// tonic's TLS settings from the files.
+    fn options(&self) -> Result<etcd_client::TlsOptions, StoreError> {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|e| StoreError::Backend {
+                path: path.display().to_string(),
+                source: format!("reading the etcd {what}: {e}").into(),
+            })
+        };
+        let mut options = etcd_client::TlsOptions::new().ca_certificate(
+            etcd_client::Certificate::from_pem(read(&self.ca, "CA certificate")?),
+        );
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                options = options.identity(etcd_client::Identity::from_pem(
+                    read(cert, "client certificate")?,
+                    read(key, "client key")?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(StoreError::Backend {
+                    path: self.ca.display().to_string(),
+                    source: "give both the etcd client certificate and its key, or neither".into(),
+                })
+            }
+        }
+        Ok(options)
+    }
 }
 
 impl EtcdConfig {
@@ -52,6 +104,8 @@ impl EtcdConfig {
             endpoints,
             namespace: "/ironhorn/".to_string(),
             timeout: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(3),
+            tls: None,
         })
     }
 }
@@ -66,8 +120,29 @@ fn invalid(url: &str, why: &str) -> StoreError {
 /// The store; cheap to clone (the client multiplexes one connection per member).
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
-    config: EtcdConfig,
+    pub(crate) client: Client,
+    pub(crate) config: EtcdConfig,
+    /// For a term's store: what every write also requires.
+    pub(crate) fence: Option<Fence>,
+    changes: watch::Receiver<u64>,
+    /// Stops the watch behind `changes` when the last clone goes.
+    _watching: Arc<AbortOnDrop>,
+}
+
+/// The condition of a term's writes: the leader key (full name) was created at `term`.
+#[derive(Debug, Clone)]
+pub(crate) struct Fence {
+    pub key: String,
+    pub term: i64,
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -87,26 +162,64 @@ fn revision(r: i64) -> u64 {
 impl EtcdStore {
     /// Connects to the members of `config` and checks that etcd answers.
     pub async fn connect(config: EtcdConfig) -> Result<EtcdStore, StoreError> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(config.timeout)
             .with_timeout(config.timeout)
             .with_keep_alive(Duration::from_secs(10), config.timeout);
-        let client = Client::connect(&config.endpoints, Some(options))
+        let mut endpoints = config.endpoints.clone();
+        if let Some(tls) = &config.tls {
+            options = options.with_tls(tls.options()?);
+            endpoints = endpoints
+                .iter()
+                .map(|e| {
+                    let bare = e
+                        .trim_start_matches("http://")
+                        .trim_start_matches("https://");
+                    format!("https://{bare}")
+                })
+                .collect();
+        }
+        let client = Client::connect(&endpoints, Some(options))
             .await
             .map_err(|e| Self::fail_with(&config, e))?;
-        let store = EtcdStore { client, config };
-        store.current_revision().await?;
+        let (changed, changes) = watch::channel(0);
+        let mut store = EtcdStore {
+            client,
+            config,
+            fence: None,
+            changes,
+            _watching: Arc::new(AbortOnDrop(tokio::spawn(async {}))),
+        };
+        let now = store.current_revision().await?;
+        changed.send_replace(now);
+        store._watching = Arc::new(AbortOnDrop(tokio::spawn(watch_namespace(
+            store.client.clone(),
+            store.config.namespace.clone(),
+            changed,
+        ))));
         Ok(store)
     }
 
+    /// This store with every write also requiring `fence`.
+    pub(crate) fn fenced(&self, fence: Fence) -> EtcdStore {
+        EtcdStore {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn leader_key(&self) -> String {
+        self.full_key(crate::etcd_election::LEADER_KEY)
+    }
+
     fn fail_with(config: &EtcdConfig, e: etcd_client::Error) -> StoreError {
-        StoreError::Backend {
+        StoreError::Unavailable {
             path: format!("etcd://{}", config.endpoints.join(",")),
             source: Box::new(e),
         }
     }
 
-    fn fail(&self, e: etcd_client::Error) -> StoreError {
+    pub(crate) fn fail(&self, e: etcd_client::Error) -> StoreError {
         Self::fail_with(&self.config, e)
     }
 
@@ -153,8 +266,9 @@ impl EtcdStore {
         }
     }
 
-    /// Runs `op` on `key` if it is as `expect` says; on a mismatch, the conflict with the
-    /// revision found. Returns etcd's answer to `op` and the revision it made.
+    /// Runs `op` on `key` if it is as `expect` says (and, in a term's store, while the term
+    /// holds); on a mismatch, the conflict with the revision found, or the fence that
+    /// failed. Returns etcd's answer to `op` and the revision it made.
     async fn conditional(
         &self,
         key: &str,
@@ -162,12 +276,22 @@ impl EtcdStore {
         op: TxnOp,
         expect: Expect,
     ) -> Result<(Option<TxnOpResponse>, u64), StoreError> {
-        let txn = match Self::compare(full, expect) {
-            Some(compare) => Txn::new()
-                .when([compare])
-                .and_then([op])
-                .or_else([TxnOp::get(full, None)]),
-            None => Txn::new().and_then([op]),
+        let mut compares: Vec<Compare> = Self::compare(full, expect).into_iter().collect();
+        if let Some(fence) = &self.fence {
+            compares.push(Compare::create_revision(
+                fence.key.as_str(),
+                CompareOp::Equal,
+                fence.term,
+            ));
+        }
+        let txn = if compares.is_empty() {
+            Txn::new().and_then([op])
+        } else {
+            let mut found = vec![TxnOp::get(full, None)];
+            if let Some(fence) = &self.fence {
+                found.push(TxnOp::get(fence.key.as_str(), None));
+            }
+            Txn::new().when(compares).and_then([op]).or_else(found)
         };
         let response = self
             .client
@@ -178,19 +302,70 @@ impl EtcdStore {
         let made = response.header().map_or(0, |h| revision(h.revision()));
         let mut answers = response.op_responses().into_iter();
         if !response.succeeded() {
-            let found = match answers.next() {
-                Some(TxnOpResponse::Get(get)) => {
-                    get.kvs().first().map(|kv| revision(kv.mod_revision()))
-                }
+            let first_kv = |answer: Option<TxnOpResponse>| match answer {
+                Some(TxnOpResponse::Get(get)) => get.kvs().first().cloned(),
                 _ => None,
             };
+            let found = first_kv(answers.next());
+            if let Some(fence) = &self.fence {
+                let leader = first_kv(answers.next());
+                if leader.map(|kv| kv.create_revision()) != Some(fence.term) {
+                    return Err(StoreError::Fenced {
+                        term: revision(fence.term),
+                    });
+                }
+            }
             return Err(StoreError::Conflict {
                 key: key.to_string(),
                 expected: expect,
-                found,
+                found: found.map(|kv| revision(kv.mod_revision())),
             });
         }
         Ok((answers.next(), made))
+    }
+}
+
+/// Follows every change under `namespace` and tells `changed` the revision of each; after
+/// a broken watch, starts again where it left off (or from now, once etcd has compacted
+/// that history: a reader then rereads anyway). Ends when nobody listens any more.
+async fn watch_namespace(client: Client, namespace: String, changed: watch::Sender<u64>) {
+    let mut next = changed.borrow().saturating_add(1);
+    loop {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(i64::try_from(next).unwrap_or(i64::MAX));
+        match client
+            .watch_client()
+            .watch(namespace.as_str(), Some(options))
+            .await
+        {
+            Ok(mut stream) => {
+                while let Ok(Some(response)) = stream.message().await {
+                    if response.compact_revision() > 0 {
+                        // History gone: carry on from now.
+                        next = revision(response.compact_revision());
+                        break;
+                    }
+                    if response.canceled() {
+                        break;
+                    }
+                    let newest = response
+                        .events()
+                        .iter()
+                        .filter_map(|e| e.kv().map(|kv| revision(kv.mod_revision())))
+                        .max();
+                    if let Some(newest) = newest {
+                        changed.send_replace(newest);
+                        next = newest + 1;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "watching etcd for changes; retrying"),
+        }
+        if changed.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -260,6 +435,29 @@ impl Store for EtcdStore {
 
     fn revision(&self) -> StoreFuture<'_, u64> {
         Box::pin(self.current_revision())
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    fn campaign<'a>(&'a self, candidate: &'a str) -> StoreFuture<'a, Term> {
+        Box::pin(crate::etcd_election::campaign(self, candidate))
+    }
+
+    fn leader(&self) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let response = self
+                .client
+                .kv_client()
+                .get(self.leader_key(), None)
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(response
+                .kvs()
+                .first()
+                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+        })
     }
 }
 

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::watch;
 
-use crate::{Entry, Expect, Store, StoreError, StoreFuture};
+use crate::{Entry, Expect, Store, StoreError, StoreFuture, Term};
 
 /// key -> 8-byte little-endian revision, then the value.
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
@@ -37,6 +38,8 @@ struct Redb {
     /// Serialises writes: redb allows one write transaction at a time anyway, and this keeps
     /// the blocking pool's threads from piling up inside redb.
     write_lock: Mutex<()>,
+    /// The revision of the last commit, for [`Store::changes`].
+    changes: watch::Sender<u64>,
 }
 
 fn encode(revision: u64, value: &[u8]) -> Vec<u8> {
@@ -76,13 +79,14 @@ impl RedbStore {
             txn.open_table(META).map_err(|e| backend(path, e))?;
         }
         txn.commit().map_err(|e| backend(path, e))?;
-        Ok(RedbStore {
-            db: Arc::new(Redb {
-                db,
-                path: path.to_path_buf(),
-                write_lock: Mutex::new(()),
-            }),
-        })
+        let db = Redb {
+            db,
+            path: path.to_path_buf(),
+            write_lock: Mutex::new(()),
+            changes: watch::Sender::new(0),
+        };
+        db.changes.send_replace(db.revision()?);
+        Ok(RedbStore { db: Arc::new(db) })
     }
 
     /// Runs `op` on the blocking pool.
@@ -189,6 +193,7 @@ impl Redb {
             next
         };
         txn.commit().map_err(|e| self.fail(e))?;
+        self.changes.send_replace(revision);
         Ok(Some(revision))
     }
 }
@@ -220,6 +225,20 @@ impl Store for RedbStore {
 
     fn revision(&self) -> StoreFuture<'_, u64> {
         self.blocking(|db| db.revision())
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.db.changes.subscribe()
+    }
+
+    /// One process holds the file, so it leads, for as long as it runs.
+    fn campaign<'a>(&'a self, _candidate: &'a str) -> StoreFuture<'a, Term> {
+        let store: Arc<dyn Store> = Arc::new(self.clone());
+        Box::pin(async move { Ok(Term::unending(store)) })
+    }
+
+    fn leader(&self) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async { Ok(None) })
     }
 }
 

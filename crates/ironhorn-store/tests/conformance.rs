@@ -226,7 +226,7 @@ async fn a_store_whose_etcd_is_gone_fails_clearly_within_its_deadline() {
         "{:?}",
         started.elapsed()
     );
-    assert!(matches!(error, StoreError::Backend { .. }), "{error}");
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
     assert!(error.to_string().contains("etcd://127.0.0.1:"), "{error}");
     // Connecting to nobody is refused as clearly.
     let nobody = EtcdConfig {
@@ -235,4 +235,146 @@ async fn a_store_whose_etcd_is_gone_fails_clearly_within_its_deadline() {
     };
     let error = EtcdStore::connect(nobody).await.unwrap_err();
     assert!(error.to_string().contains("etcd://127.0.0.1:1"), "{error}");
+}
+
+#[tokio::test]
+async fn changes_are_told_to_every_client_of_the_store() {
+    let stores = stores().await;
+    for (name, s) in stores.each() {
+        let mut changes = s.changes();
+        changes.borrow_and_update();
+        let made = s.put("volumes/told", b"1", Expect::Any).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), changes.changed())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no change told"))
+            .unwrap();
+        assert!(*changes.borrow_and_update() >= made, "{name}");
+    }
+    // A write through one etcd client is told to the other.
+    let mut other = stores.etcd_other_client.changes();
+    other.borrow_and_update();
+    let made = stores
+        .etcd
+        .put("volumes/elsewhere", b"1", Expect::Any)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while *other.borrow_and_update() < made {
+        assert!(Instant::now() < deadline, "the other client was not told");
+        let _ = tokio::time::timeout(Duration::from_millis(500), other.changed()).await;
+    }
+}
+
+/// One leader at a time; a term's store writes only while the term holds, so the first
+/// leader's late write fails once a second has been elected; reads go on.
+#[tokio::test]
+async fn one_leader_at_a_time_and_a_deposed_leaders_write_fails() {
+    let stores = stores().await;
+    let first = stores.etcd.campaign("manager-a").await.unwrap();
+    assert_eq!(
+        stores.etcd_other_client.leader().await.unwrap().as_deref(),
+        Some("manager-a")
+    );
+    first
+        .store
+        .put("volumes/v", b"by a", Expect::Any)
+        .await
+        .unwrap();
+    // The second candidate waits while the first leads.
+    let other = stores.etcd_other_client.clone();
+    let second = tokio::spawn(async move { other.campaign("manager-b").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "two leaders at once");
+    // The first one's term ends (as a lease that lapsed would): the second is elected, and
+    // a write made for the first term is refused, whatever it expects.
+    let stale = first.store.clone();
+    let started = Instant::now();
+    first.resign().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the second candidate was not elected")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        stores.etcd.leader().await.unwrap().as_deref(),
+        Some("manager-b")
+    );
+    for expect in [Expect::Any, Expect::Absent] {
+        let late = stale.put("volumes/late", b"by a", expect).await;
+        assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
+    }
+    let entry = stale.get("volumes/v").await.unwrap().unwrap();
+    assert!(matches!(
+        stale
+            .delete("volumes/v", Expect::Revision(entry.revision))
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(stores.etcd.get("volumes/late").await.unwrap().is_none());
+    // The new leader writes.
+    second
+        .store
+        .put("volumes/v", b"by b", Expect::Revision(entry.revision))
+        .await
+        .unwrap();
+    assert!(second.number > 0);
+    assert!(!second.ended.is_cancelled());
+}
+
+/// A leader keeps leading, term after term of its lease, while etcd answers.
+#[tokio::test]
+async fn a_leader_keeps_its_term_while_it_renews() {
+    let stores = stores().await;
+    let term = stores.etcd.campaign("manager-a").await.unwrap();
+    let ttl = EtcdConfig::from_url("etcd://x:1").unwrap().lease_ttl;
+    tokio::time::sleep(ttl * 2).await;
+    assert!(
+        !term.ended.is_cancelled(),
+        "the term ended while etcd answered"
+    );
+    term.store
+        .put("volumes/still", b"1", Expect::Any)
+        .await
+        .unwrap();
+}
+
+/// A leader that cannot renew its lease (etcd gone) ends its term by itself, within two
+/// thirds of the lease's time to live: before etcd could elect anyone else.
+#[tokio::test]
+async fn a_leader_that_cannot_renew_steps_down_before_its_lease_expires() {
+    let etcd = EtcdServer::start();
+    let config = EtcdConfig {
+        timeout: Duration::from_secs(1),
+        ..EtcdConfig::from_url(&etcd.url()).unwrap()
+    };
+    let store = EtcdStore::connect(config.clone()).await.unwrap();
+    let term = store.campaign("manager-a").await.unwrap();
+    let elected = Instant::now();
+    drop(etcd);
+    tokio::time::timeout(config.lease_ttl, term.ended.cancelled())
+        .await
+        .expect("the term did not end within the lease's time to live");
+    assert!(
+        elected.elapsed() < config.lease_ttl,
+        "{:?}",
+        elected.elapsed()
+    );
+}
+
+/// The embedded store has one process: it leads at once, for good.
+#[tokio::test]
+async fn the_embedded_store_leads_at_once() {
+    let stores = stores().await;
+    let term = stores.redb.campaign("only").await.unwrap();
+    term.store
+        .put("volumes/x", b"1", Expect::Any)
+        .await
+        .unwrap();
+    assert!(!term.ended.is_cancelled());
+    assert_eq!(stores.redb.leader().await.unwrap(), None);
 }

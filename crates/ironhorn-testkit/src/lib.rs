@@ -217,6 +217,13 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Sends a signal (`-STOP`, `-CONT`, ...) and returns at once.
+    pub fn send_signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+
     /// Sends a signal (`-TERM`, `-STOP`, ...) and waits for the process to end.
     pub fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
         Command::new("kill")

@@ -418,3 +418,101 @@ impl EtcdServer {
         format!("etcd://{}", self.endpoint)
     }
 }
+
+/// A cluster of etcd members on loopback (Debian's etcd-server), each of which can be
+/// stopped and started again (to lose and regain the quorum).
+pub struct EtcdCluster {
+    members: Vec<EtcdMember>,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for EtcdCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdCluster")
+            .field("url", &self.url())
+            .finish()
+    }
+}
+
+struct EtcdMember {
+    name: String,
+    client: String,
+    peer: String,
+    proc: Option<Proc>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until every one answers.
+    pub fn start(size: usize) -> EtcdCluster {
+        require("etcd", "Debian etcd-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let members: Vec<EtcdMember> = (0..size)
+            .map(|i| EtcdMember {
+                name: format!("m{i}"),
+                client: format!("127.0.0.1:{}", free_port()),
+                peer: format!("127.0.0.1:{}", free_port()),
+                proc: None,
+            })
+            .collect();
+        let mut cluster = EtcdCluster { members, dir };
+        for i in 0..size {
+            cluster.start_member(i);
+        }
+        for m in &cluster.members {
+            let log = || m.proc.as_ref().map(Proc::text).unwrap_or_default();
+            wait_port(&m.client, "etcd", &log);
+        }
+        cluster
+    }
+
+    /// Starts member `i` (again: it rejoins with its data).
+    pub fn start_member(&mut self, i: usize) {
+        let etcd = require("etcd", "Debian etcd-server");
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://{}", m.name, m.peer))
+            .collect();
+        let m = &self.members[i];
+        let args: Vec<String> = vec![
+            "--name".into(),
+            m.name.clone(),
+            "--data-dir".into(),
+            self.dir.path().join(&m.name).display().to_string(),
+            "--listen-client-urls".into(),
+            format!("http://{}", m.client),
+            "--advertise-client-urls".into(),
+            format!("http://{}", m.client),
+            "--listen-peer-urls".into(),
+            format!("http://{}", m.peer),
+            "--initial-advertise-peer-urls".into(),
+            format!("http://{}", m.peer),
+            "--initial-cluster".into(),
+            initial.join(","),
+            "--initial-cluster-token".into(),
+            "ironhorn-test".into(),
+            "--listen-metrics-urls".into(),
+            format!("http://127.0.0.1:{}", free_port()),
+        ];
+        let proc = Proc::spawn(etcd.to_str().unwrap_or("etcd"), &args);
+        self.members[i].proc = Some(proc);
+    }
+
+    /// Kills member `i` (SIGKILL).
+    pub fn kill_member(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// The store address `ironhorn server --store` takes: every member.
+    pub fn url(&self) -> String {
+        let endpoints: Vec<&str> = self.members.iter().map(|m| m.client.as_str()).collect();
+        format!("etcd://{}", endpoints.join(","))
+    }
+
+    /// Member `i`'s client address (HOST:PORT), for etcdctl.
+    pub fn endpoint(&self, i: usize) -> &str {
+        &self.members[i].client
+    }
+}

@@ -128,6 +128,10 @@ pub struct ServeArgs {
     /// How long a replica may take to answer before it is marked ERR, e.g. 8s.
     #[arg(long, default_value = "8s", value_parser = parse_duration)]
     pub engine_replica_timeout: Duration,
+    /// Attachment generation to claim the replicas with: engines of older generations are
+    /// refused by them from then on (0: claim nothing, as before fencing).
+    #[arg(long, default_value_t = 0)]
+    pub generation: u64,
     #[command(flatten)]
     pub poll: PollArgs,
 }
@@ -317,13 +321,14 @@ impl Control {
 fn serve(args: ServeArgs) -> Result<()> {
     args.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
-        let engine = Engine::start(
+        let engine = Engine::start_fenced(
             &args.volume,
             args.size,
             &args.replicas,
             args.engine_replica_timeout,
             // This process serves no replica: every one is reached over the network.
             &LocalReplicas::new(),
+            args.generation,
         )
         .await
         .context("starting the engine")?;

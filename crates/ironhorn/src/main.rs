@@ -52,6 +52,8 @@ enum Command {
     Audit(client::AuditCli),
     /// Replica directories no volume owns.
     Orphan(client::OrphanCli),
+    /// The managers: which one leads (runs the controllers).
+    Manager(client::ManagerCli),
     /// The CSI plugin for Kubernetes: identity, controller and node services on a Unix
     /// socket, translating to the manager's REST API.
     Csi(csi_cmd::CsiArgs),
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Command::User(cli) => return client_exit(client::user(cli.command, &cli.opts)),
         Command::Token(cli) => return client_exit(client::token(cli.command, &cli.opts)),
         Command::Audit(cli) => return client_exit(client::audit(cli.command, &cli.opts)),
+        Command::Manager(cli) => return client_exit(client::manager(cli.command, &cli.opts)),
         Command::RecurringJob(cli) => {
             return client_exit(client::recurring_job(cli.command, &cli.opts))
         }

@@ -16,7 +16,7 @@ use ironhorn_manager::api::register;
 use ironhorn_manager::Manager;
 use ironhorn_node::agent::Agent;
 use ironhorn_node::preflight::Backend;
-use ironhorn_store::{EtcdConfig, EtcdStore, RedbStore, Store};
+use ironhorn_store::{EtcdConfig, EtcdStore, EtcdTls, RedbStore, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::PollArgs;
@@ -55,6 +55,8 @@ pub struct ServerArgs {
     /// etcd, `etcd://HOST:PORT[,HOST:PORT...]` (keys under /ironhorn/).
     #[arg(long, env = "IRONHORN_STORE", default_value = "redb", value_parser = parse_store)]
     pub store: StoreChoice,
+    #[command(flatten)]
+    pub etcd_tls: EtcdTlsArgs,
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
@@ -133,6 +135,22 @@ fn cluster_secret(dir: &Path) -> Result<String> {
     Ok(secret)
 }
 
+/// TLS towards etcd members that serve HTTPS.
+#[derive(Debug, Clone, Args)]
+pub struct EtcdTlsArgs {
+    /// CA certificate (PEM) that signed the etcd members' certificates: etcd is reached
+    /// over HTTPS, and only members it vouches for are trusted.
+    #[arg(long, env = "IRONHORN_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// This manager's client certificate (PEM), for an etcd that asks for one
+    /// (--client-cert-auth).
+    #[arg(long, env = "IRONHORN_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "IRONHORN_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+}
+
 /// `--store`: the embedded file or an etcd cluster.
 #[derive(Debug, Clone)]
 pub enum StoreChoice {
@@ -150,8 +168,13 @@ fn parse_store(text: &str) -> Result<StoreChoice, String> {
 }
 
 impl StoreChoice {
-    /// Opens the store (redb's file in `dir`), on the runtime that will use it.
-    async fn open(&self, dir: &Path) -> Result<Arc<dyn Store>> {
+    fn is_embedded(&self) -> bool {
+        matches!(self, StoreChoice::Redb)
+    }
+
+    /// Opens the store (redb's file in `dir`; etcd over TLS as `tls` says), on the runtime
+    /// that will use it.
+    async fn open(&self, dir: &Path, tls: &EtcdTlsArgs) -> Result<Arc<dyn Store>> {
         match self {
             StoreChoice::Redb => {
                 let path = dir.join(STATE_FILE);
@@ -161,6 +184,16 @@ impl StoreChoice {
                 Ok(Arc::new(store))
             }
             StoreChoice::Etcd(config) => {
+                let mut config = config.clone();
+                if let Some(ca) = &tls.etcd_ca {
+                    config.tls = Some(EtcdTls {
+                        ca: ca.clone(),
+                        client_cert: tls.etcd_cert.clone(),
+                        client_key: tls.etcd_key.clone(),
+                    });
+                } else if tls.etcd_cert.is_some() {
+                    bail!("--etcd-cert needs --etcd-ca: the CA that signed the etcd members' certificates");
+                }
                 let store = EtcdStore::connect(config.clone()).await.with_context(|| {
                     format!(
                         "connecting to the state store etcd://{} (is etcd running and reachable?)",
@@ -173,31 +206,51 @@ impl StoreChoice {
     }
 }
 
-/// A manager over `store`, its gate set: the cluster secret (None with --no-auth).
+/// A manager over `store`, its gate set: the cluster secret (None with --no-auth). It
+/// names itself by `url` when it leads.
 fn new_manager(
     store: Arc<dyn Store>,
     local_node: Option<String>,
+    url: String,
     secret: Option<&str>,
     tls_cert: Option<&Path>,
 ) -> Manager {
-    let mut manager = Manager::new(store, local_node);
-    manager.gate.secure_cookies = tls_cert.is_some();
-    manager.gate.open = secret.is_none();
-    manager.gate.cluster_secret = secret.map(str::to_string);
-    manager.client = ironhorn_manager::node_client::NodeClient::with_secret(secret);
+    let mut client = ironhorn_manager::node_client::NodeClient::with_secret(secret);
     if let Some(cert) = tls_cert {
-        manager.client = manager.client.trusting(cert);
+        client = client.trusting(cert);
     }
-    manager
+    let gate = ironhorn_manager::api::auth::Gate {
+        secure_cookies: tls_cert.is_some(),
+        open: secret.is_none(),
+        cluster_secret: secret.map(str::to_string),
+        ..Default::default()
+    };
+    Manager::with_setup(
+        store,
+        ironhorn_manager::Setup {
+            local_node,
+            identity: url,
+            client,
+            gate,
+        },
+    )
 }
 
-/// What a manager does before it serves: forget what nodes last said, give a new cluster its
-/// first admin (a token in DATA_DIR/admin.token, readable by this user only), create the
-/// configured recurring jobs.
-async fn prepare_manager(manager: &Manager, dir: &Path, jobs: Vec<RecurringJobSpec>) -> Result<()> {
-    ironhorn_manager::controller::forget_observations(manager)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
+/// What a manager does before it serves: forget what nodes last said (alone on its
+/// embedded store; with etcd, the statuses are the leader's, who keeps observing), give a
+/// new cluster its first admin (a token in DATA_DIR/admin.token, readable by this user
+/// only), create the configured recurring jobs.
+async fn prepare_manager(
+    manager: &Manager,
+    embedded: bool,
+    dir: &Path,
+    jobs: Vec<RecurringJobSpec>,
+) -> Result<()> {
+    if embedded {
+        ironhorn_manager::controller::forget_observations(manager)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the state store: {e}"))?;
+    }
     if !manager.gate.open {
         let first = ironhorn_manager::users::bootstrap_admin(manager)
             .await
@@ -222,7 +275,8 @@ async fn prepare_manager(manager: &Manager, dir: &Path, jobs: Vec<RecurringJobSp
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// The manager's URL.
+    /// The managers' URLs, comma-separated: the node registers with the first that answers
+    /// and moves on to the next when it stops answering.
     #[arg(
         long,
         env = "IRONHORN_MANAGER",
@@ -391,14 +445,15 @@ pub fn server(args: ServerArgs) -> Result<()> {
     args.data_path.poll.install();
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
-        let store = args.store.open(&dir).await?;
+        let store = args.store.open(&dir, &args.etcd_tls).await?;
         let manager = Arc::new(new_manager(
             store,
             Some(node_name.clone()),
+            format!("{scheme}://{address}"),
             secret.as_deref(),
             args.tls_cert.as_deref(),
         ));
-        prepare_manager(&manager, &dir, jobs).await?;
+        prepare_manager(&manager, args.store.is_embedded(), &dir, jobs).await?;
         // This node's API shares the listener: over HTTPS too when it is.
         let registration = RegisterNode {
             name: node_name.clone(),
@@ -459,9 +514,15 @@ fn manager_only(
     let scheme = if tls.is_some() { "https" } else { "http" };
     crate::runtime::run_until_signal(|shutdown| async move {
         let (listener, address) = bind(&args.listen).await?;
-        let store = args.store.open(dir).await?;
-        let manager = Arc::new(new_manager(store, None, secret, args.tls_cert.as_deref()));
-        prepare_manager(&manager, dir, jobs).await?;
+        let store = args.store.open(dir, &args.etcd_tls).await?;
+        let manager = Arc::new(new_manager(
+            store,
+            None,
+            format!("{scheme}://{address}"),
+            secret,
+            args.tls_cert.as_deref(),
+        ));
+        prepare_manager(&manager, args.store.is_embedded(), dir, jobs).await?;
         let app = ironhorn_manager::api::router(manager.clone());
         let loops = ironhorn_manager::Loops::start(&manager, &shutdown);
         eprintln!("ironhorn server: API at {scheme}://{address}, manager only (no node here)");
@@ -482,6 +543,9 @@ pub fn node(args: NodeArgs) -> Result<()> {
             "give the cluster secret: --cluster-secret-file (or IRONHORN_CLUSTER_SECRET_FILE) naming a copy of the server's DATA_DIR/cluster.secret"
         ),
     };
+    if manager_urls(&args.manager).is_empty() {
+        bail!("--manager names no manager: give URL[,URL...]");
+    }
     let dir = prepare_dir(&args.data_dir)?;
     let name = args.name.clone().unwrap_or_else(host_name);
     let data_host = data_host(&args.listen, args.data_path.data_address.as_deref())?;
@@ -501,7 +565,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
             default_disk_path: Some(dir.display().to_string()),
         };
         let registering = tokio::spawn(keep_registered(
-            args.manager.trim_end_matches('/').to_string(),
+            manager_urls(&args.manager),
             registration,
             secret.clone(),
             shutdown.clone(),
@@ -519,19 +583,33 @@ pub fn node(args: NodeArgs) -> Result<()> {
     })
 }
 
-/// Registers with the manager, and again every few seconds (a manager that lost its state or
-/// restarted learns of the node again; an address change is picked up).
+/// The managers named by `--manager` (`URL[,URL...]`).
+fn manager_urls(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// Registers with a manager, and again every few seconds (a manager that lost its state or
+/// restarted learns of the node again; an address change is picked up). Any manager will
+/// do: all share the state. One that does not answer is left for the next in the list.
 async fn keep_registered(
-    manager: String,
+    managers: Vec<String>,
     registration: RegisterNode,
     secret: Option<Arc<str>>,
     shutdown: CancellationToken,
 ) {
     let client = ApiClient::default().with_bearer(secret.as_deref());
+    let mut current = 0;
     let mut registered = false;
+    let mut unanswered = 0;
     loop {
-        match client
-            .call(&manager, manager_api::register_node(&registration))
+        let Some(manager) = managers.get(current % managers.len().max(1)) else {
+            return;
+        };
+        let pause = match client
+            .call(manager, manager_api::register_node(&registration))
             .await
         {
             Ok(_) => {
@@ -539,21 +617,31 @@ async fn keep_registered(
                     eprintln!("registered with the manager at {manager}");
                 }
                 registered = true;
+                unanswered = 0;
+                Duration::from_secs(10)
             }
             Err(e @ ClientError::Api { .. }) => {
-                eprintln!("the manager refused the registration: {e}");
+                eprintln!("the manager at {manager} refused the registration: {e}");
+                Duration::from_secs(10)
             }
             Err(e) => {
-                if registered {
+                if registered || unanswered == 0 {
                     eprintln!("the manager at {manager} does not answer: {e}");
                 }
                 registered = false;
+                unanswered += 1;
+                current += 1;
+                // The next manager at once; a pause only once every one was tried.
+                if unanswered % managers.len() == 0 {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::ZERO
+                }
             }
-        }
-        let pause = if registered { 10 } else { 1 };
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(pause)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
@@ -562,6 +650,15 @@ async fn keep_registered(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_node_is_given_its_managers_as_a_list() {
+        assert_eq!(
+            manager_urls("http://a:9500/, http://b:9500,,"),
+            ["http://a:9500", "http://b:9500"]
+        );
+        assert!(manager_urls(" , ").is_empty());
+    }
 
     #[test]
     fn authentication_goes_off_on_loopback_only() {

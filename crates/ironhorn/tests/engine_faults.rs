@@ -77,6 +77,17 @@ fn engine_with_control(
     replicas: &[String],
     socket: &Path,
 ) -> (Proc, String) {
+    engine_with_args(volume, size, replicas, socket, &[])
+}
+
+/// [`engine_with_control`] with `extra` arguments.
+fn engine_with_args(
+    volume: &str,
+    size: &str,
+    replicas: &[String],
+    socket: &Path,
+    extra: &[&str],
+) -> (Proc, String) {
     let mut args: Vec<String> = vec![
         "engine".into(),
         "serve".into(),
@@ -95,6 +106,7 @@ fn engine_with_control(
         args.push("--replica".into());
         args.push(r.clone());
     }
+    args.extend(extra.iter().map(|a| a.to_string()));
     let p = spawn(&args);
     let control = after(&p, "control API at http://");
     (p, control)
@@ -224,6 +236,86 @@ fn with_every_replica_gone_the_client_gets_errors() {
         text.contains("Input/output error") || text.contains("failed"),
         "{text}"
     );
+}
+
+/// Split brain, fenced: the engine of attachment 1 serves a volume from three replica
+/// servers when an engine of attachment 2 starts on the same replicas (the volume attached
+/// again elsewhere while the first node was cut off). From then on the first engine's writes
+/// fail, and none of them reaches any replica: the second engine reads what was
+/// acknowledged before, and each replica directory keeps generation 2.
+#[test]
+fn an_engine_of_an_older_attachment_is_fenced_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = replica_dirs(tmp.path(), "f");
+    let mut servers = Vec::new();
+    let mut replicas = Vec::new();
+    for dir in &dirs {
+        let (server, addr) = replica_server(dir, "16Mi");
+        servers.push(server);
+        replicas.push(addr);
+    }
+    let qemu_io = |socket: &Path, command: &str| {
+        let uri = format!("nbd+unix:///f?socket={}", socket.display());
+        let out = Command::new("qemu-io")
+            .args(["-f", "raw", &uri, "-c", command])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (
+            out.status.success() && !text.contains("fail") && !text.contains("error"),
+            text,
+        )
+    };
+    let first_socket = tmp.path().join("first.sock");
+    let (first, _) = engine_with_args(
+        "f",
+        "16Mi",
+        &replicas,
+        &first_socket,
+        &["--generation", "1"],
+    );
+    let (ok, text) = qemu_io(&first_socket, "write -P 0xa1 0 1M");
+    assert!(ok, "{text}");
+
+    let second_socket = tmp.path().join("second.sock");
+    let (second, _) = engine_with_args(
+        "f",
+        "16Mi",
+        &replicas,
+        &second_socket,
+        &["--generation", "2"],
+    );
+    let (ok, text) = qemu_io(&first_socket, "write -P 0xb2 0 1M");
+    assert!(!ok, "the fenced engine acknowledged a write: {text}");
+    assert!(first.text().contains("engine fenced"), "{}", first.text());
+    let (ok, text) = qemu_io(&first_socket, "read -P 0xa1 0 4k");
+    assert!(!ok, "the fenced engine still serves reads: {text}");
+    // Nothing of the refused write reached a replica.
+    let (ok, text) = qemu_io(&second_socket, "read -P 0xa1 0 1M");
+    assert!(ok, "{text}\n{}", second.text());
+    for dir in &dirs {
+        let stored = std::fs::read_to_string(dir.join("ironhorn.generation")).unwrap();
+        assert_eq!(stored.trim(), "2", "{}", dir.display());
+    }
+    // An engine of an even older attachment cannot start on them at all.
+    let late = spawn(&[
+        "engine".into(),
+        "serve".into(),
+        "--control".into(),
+        "127.0.0.1:0".into(),
+        "--volume".into(),
+        "f".into(),
+        "--size".into(),
+        "16Mi".into(),
+        "--nbd".into(),
+        format!("unix:{}", tmp.path().join("late.sock").display()),
+        "--generation".into(),
+        "1".into(),
+        "--replica".into(),
+        replicas[0].clone(),
+    ]);
+    late.wait_for("fenced");
 }
 
 #[test]

@@ -89,3 +89,175 @@ fn a_server_that_cannot_reach_etcd_stops_saying_so() {
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("etcd://HOST:PORT"));
 }
+
+/// Runs openssl in `dir`; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a certificate for etcd (127.0.0.1) and one for its client, all signed by the CA.
+fn make_pki(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(dir, &ca);
+    for (name, ext) in [
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ] {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let pem = format!("{name}.pem");
+        let mut req = vec!["req", "-new", "-subj"];
+        let subject = format!("/CN=ironhorn-{name}");
+        req.push(&subject);
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr]);
+        openssl(dir, &req);
+        let extfile = format!("{name}.ext");
+        std::fs::write(dir.join(&extfile), format!("{ext}\n")).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+}
+
+/// etcd serving HTTPS and asking for client certificates: the server reaches it with
+/// `--etcd-ca`, `--etcd-cert` and `--etcd-key` and keeps its state there; without the client
+/// certificate it is refused and says so.
+#[test]
+fn a_server_reaches_etcd_over_tls_with_a_client_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let file = |name: &str| pki.path().join(name).display().to_string();
+    let (client, peer) = (ironhorn_testkit::free_port(), ironhorn_testkit::free_port());
+    let data = tempfile::tempdir().unwrap();
+    let client_url = format!("https://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let etcd = ironhorn_testkit::Proc::spawn(
+        "etcd",
+        &[
+            "--name",
+            "tls",
+            "--data-dir",
+            &data.path().join("etcd").display().to_string(),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("tls={peer_url}"),
+            "--cert-file",
+            &file("server.pem"),
+            "--key-file",
+            &file("server.key"),
+            "--trusted-ca-file",
+            &file("ca.pem"),
+            "--client-cert-auth",
+            "--listen-metrics-urls",
+            &format!("http://127.0.0.1:{}", ironhorn_testkit::free_port()),
+        ],
+    );
+    etcd.wait_for("ready to serve client requests");
+    let store = format!("etcd://127.0.0.1:{client}");
+    let cluster = Cluster::single_with_server_args(
+        &store,
+        &[
+            "--etcd-ca",
+            &file("ca.pem"),
+            "--etcd-cert",
+            &file("client.pem"),
+            "--etcd-key",
+            &file("client.key"),
+        ],
+    );
+    cluster.json(&[
+        "volume",
+        "create",
+        "vol-tls",
+        "--size",
+        "16Mi",
+        "--replicas",
+        "1",
+    ]);
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &client_url,
+            "--cacert",
+            &file("ca.pem"),
+            "--cert",
+            &file("client.pem"),
+            "--key",
+            &file("client.key"),
+            "get",
+            "/ironhorn/volumes/vol-tls",
+            "--print-value-only",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("vol-tls"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without a client certificate etcd turns the server away, and it says where it failed.
+    let dir = tempfile::tempdir().unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_ironhorn"))
+        .args([
+            "server",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--etcd-ca",
+            &file("ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains(&store), "{said}");
+}

@@ -48,6 +48,17 @@ impl Engine {
         check_range(offset, len, self.size())
     }
 
+    /// Fails every request once the engine is fenced (see [`Engine::fence`]).
+    fn serving(&self) -> DeviceResult<()> {
+        match self.fenced() {
+            Some(why) => Err(DeviceError::Io(format!(
+                "volume {} is served by a newer attachment elsewhere; this engine stopped: {why}",
+                self.volume
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn no_healthy_replica(&self) -> DeviceError {
         DeviceError::Io(format!(
             "no healthy replica left for volume {}",
@@ -64,6 +75,7 @@ impl Engine {
             DataOp::Flush => None,
             _ => Some(self.window.enter(offset, op.len()).await),
         };
+        self.serving()?;
         let targets = self.live();
         let results = join_all(targets.iter().map(|s| op.send(s, offset))).await;
         let mut rw_ok = 0;
@@ -71,9 +83,12 @@ impl Engine {
             match result {
                 Ok(()) if slot.mode() == Mode::RW => rw_ok += 1,
                 Ok(()) => {}
+                Err(e) if e.is_fenced() => self.fence(&e),
                 Err(e) => slot.fail(e),
             }
         }
+        // Not acknowledged once fenced, even where other replicas took it.
+        self.serving()?;
         self.record_missed(offset, op.len());
         if rw_ok == 0 {
             return Err(self.no_healthy_replica());
@@ -124,6 +139,7 @@ impl Engine {
     /// One read request of at most `MAX_CALL` bytes, retried on another replica when one fails.
     async fn read_call(&self, offset: u64, len: usize) -> DeviceResult<Vec<u8>> {
         loop {
+            self.serving()?;
             let readable = self.rw();
             if readable.is_empty() {
                 return Err(self.no_healthy_replica());
@@ -136,6 +152,7 @@ impl Engine {
             };
             match slot.read(offset, len).await {
                 Ok(data) => return Ok(data),
+                Err(e) if e.is_fenced() => self.fence(&e),
                 Err(e) => slot.fail(e),
             }
         }

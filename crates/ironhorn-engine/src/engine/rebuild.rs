@@ -201,9 +201,16 @@ impl Engine {
         op: &'static str,
     ) -> Result<(Arc<Slot>, ReplicaInfo), EngineError> {
         let on_target = || EngineError::replica(op, spec);
-        let target = Slot::open(&self.volume, spec, self.size(), self.timeout, &self.locals)
-            .await
-            .map_err(on_target())?;
+        let target = Slot::open(
+            &self.volume,
+            spec,
+            self.size(),
+            self.timeout,
+            &self.locals,
+            self.generation,
+        )
+        .await
+        .map_err(on_target())?;
         let info = target.info().await.map_err(on_target())?;
         if info.size != self.size() {
             return Err(Refusal::SizeDiffers {
@@ -328,15 +335,23 @@ impl Engine {
         let on_target = |op: Cow<'static, str>| EngineError::replica(op, &target.spec);
         let on_source = |op: Cow<'static, str>| EngineError::replica(op, &source.spec);
         let mut sender = match (source.backend().in_process(), &target.spec) {
-            (Some(_), ReplicaSpec::Remote(addr)) => Some(
-                LayerSender::connect(addr, self.timeout)
+            (Some(_), ReplicaSpec::Remote(addr)) => {
+                let mut sender = LayerSender::connect(addr, self.timeout)
                     .await
                     .map_err(|e| {
                         on_target("rebuilding: connecting for the copy".into())(CallError::Connect(
                             e,
                         ))
-                    })?,
-            ),
+                    })?;
+                if self.generation > 0 {
+                    sender.claim(self.generation).await.map_err(|e| {
+                        on_target("rebuilding: claiming the copy's connection".into())(
+                            CallError::LayerSend(e),
+                        )
+                    })?;
+                }
+                Some(sender)
+            }
             _ => None,
         };
         for layer in layers {

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ironhorn_proto::replica::{LayerInfo, ReplicaInfo};
+use ironhorn_proto::replica::{Control, LayerInfo, ReplicaInfo};
 use ironhorn_replica::{Replica, ReplicaOptions, SharedReplica};
 
 use super::{Mode, ReplicaSpec};
@@ -61,13 +61,15 @@ impl Slot {
     }
 
     /// Opens the replica of `spec`: a directory opened (or created) in this process, a
-    /// replica this process serves (found in `locals`), or a replica server.
+    /// replica this process serves (found in `locals`), or a replica server; and claims it
+    /// for attachment `generation` (unless 0).
     pub(super) async fn open(
         volume: &str,
         spec: &ReplicaSpec,
         size: u64,
         timeout: Duration,
         locals: &LocalReplicas,
+        generation: u64,
     ) -> Result<Slot, CallError> {
         let backend: Box<dyn ReplicaBackend> = match spec {
             ReplicaSpec::Local(dir) => {
@@ -81,10 +83,13 @@ impl Slot {
                 })
                 .await
                 .map_err(CallError::Task)??;
-                Box::new(InProcess::new(Arc::new(SharedReplica::new(replica))))
+                Box::new(InProcess::new(
+                    Arc::new(SharedReplica::new(replica)),
+                    generation,
+                ))
             }
             ReplicaSpec::Remote(addr) => match locals.lookup(&addr.to_string()) {
-                Some(replica) => Box::new(InProcess::new(replica)),
+                Some(replica) => Box::new(InProcess::new(replica, generation)),
                 None => Box::new(
                     RemoteReplica::connect(addr, timeout)
                         .await
@@ -92,7 +97,12 @@ impl Slot {
                 ),
             },
         };
-        Ok(Slot::new(volume, spec.clone(), backend, timeout))
+        let slot = Slot::new(volume, spec.clone(), backend, timeout);
+        if generation > 0 {
+            slot.timed(slot.backend.act(Control::Claim { generation }))
+                .await?;
+        }
+        Ok(slot)
     }
 
     pub fn mode(&self) -> Mode {

@@ -57,6 +57,8 @@ fn sector_runs(ranges: Vec<(u64, u64)>, size: u64) -> Vec<(u64, u64)> {
 
 impl Engine {
     /// Opens or connects every replica and decides which may serve (see the module docs).
+    /// Unfenced: for the standalone `ironhorn engine`; the node agent uses
+    /// [`Engine::start_fenced`].
     pub async fn start(
         volume: &str,
         size: u64,
@@ -64,15 +66,35 @@ impl Engine {
         timeout: Duration,
         locals: &LocalReplicas,
     ) -> Result<Engine, EngineError> {
+        Engine::start_fenced(volume, size, specs, timeout, locals, 0).await
+    }
+
+    /// [`Engine::start`] for attachment `generation`: every replica is claimed with it
+    /// before it serves, so engines of older attachments are refused from then on. A replica
+    /// a newer attachment has claimed already stops the start: this one is stale.
+    pub async fn start_fenced(
+        volume: &str,
+        size: u64,
+        specs: &[ReplicaSpec],
+        timeout: Duration,
+        locals: &LocalReplicas,
+        generation: u64,
+    ) -> Result<Engine, EngineError> {
         let mut slots = Vec::new();
         let mut problems = Vec::new();
         for spec in specs {
-            match Slot::open(volume, spec, size, timeout, locals).await {
+            match Slot::open(volume, spec, size, timeout, locals, generation).await {
                 Ok(slot) => slots.push(Arc::new(slot)),
+                Err(e) if e.is_fenced() => {
+                    return Err(EngineError::replica(
+                        format!("claiming for attachment generation {generation}"),
+                        spec,
+                    )(e))
+                }
                 Err(e) => problems.push(format!("{spec}: {e}")),
             }
         }
-        Engine::with_slots(volume, size, slots, problems, timeout, locals).await
+        Engine::with_slots(volume, size, slots, problems, timeout, locals, generation).await
     }
 
     /// [`Engine::start`] on replicas already opened; `problems` are those of replicas that
@@ -84,6 +106,7 @@ impl Engine {
         problems: Vec<String>,
         timeout: Duration,
         locals: &LocalReplicas,
+        generation: u64,
     ) -> Result<Engine, EngineError> {
         let infos = join_all(slots.iter().map(|s| s.info())).await;
         let mut best = None;
@@ -163,6 +186,8 @@ impl Engine {
             window: WriteWindow::default(),
             reconciled: None,
             locals: locals.clone(),
+            generation,
+            fenced: Mutex::new(None),
         };
         let mut engine = engine;
         engine.reconciled = engine.reconcile(best, &newest_slots).await;

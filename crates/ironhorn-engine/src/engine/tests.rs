@@ -33,6 +33,7 @@ async fn engine(n: usize) -> (Engine, Vec<Arc<Faults>>) {
         Vec::new(),
         TIMEOUT,
         &LocalReplicas::new(),
+        0,
     )
     .await
     .unwrap();

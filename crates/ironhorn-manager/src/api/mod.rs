@@ -20,6 +20,7 @@ use crate::Manager;
 pub mod auth;
 pub(crate) mod backups;
 mod events;
+mod leader;
 mod nodes;
 pub mod recurring;
 mod settings;
@@ -30,6 +31,7 @@ pub(crate) mod volumes;
 use auth::*;
 use backups::*;
 use events::*;
+use leader::*;
 pub use nodes::register;
 use nodes::*;
 use recurring::*;
@@ -117,7 +119,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         delete_recurring_job, run_recurring_job, list_job_runs, list_volume_runs,
         set_volume_labels,
         login, logout, me, list_users, create_user, delete_user, list_tokens, create_token,
-        revoke_token, list_audit, events
+        revoke_token, list_audit, events, leader
     ),
     tags(
         (name = "volumes", description = "Replicated block volumes"),
@@ -127,11 +129,48 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         (name = "settings", description = "Settings with Longhorn's keys"),
         (name = "backups", description = "Backup targets, backup volumes and backups (Longhorn's backupstore layout), restores and standby volumes"),
         (name = "recurringjobs", description = "Scheduled snapshots, backups, cleanups and trims (Longhorn's RecurringJob), with every run recorded"),
+        (name = "managers", description = "The managers: every one serves the API, one leads (runs the controllers)"),
         (name = "events", description = "A stream of change notices for live views (server-sent events)"),
         (name = "auth", description = "Sign-in, users with roles (viewer, operator, admin) and API tokens. Every other operation needs `Authorization: Bearer <token>` or a session cookie (with X-CSRF-Token on changes): 401 without, 403 when the role may not")
-    )
+    ),
+    modifiers(&StoreUnavailable)
 )]
 pub struct ApiDoc;
+
+/// Documents on every operation what any of them answers when the state store cannot be
+/// reached (etcd without a quorum): 503, with nothing changed.
+struct StoreUnavailable;
+
+impl utoipa::Modify for StoreUnavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description("The state store is unavailable (etcd has no quorum or cannot be reached): nothing was changed; try again once it answers")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_string())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}
 
 /// The OpenAPI document as served at `/v1/openapi.json`.
 pub fn openapi_json() -> String {
@@ -250,6 +289,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/audit", get(list_audit))
         .route("/v1/events", get(events))
+        .route("/v1/leader", get(leader))
         .route("/v1/settings", get(list_settings))
         .route("/v1/settings/{name}", put(set_setting).get(get_setting))
         .fallback(crate::ui::serve)

@@ -131,6 +131,7 @@ fn the_client_catalogue_matches_the_served_paths() {
         m(api::create_token(&Default::default())),
         m(api::revoke_token("t")),
         m(api::audit(Some(5))),
+        m(api::leader()),
         (Method::Get, api::EVENTS_PATH.to_string()),
     ];
     let paths = doc["paths"].as_object().unwrap();

@@ -171,6 +171,8 @@ impl Fixture {
                     .collect(),
                 frontend: String::new(),
                 blockdev: None,
+                generation: 1,
+                fenced: String::new(),
             });
     }
 
@@ -345,6 +347,36 @@ fn a_healthy_replica_on_a_node_that_is_down_is_failed_and_the_rest_serve() {
     assert_eq!(request.replicas, ["n1:100", "n2:100"]);
     let failed = plan.update.iter().find(|r| r.node == "n3").unwrap();
     assert_eq!(failed.failed_at, Some(NOW));
+}
+
+/// After a partition heals, two nodes may report an engine of the volume: the one of the
+/// newest attachment is the volume's, whatever the order of the reports; the other is
+/// stopped.
+#[test]
+fn an_engine_of_an_older_attachment_is_stopped_and_the_newest_kept() {
+    for (old_node, new_node) in [("n1", "n2"), ("n2", "n1")] {
+        let mut f = Fixture::new();
+        let replicas = attached_three(&mut f);
+        let slots = [("n1:100", "RW"), ("n2:100", "RW"), ("n3:100", "RW")];
+        f.engine(old_node, &slots);
+        f.engine(new_node, &slots);
+        let mut newest = f.reports.get_mut(new_node).unwrap().engines.pop().unwrap();
+        newest.generation = 2;
+        f.reports.get_mut(new_node).unwrap().engines.push(newest);
+        let plan = f.plan(&volume(new_node), &replicas);
+        assert_eq!(plan.status.current_node_id, new_node);
+        assert_eq!(plan.status.state, VolumeState::Attached);
+        let stops: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::StopEngine { .. }))
+            .collect();
+        assert!(
+            matches!(stops.as_slice(), [Action::StopEngine { node }] if node == old_node),
+            "{:?}",
+            plan.actions
+        );
+    }
 }
 
 #[test]

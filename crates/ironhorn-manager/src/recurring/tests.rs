@@ -136,6 +136,8 @@ async fn bench(count: usize, without_engine: usize) -> Bench {
                 replicas: vec![],
                 frontend: String::new(),
                 blockdev: None,
+                generation: 1,
+                fenced: String::new(),
             });
         }
     }

@@ -18,6 +18,7 @@ use crate::units::parse_size;
 
 pub use auth::{audit, token, user, AuditCli, TokenCli, UserCli};
 pub use backup::{backup, secret, BackupCli, SecretCli};
+pub use manager::{manager, ManagerCli};
 pub use node::{node, NodeCli};
 pub use recurring::{recurring_job, RecurringJobCli};
 pub use setting::{orphan, setting, OrphanCli, SettingCli};
@@ -42,6 +43,7 @@ macro_rules! out {
 // After the macros, which they use.
 mod auth;
 mod backup;
+mod manager;
 mod node;
 mod recurring;
 mod setting;

@@ -51,13 +51,15 @@ pub struct Cluster {
     pub backend: &'static str,
     /// The server's `--store`.
     pub store: String,
+    /// More arguments for the server.
+    pub server_args: Vec<String>,
 }
 
 impl Cluster {
     pub fn start_server(&mut self) {
         let dir = self.root.path().join("server");
         let listen = self.url.trim_start_matches("http://").to_string();
-        self.server = Some(spawn(&[
+        let mut args: Vec<String> = [
             "server",
             "--data-dir",
             dir.to_str().unwrap(),
@@ -71,7 +73,12 @@ impl Cluster {
             self.backend,
             "--store",
             &self.store,
-        ]));
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(self.server_args.iter().cloned());
+        self.server = Some(Proc::spawn(env!("CARGO_BIN_EXE_ironhorn"), &args));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.log().contains("API at") {
             assert!(
@@ -176,12 +183,18 @@ impl Cluster {
 
     /// [`Cluster::single`] with its state in `store` (`--store`).
     pub fn single_with_store(store: &str) -> Cluster {
+        Cluster::single_with_server_args(store, &[])
+    }
+
+    /// [`Cluster::single_with_store`] with more arguments for the server.
+    pub fn single_with_server_args(store: &str, extra: &[&str]) -> Cluster {
         let mut cluster = Cluster {
             url: format!("http://127.0.0.1:{}", free_port()),
             root: tempfile::tempdir().unwrap(),
             server: None,
             backend: "auto",
             store: store.into(),
+            server_args: extra.iter().map(|a| a.to_string()).collect(),
         };
         cluster.start_server();
         cluster.until("the node is ready", |c| {
@@ -239,6 +252,7 @@ impl Cluster {
             server: None,
             backend,
             store: "redb".into(),
+            server_args: Vec::new(),
         };
         cluster.start_server();
         let agents = vec![cluster.start_node("node-2"), cluster.start_node("node-3")];
