@@ -247,10 +247,11 @@ async fn lead(manager: Arc<Manager>, shutdown: tokio_util::sync::CancellationTok
             _ = stop.cancelled() => {}
             _ = term.ended.cancelled() => stop.cancel(),
         }
+        // Said at once: the controllers may take a moment to stop, but they act no more.
+        manager.leading.store(0, Ordering::Relaxed);
         for handle in handles {
             let _ = handle.await;
         }
-        manager.leading.store(0, Ordering::Relaxed);
         if shutdown.is_cancelled() {
             if let Err(e) = term.resign().await {
                 tracing::warn!(error = %e, "resigning as leader (the lease expires by itself)");

@@ -9,6 +9,7 @@ use std::process::Command;
 use ironhorn_replica::{Replica, ReplicaError, ReplicaOptions, SnapshotSpec};
 use sha2::{Digest, Sha256};
 
+pub mod hosts;
 pub mod servers;
 
 pub const FIXTURE_VOLUME: &str = "pvc-2e8c4a6b-1d3f-4b5a-9c7e-0f1a2b3c4d5e-7e3a91d0";
