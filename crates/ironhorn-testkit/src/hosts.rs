@@ -29,15 +29,7 @@ fn ip(args: &[&str]) {
 
 /// Why multi-host tests cannot run here, if they cannot: they need root, `ip` and `nft`.
 pub fn missing() -> Option<String> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false);
-    if !root {
+    if !crate::is_root() {
         return Some("root (to make network namespaces)".into());
     }
     for tool in ["ip", "nft"] {

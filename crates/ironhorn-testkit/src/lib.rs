@@ -269,17 +269,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Fails the calling test, saying what is missing, unless the fuse-loop block device backend
-/// can run here (root, `/dev/fuse`, loop devices). A test that cannot run must not pass.
-pub fn require_fuse_loop() {
-    let root = std::fs::read_to_string("/proc/self/status")
+/// Whether this process runs as root (its effective user id is 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
         })
-        .unwrap_or(false);
+        .unwrap_or(false)
+}
+
+/// Fails the calling test, saying what is missing, unless the fuse-loop block device backend
+/// can run here (root, `/dev/fuse`, loop devices). A test that cannot run must not pass.
+pub fn require_fuse_loop() {
+    let root = is_root();
     let missing: Vec<&str> = [
         (!root).then_some("root"),
         (!std::path::Path::new("/dev/fuse").exists()).then_some("/dev/fuse"),
