@@ -83,7 +83,7 @@ def latencies(api, path, n):
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        api.conn.request("GET", path)
+        api.conn.request("GET", path, headers={"Authorization": f"Bearer {api.token}"})
         r = api.conn.getresponse()
         r.read()
         out.append((time.perf_counter() - t0) * 1000)

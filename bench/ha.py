@@ -55,6 +55,26 @@ class Cluster:
                  "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}"],
                 stdout=log, stderr=log))
         self.store = "etcd://" + ",".join(f"127.0.0.1:{c}" for _, c, _ in members)
+        self.etcd_endpoint = f"127.0.0.1:{members[0][1]}"
+
+    def changed_keys(self, since):
+        """The keys written after revision `since`, with how many times each."""
+        out = subprocess.run(["timeout", "3", "etcdctl", "--endpoints", self.etcd_endpoint,
+                              "watch", "--prefix", "/ironhorn/", f"--rev={since + 1}"],
+                             capture_output=True, text=True, env=dict(os.environ, ETCDCTL_API="3"))
+        counts = {}
+        lines = out.stdout.splitlines()
+        for op, key in zip(lines, lines[1:]):
+            if op in ("PUT", "DELETE"):
+                counts[key] = counts.get(key, 0) + 1
+        return sorted(counts.items(), key=lambda kv: -kv[1])
+
+    def revision(self):
+        """etcd's current revision: how many changes the store has taken."""
+        out = subprocess.run(["etcdctl", "--endpoints", self.etcd_endpoint, "endpoint", "status",
+                              "-w", "json"], capture_output=True, text=True,
+                             env=dict(os.environ, ETCDCTL_API="3"))
+        return json.loads(out.stdout)[0]["Status"]["header"]["revision"]
 
     def start_manager(self, i):
         log = open(f"{self.work}/manager-{i}.log", "a")
@@ -127,9 +147,17 @@ def main():
     c = Cluster(args.bin, work)
     try:
         c.start_etcd()
+
+        def etcd_ready():
+            for i in range(3):
+                with open(f"{work}/etcd-m{i}.log") as f:
+                    if "ready to serve client requests" not in f.read():
+                        return False
+            return True
+        wait("the etcd members serve", etcd_ready, timeout=60)
         for i in range(3):
             c.start_manager(i)
-        wait("every manager answers", lambda: all(c.answers(i) for i in range(3)))
+        wait("every manager answers", lambda: all(c.answers(i) for i in range(3)), timeout=60)
         wait("the first admin's token is written", lambda: c.token() is not None)
         token = c.token()
         for n in (1, 2, 3):
@@ -169,8 +197,8 @@ def main():
         for i, name in enumerate(names):
             apis[i % 3].call("POST", f"/v1/volumes/{name}/attach", {"node": f"node-{i % 3 + 1}"})
 
-        def all_attached():
-            vols = {v["name"]: v for v in apis[0].call("GET", "/v1/volumes")["data"]}
+        def all_attached(api=apis[0]):
+            vols = {v["name"]: v for v in api.call("GET", "/v1/volumes")["data"]}
             return all(vols[n]["status"]["state"] == "attached" and
                        vols[n]["status"]["robustness"] == "healthy" for n in names)
         wait(f"{args.attached} volumes are attached and healthy", all_attached)
@@ -178,9 +206,11 @@ def main():
         time.sleep(5)
         pids = c.all_pids()
         before = {p: cpu_ticks(p) for p in pids}
+        revision_before = c.revision()
         t0 = time.time()
         time.sleep(args.seconds)
         elapsed = time.time() - t0
+        writes = c.revision() - revision_before
         used = {p: (cpu_ticks(p) - before[p]) / CLK_TCK / elapsed * 100 for p in pids}
         etcd = sum(used[p.pid] for p in c.etcd)
         managers = sum(used[p.pid] for p in c.managers.values())
@@ -189,6 +219,11 @@ def main():
               f"(attached in {attach_s:.1f} s)")
         print(f"   CPU, % of one core: etcd (3 members) {etcd:.2f}, managers (3) {managers:.2f}, "
               f"node agents (3) {nodes:.2f}; total {etcd + managers + nodes:.2f}   (target: < 2)")
+        print(f"   per manager: {', '.join(f'{used[p.pid]:.2f}' for p in c.managers.values())}; "
+              f"store writes while idle: {writes}")
+        if writes:
+            keys = c.changed_keys(revision_before)
+            print(f"   written while idle: {', '.join(f'{k} x{n}' for k, n in keys[:8])}")
 
         # 3. Leader failover, SIGKILL after SIGKILL.
         times = []
@@ -212,12 +247,16 @@ def main():
             c.start_manager(old)
             wait(f"manager {old} answers again", lambda: c.answers(old), timeout=60)
         times.sort()
+        if not times:
+            return
         print(f"== leader failover after SIGKILL, {args.kills} kills")
         print(f"   p50 {percentile(times, 50):.2f} s  p99 {percentile(times, 99):.2f} s  "
               f"max {max(times):.2f} s   (target: p99 < 5 s)")
         print(f"   all: {', '.join(f'{t:.2f}' for t in times)}")
         # The volumes stayed attached and healthy through all of it.
-        wait("the volumes are attached and healthy after the kills", all_attached, timeout=120)
+        # A new connection: the managers have all been restarted since.
+        wait("the volumes are attached and healthy after the kills",
+             lambda: all_attached(Api(c.ports[0], token)), timeout=120)
         print("   every attached volume stayed attached and healthy")
     finally:
         c.stop()

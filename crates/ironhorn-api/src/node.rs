@@ -99,6 +99,10 @@ pub struct StartEngine {
     /// older attachments are refused from then on. 0: unfenced.
     #[serde(default)]
     pub generation: u64,
+    /// Acknowledge a write only once a majority of the replicas have it (else one is
+    /// enough): an engine cut off from most of them then acknowledges nothing.
+    #[serde(default)]
+    pub majority_quorum: bool,
 }
 
 /// A running engine.

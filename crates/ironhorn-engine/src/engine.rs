@@ -58,6 +58,28 @@ impl std::fmt::Display for ReplicaSpec {
     }
 }
 
+/// How an engine keeps a volume to one writer: the attachment generation it claims the
+/// replicas with, and how many replicas must have a write before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fencing {
+    /// 0: claim nothing (a standalone engine, as before fencing).
+    pub generation: u64,
+    pub quorum: WriteQuorum,
+}
+
+/// How many replicas must have a write (or flush) before the engine acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteQuorum {
+    /// Any one healthy replica (Longhorn's rule): I/O goes on while one is left.
+    #[default]
+    One,
+    /// A majority of the engine's replicas (those being rebuilt aside): an engine cut off
+    /// from most of them (a partitioned node) acknowledges nothing, so an engine started
+    /// elsewhere on the others cannot lose a write it acknowledged. A failed replica counts
+    /// until it is removed from the engine.
+    Majority,
+}
+
 /// A replica's mode, as Longhorn names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Mode {
@@ -110,6 +132,7 @@ pub struct Engine {
     locals: LocalReplicas,
     /// The attachment generation it claims its replicas with (0: none, unfenced).
     generation: u64,
+    quorum: WriteQuorum,
     /// Why it stopped serving, once a replica said a newer attachment claimed it.
     fenced: Mutex<Option<String>>,
 }
@@ -213,6 +236,17 @@ impl Engine {
     /// The attachment generation it claimed its replicas with.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// How many RW replicas must have a write now for it to be acknowledged.
+    pub fn write_quorum(&self) -> usize {
+        match self.quorum {
+            WriteQuorum::One => 1,
+            WriteQuorum::Majority => {
+                let counted = self.slots().iter().filter(|s| s.mode() != Mode::WO).count();
+                counted / 2 + 1
+            }
+        }
     }
 
     fn slots(&self) -> Vec<Arc<Slot>> {

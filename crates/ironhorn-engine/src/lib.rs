@@ -17,7 +17,9 @@ pub mod window;
 
 pub use backend::{CallFuture, InProcess, ReplicaBackend};
 pub use device::{BlockDevice, DeviceError, DeviceFuture, DeviceResult, ReplicaDevice};
-pub use engine::{Engine, Mode, RebuildReport, ReconcileReport, ReplicaSpec, SlotStatus};
+pub use engine::{
+    Engine, Fencing, Mode, RebuildReport, ReconcileReport, ReplicaSpec, SlotStatus, WriteQuorum,
+};
 pub use error::{CallError, CallErrorKind, EngineError, EngineErrorKind, Refusal};
 pub use layer_send::SendError;
 pub use local::LocalReplicas;

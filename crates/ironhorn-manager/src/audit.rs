@@ -31,6 +31,11 @@ pub fn result_of(status: u16) -> &'static str {
 }
 
 /// Records `entry`: a log line now, the store entry after (a failure to store is logged).
+/// On a response: the call changed nothing and is left out of the audit log (a node
+/// agent's registration heartbeat, every few seconds per node).
+#[derive(Debug, Clone, Copy)]
+pub struct NothingChanged;
+
 pub async fn record(m: &Manager, entry: AuditEntry) {
     tracing::info!(target: "audit", user = %entry.user, via = %entry.via, from = %entry.from,
         method = %entry.method, path = %entry.path, status = entry.status, result = %entry.result, "audit");

@@ -106,6 +106,24 @@ pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
     }
 }
 
+/// Free space moves by a few bytes all the time (logs, the store's own files): a disk's
+/// available bytes are kept as stored until they move by 64 MiB or a thousandth of the disk,
+/// so an idle node's record is not rewritten, and every manager told, each round.
+fn steady_storage(
+    before: &ironhorn_api::resource::NodeStatus,
+    after: &mut ironhorn_api::resource::NodeStatus,
+) {
+    for (name, disk) in after.disks.iter_mut() {
+        let Some(old) = before.disks.get(name) else {
+            continue;
+        };
+        let slack = (64 << 20).max(old.storage_maximum / 1000);
+        if disk.storage_available.abs_diff(old.storage_available) < slack {
+            disk.storage_available = old.storage_available;
+        }
+    }
+}
+
 /// Returns when the store has changed; never, when it cannot tell any more.
 async fn store_changed(changes: &mut tokio::sync::watch::Receiver<u64>) {
     if changes.changed().await.is_err() {
@@ -212,6 +230,7 @@ impl Manager {
                     );
                 }
             }
+            steady_storage(&before, &mut node.status);
             if node.status != before {
                 if before.ready != node.status.ready {
                     tracing::info!(
@@ -623,5 +642,35 @@ impl Manager {
             manager.rebuilds().running.remove(&volume);
             manager.wake.notify_one();
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ironhorn_api::resource::NodeStatus;
+
+    fn status(available: u64) -> NodeStatus {
+        let mut s = NodeStatus::default();
+        s.disks.insert(
+            "default".into(),
+            DiskStatus {
+                storage_maximum: 100 << 30,
+                storage_available: available,
+                ..Default::default()
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn free_space_that_barely_moved_is_kept_as_stored() {
+        let before = status(50 << 30);
+        let mut after = status((50 << 30) - (3 << 20));
+        steady_storage(&before, &mut after);
+        assert_eq!(after, before, "a 3 MiB wobble rewrites the node");
+        let mut after = status(49 << 30);
+        steady_storage(&before, &mut after);
+        assert_eq!(after.disks["default"].storage_available, 49 << 30);
     }
 }

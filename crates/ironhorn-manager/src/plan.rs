@@ -666,6 +666,9 @@ fn start_engine(
             replica_timeout: world.settings.int(settings::ENGINE_REPLICA_TIMEOUT).max(1) as u64,
             // Handed out, and stored, by the controller just before it asks for the engine.
             generation: 0,
+            // With three replicas or more, an engine cut off from most of them (its node
+            // partitioned) must not go on acknowledging writes on the rest.
+            majority_quorum: volume.spec.number_of_replicas >= 3,
         },
     });
 }

@@ -525,7 +525,14 @@ impl Agent {
             &specs,
             Duration::from_secs(start.replica_timeout.max(1)),
             &self.local_replicas,
-            start.generation,
+            ironhorn_engine::Fencing {
+                generation: start.generation,
+                quorum: if start.majority_quorum {
+                    ironhorn_engine::WriteQuorum::Majority
+                } else {
+                    ironhorn_engine::WriteQuorum::One
+                },
+            },
         )
         .await?;
         let engine = Arc::new(engine);

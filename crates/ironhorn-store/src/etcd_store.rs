@@ -165,7 +165,8 @@ impl EtcdStore {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(config.timeout)
             .with_timeout(config.timeout)
-            .with_keep_alive(Duration::from_secs(10), config.timeout);
+            // A member cut off is noticed within 4 s, and its connection left for the others'.
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         let mut endpoints = config.endpoints.clone();
         if let Some(tls) = &config.tls {
             options = options.with_tls(tls.options()?);

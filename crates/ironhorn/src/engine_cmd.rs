@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// refused by them from then on (0: claim nothing, as before fencing).
     #[arg(long, default_value_t = 0)]
     pub generation: u64,
+    /// Acknowledge a write once `one` healthy replica has it, or once a `majority` of the
+    /// replicas do (an engine cut off from most of them then acknowledges nothing).
+    #[arg(long, default_value = "one", value_parser = ["one", "majority"])]
+    pub write_quorum: String,
     #[command(flatten)]
     pub poll: PollArgs,
 }
@@ -328,7 +332,14 @@ fn serve(args: ServeArgs) -> Result<()> {
             args.engine_replica_timeout,
             // This process serves no replica: every one is reached over the network.
             &LocalReplicas::new(),
-            args.generation,
+            ironhorn_engine::Fencing {
+                generation: args.generation,
+                quorum: if args.write_quorum == "majority" {
+                    ironhorn_engine::WriteQuorum::Majority
+                } else {
+                    ironhorn_engine::WriteQuorum::One
+                },
+            },
         )
         .await
         .context("starting the engine")?;

@@ -93,6 +93,13 @@ impl Engine {
         if rw_ok == 0 {
             return Err(self.no_healthy_replica());
         }
+        let quorum = self.write_quorum();
+        if rw_ok < quorum {
+            return Err(DeviceError::Io(format!(
+                "volume {}: only {rw_ok} replica(s) have it and {quorum} must (a majority): most replicas cannot be reached, so nothing more is acknowledged here until they return or are replaced",
+                self.volume
+            )));
+        }
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use futures::future::join_all;
 use ironhorn_proto::replica::ReplicaInfo;
 
 use super::io::DataOp;
-use super::{Engine, Mode, ReconcileReport, ReplicaSpec, Slot};
+use super::{Engine, Fencing, Mode, ReconcileReport, ReplicaSpec, Slot};
 use crate::error::EngineError;
 use crate::local::LocalReplicas;
 use crate::window::{WriteWindow, MAX_RECONCILE_LAG};
@@ -66,20 +66,22 @@ impl Engine {
         timeout: Duration,
         locals: &LocalReplicas,
     ) -> Result<Engine, EngineError> {
-        Engine::start_fenced(volume, size, specs, timeout, locals, 0).await
+        Engine::start_fenced(volume, size, specs, timeout, locals, Fencing::default()).await
     }
 
-    /// [`Engine::start`] for attachment `generation`: every replica is claimed with it
-    /// before it serves, so engines of older attachments are refused from then on. A replica
-    /// a newer attachment has claimed already stops the start: this one is stale.
+    /// [`Engine::start`] for attachment `fencing.generation`: every replica is claimed with
+    /// it before it serves, so engines of older attachments are refused from then on. A
+    /// replica a newer attachment has claimed already stops the start: this one is stale.
+    /// Writes are acknowledged once `fencing.quorum` replicas have them.
     pub async fn start_fenced(
         volume: &str,
         size: u64,
         specs: &[ReplicaSpec],
         timeout: Duration,
         locals: &LocalReplicas,
-        generation: u64,
+        fencing: Fencing,
     ) -> Result<Engine, EngineError> {
+        let generation = fencing.generation;
         let mut slots = Vec::new();
         let mut problems = Vec::new();
         for spec in specs {
@@ -94,7 +96,7 @@ impl Engine {
                 Err(e) => problems.push(format!("{spec}: {e}")),
             }
         }
-        Engine::with_slots(volume, size, slots, problems, timeout, locals, generation).await
+        Engine::with_slots(volume, size, slots, problems, timeout, locals, fencing).await
     }
 
     /// [`Engine::start`] on replicas already opened; `problems` are those of replicas that
@@ -106,7 +108,7 @@ impl Engine {
         problems: Vec<String>,
         timeout: Duration,
         locals: &LocalReplicas,
-        generation: u64,
+        fencing: Fencing,
     ) -> Result<Engine, EngineError> {
         let infos = join_all(slots.iter().map(|s| s.info())).await;
         let mut best = None;
@@ -186,7 +188,8 @@ impl Engine {
             window: WriteWindow::default(),
             reconciled: None,
             locals: locals.clone(),
-            generation,
+            generation: fencing.generation,
+            quorum: fencing.quorum,
             fenced: Mutex::new(None),
         };
         let mut engine = engine;

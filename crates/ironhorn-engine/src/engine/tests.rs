@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Engine, Mode, Slot};
+use super::{Engine, Fencing, Mode, Slot, WriteQuorum};
 use crate::error::EngineErrorKind;
 use crate::local::LocalReplicas;
 use crate::testing::{Fault, Faults, Faulty};
@@ -18,6 +18,11 @@ const TIMEOUT: Duration = Duration::from_secs(8);
 
 /// An engine on `n` in-memory replicas, all RW, and the switches of their faults.
 async fn engine(n: usize) -> (Engine, Vec<Arc<Faults>>) {
+    engine_with(n, Fencing::default()).await
+}
+
+/// [`engine`], fenced as `fencing` says.
+async fn engine_with(n: usize, fencing: Fencing) -> (Engine, Vec<Arc<Faults>>) {
     let mut slots = Vec::new();
     let mut faults = Vec::new();
     for i in 0..n {
@@ -33,7 +38,7 @@ async fn engine(n: usize) -> (Engine, Vec<Arc<Faults>>) {
         Vec::new(),
         TIMEOUT,
         &LocalReplicas::new(),
-        0,
+        fencing,
     )
     .await
     .unwrap();
@@ -171,4 +176,36 @@ async fn io_fails_once_the_last_rw_replica_fails() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), EngineErrorKind::Failed);
+}
+
+/// With a majority quorum, an engine that has lost most of its replicas (as a node cut off
+/// from the others has) acknowledges no write or flush, though one replica still takes it;
+/// once the failed ones are removed from it (the manager's decision), it serves again.
+#[tokio::test(start_paused = true)]
+async fn with_a_majority_quorum_a_write_most_replicas_miss_is_not_acknowledged() {
+    let fencing = Fencing {
+        generation: 0,
+        quorum: WriteQuorum::Majority,
+    };
+    let (strict, faults) = engine_with(3, fencing).await;
+    assert_eq!(strict.write_quorum(), 2);
+    faults[1].set(Fault::Fail);
+    strict.write(vec![1; 4096], 0, false).await.unwrap();
+    faults[2].set(Fault::Stall);
+    let refused = strict.write(vec![2; 4096], 0, false).await.unwrap_err();
+    assert!(refused.to_string().contains("2 must"), "{refused}");
+    assert!(strict.flush().await.is_err());
+    assert_eq!(modes(&strict), [Mode::RW, Mode::ERR, Mode::ERR]);
+    // With the default rule the last replica would have acknowledged it.
+    let (lenient, faults) = engine(3).await;
+    faults[1].set(Fault::Fail);
+    faults[2].set(Fault::Fail);
+    lenient.write(vec![2; 4096], 0, false).await.unwrap();
+    // The failed replicas removed, one replica is a majority again.
+    for address in ["127.0.0.1:9001", "127.0.0.1:9002"] {
+        strict.remove_replica(address).await.unwrap();
+    }
+    assert_eq!(strict.write_quorum(), 1);
+    strict.write(vec![3; 4096], 0, false).await.unwrap();
+    assert_eq!(strict.read(0, 4096).await.unwrap(), vec![3; 4096]);
 }

@@ -199,7 +199,11 @@ pub(super) async fn gate(State(m): Shared, mut req: Request, next: Next) -> Resp
             }
         }
     };
-    let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && response
+            .extensions()
+            .get::<audit::NothingChanged>()
+            .is_none();
     if changes {
         // A sign-in says who it signed in.
         let who = who.or_else(|| response.extensions().get::<Principal>().cloned());

@@ -40,6 +40,11 @@ pub(super) async fn get_node(State(m): Shared, Path(name): Path<String>) -> Resu
 
 /// Registers a node (first time: with its default disk) or updates its address.
 pub async fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
+    Ok(register_changed(m, req).await?.0)
+}
+
+/// [`register`], and whether it changed anything (a node agent's heartbeat does not).
+async fn register_changed(m: &Manager, req: &RegisterNode) -> Result<(Node, bool)> {
     check_name("node", &req.name, MAX_NAME).map_err(|e| ApiError::invalid(e.to_string()))?;
     if req
         .address
@@ -56,13 +61,13 @@ pub async fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
         match state::get::<Node>(m.store.as_ref(), &key).await? {
             Some((mut node, revision)) => {
                 if node.spec.address == req.address {
-                    return Ok(node);
+                    return Ok((node, false));
                 }
                 node.spec.address = req.address.clone();
                 match state::put(m.store.as_ref(), &key, &node, Expect::Revision(revision)).await {
                     Ok(_) => {
                         m.wake.notify_one();
-                        return Ok(node);
+                        return Ok((node, true));
                     }
                     Err(StateError::Store(StoreError::Conflict { .. })) => continue,
                     Err(e) => return Err(e.into()),
@@ -98,7 +103,7 @@ pub async fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
                     Ok(_) => {
                         tracing::info!(node = req.name, address = req.address, "node registered");
                         m.wake.notify_one();
-                        return Ok(node);
+                        return Ok((node, true));
                     }
                     Err(StateError::Store(StoreError::Conflict { .. })) => continue,
                     Err(e) => return Err(e.into()),
@@ -112,8 +117,17 @@ pub async fn register(m: &Manager, req: &RegisterNode) -> Result<Node> {
 pub(super) async fn register_node(
     State(m): Shared,
     Json(req): Json<RegisterNode>,
-) -> Result<Json<Node>> {
-    Ok(Json(register(&m, &req).await?))
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let (node, changed) = register_changed(&m, &req).await?;
+    let mut response = Json(node).into_response();
+    if !changed {
+        // A node agent's heartbeat: nothing for the audit log.
+        response
+            .extensions_mut()
+            .insert(crate::audit::NothingChanged);
+    }
+    Ok(response)
 }
 
 pub(super) async fn update_node_with(
