@@ -216,15 +216,23 @@ impl Loops {
 
 /// Campaigns, leads while elected, and campaigns again, until `shutdown`.
 async fn lead(manager: Arc<Manager>, shutdown: tokio_util::sync::CancellationToken) {
+    let mut failed_campaigns: u64 = 0;
     loop {
         let campaign = tokio::select! {
             _ = shutdown.cancelled() => return,
             term = manager.store.campaign(&manager.identity) => term,
         };
         let term = match campaign {
-            Ok(term) => term,
+            Ok(term) => {
+                failed_campaigns = 0;
+                term
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "campaigning to lead the controllers; trying again");
+                // Said at once, then once a minute while the store stays out of reach.
+                if failed_campaigns % 60 == 0 {
+                    tracing::warn!(error = %e, "campaigning to lead the controllers; trying again every second");
+                }
+                failed_campaigns += 1;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
