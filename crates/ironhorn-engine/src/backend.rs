@@ -215,16 +215,9 @@ impl InProcess {
     ) -> Result<T, CallError> {
         let replica = self.live()?;
         let generation = self.generation;
-        tokio::task::spawn_blocking(move || {
-            let mut result = None;
-            replica.as_generation(generation, || {
-                result = Some(work(&replica));
-                Ok(())
-            })?;
-            result.unwrap_or(Err(CallError::UnexpectedReply { asked: "a result" }))
-        })
-        .await
-        .map_err(CallError::Task)?
+        tokio::task::spawn_blocking(move || replica.as_generation(generation, || work(&replica)))
+            .await
+            .map_err(CallError::Task)?
     }
 }
 

@@ -243,7 +243,9 @@ impl Engine {
         match self.quorum {
             WriteQuorum::One => 1,
             WriteQuorum::Majority => {
-                let counted = self.slots().iter().filter(|s| s.mode() != Mode::WO).count();
+                // Counted under the lock: no copy of the slot list on every write.
+                let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                let counted = slots.iter().filter(|s| s.mode() != Mode::WO).count();
                 counted / 2 + 1
             }
         }

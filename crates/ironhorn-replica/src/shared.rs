@@ -88,7 +88,11 @@ impl SharedReplica {
 
     /// Runs `op` for a caller of `generation`, unless a newer generation has claimed the
     /// replica; no claim completes while it runs. (`op` must not call this again.)
-    pub fn as_generation<T>(&self, generation: u64, op: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub fn as_generation<T, E: From<ReplicaError>>(
+        &self,
+        generation: u64,
+        op: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
         let _fence = self.fence.read().unwrap_or_else(|e| e.into_inner());
         self.admits(generation)?;
         op()

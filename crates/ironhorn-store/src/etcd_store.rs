@@ -446,6 +446,10 @@ impl Store for EtcdStore {
         Box::pin(crate::etcd_election::campaign(self, candidate))
     }
 
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
     fn leader(&self) -> StoreFuture<'_, Option<String>> {
         Box::pin(async move {
             let response = self

@@ -101,6 +101,8 @@ pub trait Store: Send + Sync {
     /// Who leads now, as it said when it campaigned (`None` with an embedded store, where
     /// the one process using it always leads).
     fn leader(&self) -> StoreFuture<'_, Option<String>>;
+    /// `embedded` (one process holds it) or `etcd` (several may share it).
+    fn kind(&self) -> &'static str;
 }
 
 /// A leader's time in office.

@@ -237,6 +237,10 @@ impl Store for RedbStore {
         Box::pin(async move { Ok(Term::unending(store)) })
     }
 
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
     fn leader(&self) -> StoreFuture<'_, Option<String>> {
         Box::pin(async { Ok(None) })
     }
