@@ -49,7 +49,9 @@ mod tests {
         let replica = Replica::create(tmp.path(), 1 << 20).unwrap();
         let shared = SharedReplica::new(replica);
         // Nobody has claimed it: a caller without a generation is served.
-        shared.as_generation(0, || Ok::<_, ReplicaError>(())).unwrap();
+        shared
+            .as_generation(0, || Ok::<_, ReplicaError>(()))
+            .unwrap();
         shared.claim(3).unwrap();
         assert!(matches!(
             shared.as_generation(2, || Ok::<_, ReplicaError>(())),
@@ -59,14 +61,18 @@ mod tests {
             })
         ));
         assert!(matches!(shared.claim(2), Err(ReplicaError::Fenced { .. })));
-        shared.as_generation(3, || Ok::<_, ReplicaError>(())).unwrap();
+        shared
+            .as_generation(3, || Ok::<_, ReplicaError>(()))
+            .unwrap();
         // The same generation claims again (another connection of the same engine).
         shared.claim(3).unwrap();
         drop(shared);
         assert_eq!(read(tmp.path()).unwrap(), 3);
         let reopened = SharedReplica::new(Replica::open(tmp.path(), &Default::default()).unwrap());
         assert_eq!(reopened.generation(), 3);
-        assert!(reopened.as_generation(0, || Ok::<_, ReplicaError>(())).is_err());
+        assert!(reopened
+            .as_generation(0, || Ok::<_, ReplicaError>(()))
+            .is_err());
     }
 
     #[test]
@@ -75,7 +81,9 @@ mod tests {
         let replica = Replica::create(tmp.path(), 1 << 20).unwrap();
         std::fs::write(tmp.path().join(GENERATION), "garbage").unwrap();
         let shared = SharedReplica::new(replica);
-        assert!(shared.as_generation(7, || Ok::<_, ReplicaError>(())).is_err());
+        assert!(shared
+            .as_generation(7, || Ok::<_, ReplicaError>(()))
+            .is_err());
         let e = shared.claim(7).unwrap_err().to_string();
         assert!(e.contains("delete ironhorn.generation"), "{e}");
     }
