@@ -11,7 +11,11 @@ and three node agents that know all three managers.
    says it leads is measured; the killed one is started again; 20 times (target: p99 under
    5 s).
 
-Usage: bench/ha.py [--volumes 1000] [--attached 100] [--seconds 60] [--kills 20] [--bin PATH]
+etcd's own idle cost (its members' heartbeats, before any client) is measured first, and the
+gRPC calls the clients make while idle are counted from etcd's metrics.
+
+Usage: bench/ha.py [--volumes 1000] [--attached 100] [--seconds 60] [--kills 20]
+                   [--baseline-seconds 30] [--etcd-heartbeat-ms MS] [--bin PATH]
 """
 
 import argparse
@@ -29,7 +33,8 @@ from control import CLK_TCK, Api, cpu_ticks, free_port, latencies, percentile, w
 
 
 class Cluster:
-    def __init__(self, binary, work):
+    def __init__(self, binary, work, etcd_flags):
+        self.etcd_flags = etcd_flags
         self.binary = binary
         self.work = work
         self.env = dict(os.environ, RUST_LOG="info")
@@ -42,8 +47,9 @@ class Cluster:
 
     def start_etcd(self):
         members = [(f"m{i}", free_port(), free_port()) for i in range(3)]
+        self.metrics_ports = [free_port() for _ in members]
         initial = ",".join(f"{n}=http://127.0.0.1:{peer}" for n, _, peer in members)
-        for name, client, peer in members:
+        for (name, client, peer), metrics in zip(members, self.metrics_ports):
             log = open(f"{self.work}/etcd-{name}.log", "w")
             self.etcd.append(subprocess.Popen(
                 ["etcd", "--name", name, "--data-dir", f"{self.work}/etcd-{name}",
@@ -52,7 +58,7 @@ class Cluster:
                  "--listen-peer-urls", f"http://127.0.0.1:{peer}",
                  "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
                  "--initial-cluster", initial, "--initial-cluster-token", "bench",
-                 "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}"],
+                 "--listen-metrics-urls", f"http://127.0.0.1:{metrics}"] + self.etcd_flags,
                 stdout=log, stderr=log))
         self.store = "etcd://" + ",".join(f"127.0.0.1:{c}" for _, c, _ in members)
         self.etcd_endpoint = f"127.0.0.1:{members[0][1]}"
@@ -68,6 +74,20 @@ class Cluster:
             if op in ("PUT", "DELETE"):
                 counts[key] = counts.get(key, 0) + 1
         return sorted(counts.items(), key=lambda kv: -kv[1])
+
+    def grpc_calls(self):
+        """gRPC calls etcd's members have handled so far, by method, summed over members."""
+        calls = {}
+        for port in self.metrics_ports:
+            out = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/metrics"],
+                                 capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if not line.startswith("grpc_server_handled_total{"):
+                    continue
+                labels, value = line.rsplit(" ", 1)
+                method = labels.split('grpc_method="', 1)[1].split('"', 1)[0]
+                calls[method] = calls.get(method, 0) + float(value)
+        return calls
 
     def revision(self):
         """etcd's current revision: how many changes the store has taken."""
@@ -140,11 +160,19 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--baseline-seconds", type=int, default=30)
+    ap.add_argument("--etcd-heartbeat-ms", type=int, default=0,
+                    help="etcd's --heartbeat-interval (election timeout 5 times it); "
+                         "0: etcd's defaults (100 ms, 1 s)")
     ap.add_argument("--bin", default="target/release/ironhorn")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="ironhorn-ha-bench.", dir="/var/tmp")
-    c = Cluster(args.bin, work)
+    etcd_flags = []
+    if args.etcd_heartbeat_ms:
+        etcd_flags = ["--heartbeat-interval", str(args.etcd_heartbeat_ms),
+                      "--election-timeout", str(args.etcd_heartbeat_ms * 5)]
+    c = Cluster(args.bin, work, etcd_flags)
     try:
         c.start_etcd()
 
@@ -155,6 +183,12 @@ def main():
                         return False
             return True
         wait("the etcd members serve", etcd_ready, timeout=60)
+        # etcd's own cost, before any client: its members' heartbeats.
+        before = {p.pid: cpu_ticks(p.pid) for p in c.etcd}
+        t0 = time.time()
+        time.sleep(args.baseline_seconds)
+        etcd_alone = sum(cpu_ticks(p) - t for p, t in before.items()) / CLK_TCK / (
+            time.time() - t0) * 100
         for i in range(3):
             c.start_manager(i)
         wait("every manager answers", lambda: all(c.answers(i) for i in range(3)), timeout=60)
@@ -207,10 +241,13 @@ def main():
         pids = c.all_pids()
         before = {p: cpu_ticks(p) for p in pids}
         revision_before = c.revision()
+        calls_before = c.grpc_calls()
         t0 = time.time()
         time.sleep(args.seconds)
         elapsed = time.time() - t0
         writes = c.revision() - revision_before
+        calls = {m: (n - calls_before.get(m, 0)) / elapsed
+                 for m, n in c.grpc_calls().items() if n > calls_before.get(m, 0)}
         used = {p: (cpu_ticks(p) - before[p]) / CLK_TCK / elapsed * 100 for p in pids}
         etcd = sum(used[p.pid] for p in c.etcd)
         managers = sum(used[p.pid] for p in c.managers.values())
@@ -221,6 +258,11 @@ def main():
               f"node agents (3) {nodes:.2f}; total {etcd + managers + nodes:.2f}   (target: < 2)")
         print(f"   per manager: {', '.join(f'{used[p.pid]:.2f}' for p in c.managers.values())}; "
               f"store writes while idle: {writes}")
+        print(f"   etcd alone, before any client: {etcd_alone:.2f}; so the clients' calls cost "
+              f"etcd {etcd - etcd_alone:.2f} and the control plane without etcd's own idle "
+              f"cost is {etcd - etcd_alone + managers + nodes:.2f}")
+        print("   etcd calls per second while idle: " + ", ".join(
+            f"{m} {n:.1f}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1])))
         if writes:
             keys = c.changed_keys(revision_before)
             print(f"   written while idle: {', '.join(f'{k} x{n}' for k, n in keys[:8])}")

@@ -650,11 +650,14 @@ pub async fn access_for_url(m: &Manager, url: &BackupUrl) -> Result<TargetAccess
     }
 }
 
-/// Runs the backup loops until shutdown: jobs' progress every second while any runs, the
-/// targets every `backupstore-poll-interval`, restores and standby volumes.
+/// Runs the backup loops until shutdown: jobs' progress every half second while any runs,
+/// the targets every `backupstore-poll-interval`, restores and standby volumes; when idle, a
+/// round on any change in the store, else every 10 s.
 pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
     let mut last_poll: HashMap<String, Instant> = HashMap::new();
+    let mut changes = manager.store.changes();
     loop {
+        changes.mark_unchanged();
         let mut busy = manager.backups.poll_jobs(&manager).await;
         match target_names(&manager).await {
             Ok(names) => {
@@ -686,14 +689,22 @@ pub async fn run(manager: Arc<Manager>, shutdown: CancellationToken) {
             Ok(b) => busy |= b,
             Err(e) => tracing::warn!(error = %e, "clone controller round failed"),
         }
-        let pause = if busy {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(2)
+        if busy {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        }
+        // Idle: at most two rounds a second while the store keeps changing.
+        let changed = async {
+            let _ = changes.changed().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = changed => {}
         }
     }
 }

@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::etcd_store::{EtcdStore, Fence};
 use crate::{StoreError, StoreFuture, Term};
 
+/// How long a follower trusts its watch on the leader key before campaigning again anyway.
+const VACANCY_RECHECK: Duration = Duration::from_secs(60);
+
 /// The leader key, under the store's namespace; its value names the leader.
 pub(crate) const LEADER_KEY: &str = "election/leader";
 
@@ -23,15 +26,16 @@ pub(crate) const LEADER_KEY: &str = "election/leader";
 pub(crate) async fn campaign(store: &EtcdStore, candidate: &str) -> Result<Term, StoreError> {
     let ttl = store.config.lease_ttl;
     let key = store.leader_key();
-    let client = store.client.clone();
     loop {
         let asked_at = Instant::now();
         let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let lease = client
-            .lease_client()
-            .grant(ttl_secs, None)
+        let lease = store
+            .members
+            .call(|c| async move { c.lease_client().grant(ttl_secs, None).await })
             .await
             .map_err(|e| store.fail(e))?;
+        // The member that granted it: the term's keep-alives go there.
+        let client = store.members.client();
         let id = lease.id();
         let take = Txn::new()
             .when([Compare::version(key.as_str(), CompareOp::Equal, 0)])
@@ -41,7 +45,14 @@ pub(crate) async fn campaign(store: &EtcdStore, candidate: &str) -> Result<Term,
                 Some(PutOptions::new().with_lease(id)),
             )])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let response = match client.kv_client().txn(take).await {
+        let response = match store
+            .members
+            .call(|c| {
+                let take = take.clone();
+                async move { c.kv_client().txn(take).await }
+            })
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 revoke_quietly(client.clone(), id);
@@ -76,8 +87,10 @@ pub(crate) async fn campaign(store: &EtcdStore, candidate: &str) -> Result<Term,
     }
 }
 
-/// Returns once the leader key is deleted after revision `seen`, or after a while anyway
-/// (the caller looks again: a broken watch never leaves a candidate waiting forever).
+/// Returns once the leader key is deleted after revision `seen`, or once the watch breaks
+/// (a member cut off is noticed by the connection's keep-alive within seconds), or after a
+/// minute anyway: the caller then campaigns again. An idle follower costs etcd one
+/// campaign a minute.
 async fn wait_for_vacancy(client: &Client, key: &str, seen: i64, ttl: Duration) {
     let watching = async {
         let options = WatchOptions::new().with_start_revision(seen + 1);
@@ -97,7 +110,7 @@ async fn wait_for_vacancy(client: &Client, key: &str, seen: i64, ttl: Duration) 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let _ = tokio::time::timeout(ttl * 2, watching).await;
+    let _ = tokio::time::timeout(VACANCY_RECHECK.max(ttl * 2), watching).await;
 }
 
 /// Renews lease `id` (granted as asked at `asked_at`) until the term ends; ends the term

@@ -5,19 +5,29 @@
 //! (or its absence), so two managers can never both win the same update. Every call has a
 //! deadline: an etcd that has lost its quorum gives a clear error instead of a hang.
 //!
-//! One etcd watch on the namespace feeds [`Store::changes`]; it reconnects by itself.
+//! Calls go to one member at a time ([`Members`]): one that cannot be reached is skipped
+//! for the next, and one that does not answer in time is left for the next call, so a
+//! member cut off costs at most one failed call rather than every call the balancer sends
+//! its way.
+//!
+//! One etcd watch on the namespace feeds [`Store::changes`] and a copy of the namespace in
+//! memory that answers reads while it is current ([`crate::etcd_mirror`]); it reconnects
+//! by itself.
 //! Elections are in [`crate::etcd_election`]; a term's store adds one comparison to every
 //! write: the leader key still has the create revision it had when the term began.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    TxnOpResponse,
 };
 use tokio::sync::watch;
 
+use crate::etcd_mirror::{self, Mirror};
 use crate::{Entry, Expect, Store, StoreError, StoreFuture, Term};
 
 /// Where and how to reach etcd.
@@ -117,14 +127,150 @@ fn invalid(url: &str, why: &str) -> StoreError {
     }
 }
 
-/// The store; cheap to clone (the client multiplexes one connection per member).
+/// How long connecting to a member may take: members are on the cluster's network, so one
+/// that does not accept a connection within this is skipped for the next.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often an idle connection to a member is pinged (HTTP/2 keep-alive).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
+
+/// A client per etcd member, and the member calls go to first.
+pub(crate) struct Members {
+    clients: Vec<(String, Client)>,
+    preferred: AtomicUsize,
+    /// The longest one call may take.
+    timeout: Duration,
+}
+
+/// Whether a call failed before reaching etcd (no connection to the member): trying it on
+/// another member cannot apply it twice.
+fn unreachable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && !s.message().starts_with("etcdserver")
+        }
+        _ => false,
+    }
+}
+
+/// Whether a call got no answer in time (a member cut off mid-connection, or no quorum).
+fn timed_out(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s)
+        if matches!(s.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded))
+}
+
+impl Members {
+    /// The client of the member calls go to first.
+    pub(crate) fn client(&self) -> Client {
+        let i = self.preferred.load(Ordering::Relaxed) % self.clients.len();
+        self.clients[i].1.clone()
+    }
+
+    /// `call` on the preferred member; on the next ones while a member cannot be reached.
+    /// A call that timed out is not repeated (it may have been applied), but the next call
+    /// goes to the next member. For writes.
+    pub(crate) async fn call<T, F, Fut>(&self, call: F) -> Result<T, etcd_client::Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.run(call, false).await
+    }
+
+    /// [`Members::call`] for a call that changes nothing: it is also repeated, on the next
+    /// member, after a timeout or while etcd elects a leader (`etcdserver: leader changed`),
+    /// until the call's deadline.
+    pub(crate) async fn read<T, F, Fut>(&self, call: F) -> Result<T, etcd_client::Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.run(call, true).await
+    }
+
+    async fn run<T, F, Fut>(&self, call: F, idempotent: bool) -> Result<T, etcd_client::Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let count = self.clients.len();
+        let first = self.preferred.load(Ordering::Relaxed) % count;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        // A read leaves time for another member after one that does not answer.
+        let per_attempt = if idempotent && count > 1 {
+            self.timeout / 2
+        } else {
+            self.timeout
+        };
+        let mut attempt = 0;
+        loop {
+            let i = (first + attempt) % count;
+            let (endpoint, client) = &self.clients[i];
+            let limit = (tokio::time::Instant::now() + per_attempt).min(deadline);
+            let answer = tokio::time::timeout_at(limit, call(client.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(etcd_client::Error::GRpcStatus(
+                        tonic::Status::deadline_exceeded(format!(
+                            "no answer from {endpoint} within {:?}",
+                            self.timeout
+                        )),
+                    ))
+                });
+            let e = match answer {
+                Ok(answer) => {
+                    if i != first {
+                        tracing::info!(member = %endpoint, "etcd calls go to this member now");
+                        self.preferred.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(answer);
+                }
+                Err(e) => e,
+            };
+            if timed_out(&e) && count > 1 {
+                let _ = self.preferred.compare_exchange(
+                    first,
+                    (i + 1) % count,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            let again = if idempotent {
+                unreachable(&e) || timed_out(&e) || unavailable(&e)
+            } else {
+                unreachable(&e) && attempt + 1 < count
+            };
+            if !again || tokio::time::Instant::now() >= deadline {
+                return Err(e);
+            }
+            tracing::debug!(member = %endpoint, error = %e, "etcd call failed: trying again");
+            attempt += 1;
+            if attempt % count == 0 {
+                // Every member was tried: give etcd a moment (an election, say).
+                tokio::time::sleep_until(
+                    (tokio::time::Instant::now() + Duration::from_millis(200)).min(deadline),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Whether etcd answered that it cannot serve now (no leader, leader changed).
+fn unavailable(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable)
+}
+
+/// The store; cheap to clone.
 #[derive(Clone)]
 pub struct EtcdStore {
-    pub(crate) client: Client,
+    pub(crate) members: Arc<Members>,
     pub(crate) config: EtcdConfig,
     /// For a term's store: what every write also requires.
     pub(crate) fence: Option<Fence>,
     changes: watch::Receiver<u64>,
+    mirror: Mirror,
     /// Stops the watch behind `changes` when the last clone goes.
     _watching: Arc<AbortOnDrop>,
 }
@@ -163,10 +309,14 @@ impl EtcdStore {
     /// Connects to the members of `config` and checks that etcd answers.
     pub async fn connect(config: EtcdConfig) -> Result<EtcdStore, StoreError> {
         let mut options = ConnectOptions::new()
-            .with_connect_timeout(config.timeout)
-            .with_timeout(config.timeout)
-            // A member cut off is noticed within 4 s, and its connection left for the others'.
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+            // No per-request timeout here: gRPC would send it to etcd as the deadline of the
+            // watch and keep-alive streams too, which etcd would then end every few seconds.
+            // Calls are bounded by `Members::call` instead.
+            .with_connect_timeout(CONNECT_TIMEOUT.min(config.timeout))
+            // A member cut off is noticed within 9 s, and its connection left for the others'.
+            // Not more often: etcd closes the connection of a client that pings more often
+            // than its --grpc-keepalive-min-time (5 s by default), and with it every watch.
+            .with_keep_alive(KEEPALIVE_INTERVAL, Duration::from_secs(3));
         let mut endpoints = config.endpoints.clone();
         if let Some(tls) = &config.tls {
             options = options.with_tls(tls.options()?);
@@ -180,25 +330,44 @@ impl EtcdStore {
                 })
                 .collect();
         }
-        let client = Client::connect(&endpoints, Some(options))
+        let mut clients = Vec::new();
+        for endpoint in &endpoints {
+            // Connects lazily: a member down now is tried again on each call.
+            let client = Client::connect([endpoint], Some(options.clone()))
+                .await
+                .map_err(|e| Self::fail_with(&config, e))?;
+            clients.push((endpoint.clone(), client));
+        }
+        let members = Arc::new(Members {
+            clients,
+            preferred: AtomicUsize::new(0),
+            timeout: config.timeout,
+        });
+        let mirror = Mirror::default();
+        let now = etcd_mirror::load(&members, &config.namespace, &mirror)
             .await
             .map_err(|e| Self::fail_with(&config, e))?;
-        let (changed, changes) = watch::channel(0);
-        let mut store = EtcdStore {
-            client,
+        let (changed, changes) = watch::channel(now);
+        let watching = tokio::spawn(etcd_mirror::follow(
+            members.clone(),
+            config.namespace.clone(),
+            mirror.clone(),
+            changed,
+        ));
+        Ok(EtcdStore {
+            members,
             config,
             fence: None,
             changes,
-            _watching: Arc::new(AbortOnDrop(tokio::spawn(async {}))),
-        };
-        let now = store.current_revision().await?;
-        changed.send_replace(now);
-        store._watching = Arc::new(AbortOnDrop(tokio::spawn(watch_namespace(
-            store.client.clone(),
-            store.config.namespace.clone(),
-            changed,
-        ))));
-        Ok(store)
+            mirror,
+            _watching: Arc::new(AbortOnDrop(watching)),
+        })
+    }
+
+    /// How many reads the in-memory copy of the namespace answered (the others went to
+    /// etcd: something had changed since the copy last heard).
+    pub fn reads_from_memory(&self) -> u64 {
+        self.mirror.answered()
     }
 
     /// This store with every write also requiring `fence`.
@@ -230,25 +399,18 @@ impl EtcdStore {
 
     /// An etcd key-value as an entry (its key without the namespace).
     fn entry(&self, kv: &etcd_client::KeyValue) -> Entry {
-        let key = String::from_utf8_lossy(kv.key());
-        Entry {
-            key: key
-                .strip_prefix(&self.config.namespace)
-                .unwrap_or(&key)
-                .to_string(),
-            value: kv.value().to_vec(),
-            revision: revision(kv.mod_revision()),
-        }
+        etcd_mirror::entry(&self.config.namespace, kv)
     }
 
     async fn current_revision(&self) -> Result<u64, StoreError> {
+        let namespace = self.config.namespace.as_str();
         let response = self
-            .client
-            .kv_client()
-            .get(
-                self.config.namespace.as_str(),
-                Some(GetOptions::new().with_count_only()),
-            )
+            .members
+            .read(|c| async move {
+                c.kv_client()
+                    .get(namespace, Some(GetOptions::new().with_count_only()))
+                    .await
+            })
             .await
             .map_err(|e| self.fail(e))?;
         Ok(response.header().map_or(0, |h| revision(h.revision())))
@@ -295,9 +457,11 @@ impl EtcdStore {
             Txn::new().when(compares).and_then([op]).or_else(found)
         };
         let response = self
-            .client
-            .kv_client()
-            .txn(txn)
+            .members
+            .call(|c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
             .await
             .map_err(|e| self.fail(e))?;
         let made = response.header().map_or(0, |h| revision(h.revision()));
@@ -326,57 +490,20 @@ impl EtcdStore {
     }
 }
 
-/// Follows every change under `namespace` and tells `changed` the revision of each; after
-/// a broken watch, starts again where it left off (or from now, once etcd has compacted
-/// that history: a reader then rereads anyway). Ends when nobody listens any more.
-async fn watch_namespace(client: Client, namespace: String, changed: watch::Sender<u64>) {
-    let mut next = changed.borrow().saturating_add(1);
-    loop {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(i64::try_from(next).unwrap_or(i64::MAX));
-        match client
-            .watch_client()
-            .watch(namespace.as_str(), Some(options))
-            .await
-        {
-            Ok(mut stream) => {
-                while let Ok(Some(response)) = stream.message().await {
-                    if response.compact_revision() > 0 {
-                        // History gone: carry on from now.
-                        next = revision(response.compact_revision());
-                        break;
-                    }
-                    if response.canceled() {
-                        break;
-                    }
-                    let newest = response
-                        .events()
-                        .iter()
-                        .filter_map(|e| e.kv().map(|kv| revision(kv.mod_revision())))
-                        .max();
-                    if let Some(newest) = newest {
-                        changed.send_replace(newest);
-                        next = newest + 1;
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "watching etcd for changes; retrying"),
-        }
-        if changed.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 impl Store for EtcdStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>> {
         Box::pin(async move {
+            let now = self.current_revision().await?;
+            if let Some(found) = self.mirror.get(key, now) {
+                return Ok(found);
+            }
+            let full = self.full_key(key);
             let response = self
-                .client
-                .kv_client()
-                .get(self.full_key(key), None)
+                .members
+                .read(|c| {
+                    let full = full.as_str();
+                    async move { c.kv_client().get(full, None).await }
+                })
                 .await
                 .map_err(|e| self.fail(e))?;
             Ok(response.kvs().first().map(|kv| self.entry(kv)))
@@ -385,13 +512,20 @@ impl Store for EtcdStore {
 
     fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<Entry>> {
         Box::pin(async move {
+            let now = self.current_revision().await?;
+            if let Some(found) = self.mirror.list(prefix, now) {
+                return Ok(found);
+            }
             let options = GetOptions::new()
                 .with_prefix()
                 .with_sort(SortTarget::Key, SortOrder::Ascend);
+            let full = self.full_key(prefix);
             let response = self
-                .client
-                .kv_client()
-                .get(self.full_key(prefix), Some(options))
+                .members
+                .read(|c| {
+                    let (full, options) = (full.as_str(), options.clone());
+                    async move { c.kv_client().get(full, Some(options)).await }
+                })
                 .await
                 .map_err(|e| self.fail(e))?;
             Ok(response.kvs().iter().map(|kv| self.entry(kv)).collect())
@@ -452,10 +586,13 @@ impl Store for EtcdStore {
 
     fn leader(&self) -> StoreFuture<'_, Option<String>> {
         Box::pin(async move {
+            let key = self.leader_key();
             let response = self
-                .client
-                .kv_client()
-                .get(self.leader_key(), None)
+                .members
+                .read(|c| {
+                    let key = key.as_str();
+                    async move { c.kv_client().get(key, None).await }
+                })
                 .await
                 .map_err(|e| self.fail(e))?;
             Ok(response

@@ -13,6 +13,7 @@
 //! only while the term holds, so a deposed leader's late write fails.
 
 mod etcd_election;
+mod etcd_mirror;
 mod etcd_store;
 mod redb_store;
 

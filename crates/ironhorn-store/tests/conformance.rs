@@ -184,6 +184,44 @@ async fn concurrent_read_modify_writes_lose_no_update() {
     }
 }
 
+/// While nothing changes, reads are answered from the store's copy of the namespace; a
+/// change made through another client is read at once (the copy is not used until it has
+/// it), and from memory again once the watch brought it.
+#[tokio::test]
+async fn idle_reads_come_from_memory_and_never_miss_a_change() {
+    let stores = stores().await;
+    let config = EtcdConfig::from_url(&stores._etcd.url()).unwrap();
+    let reader = EtcdStore::connect(config.clone()).await.unwrap();
+    let writer = EtcdStore::connect(config).await.unwrap();
+    writer.put("volumes/a", b"1", Expect::Any).await.unwrap();
+    let mut changes = reader.changes();
+    for n in 2..30u32 {
+        let value = n.to_string();
+        writer
+            .put("volumes/a", value.as_bytes(), Expect::Any)
+            .await
+            .unwrap();
+        // Straight after the write: whatever the copy has, the read sees it.
+        assert_eq!(
+            reader.get("volumes/a").await.unwrap().unwrap().value,
+            value.as_bytes()
+        );
+        let listed = reader.list("volumes/").await.unwrap();
+        assert_eq!(listed[0].value, value.as_bytes());
+    }
+    let before = reader.reads_from_memory();
+    let now = writer.revision().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|r| *r >= now))
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..10 {
+        assert_eq!(reader.list("volumes/").await.unwrap().len(), 1);
+        assert_eq!(reader.get("volumes/a").await.unwrap().unwrap().value, b"29");
+    }
+    assert_eq!(reader.reads_from_memory() - before, 20);
+}
+
 #[tokio::test]
 async fn keys_of_another_namespace_are_not_seen() {
     let stores = stores().await;
