@@ -103,6 +103,10 @@ pub struct StartEngine {
     /// enough): an engine cut off from most of them then acknowledges nothing.
     #[serde(default)]
     pub majority_quorum: bool,
+    /// How many replicas must take the generation for the engine to start (0: any number):
+    /// set when the volume's previous engine may still run on a node that does not answer.
+    #[serde(default)]
+    pub min_claimed: usize,
 }
 
 /// A running engine.

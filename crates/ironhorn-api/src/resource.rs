@@ -220,6 +220,11 @@ pub struct VolumeStatus {
     /// one each time an engine is started.
     #[serde(default)]
     pub generation: u64,
+    /// Whether the latest attachment's engine acknowledges a write only once a majority of
+    /// its replicas have it. Only then may the volume be started on another node while that
+    /// engine's node does not answer.
+    #[serde(default)]
+    pub majority_quorum: bool,
 }
 
 impl VolumeStatus {
@@ -229,6 +234,7 @@ impl VolumeStatus {
     pub fn keep_job_fields(&mut self, fresh: &VolumeStatus) {
         // Attachment generations only grow: one handed out since is kept.
         self.generation = self.generation.max(fresh.generation);
+        self.majority_quorum = fresh.majority_quorum;
         self.last_backup.clone_from(&fresh.last_backup);
         self.last_backup_at.clone_from(&fresh.last_backup_at);
         self.recurring_jobs.clone_from(&fresh.recurring_jobs);

@@ -317,3 +317,54 @@ impl ReplicaBackend for InProcess {
         false
     }
 }
+
+/// Stands in for a replica that could not be opened when the engine started: its slot is
+/// ERR from the start, so a majority quorum still counts it (an engine started on two of
+/// three replicas needs both, not one of one), and adding the replica later rebuilds it in
+/// its place. Every call fails.
+#[derive(Debug)]
+pub struct Unopened;
+
+impl Unopened {
+    fn fail<T>() -> CallFuture<'static, T> {
+        Box::pin(async { Err(CallError::NotOpened) })
+    }
+}
+
+impl ReplicaBackend for Unopened {
+    fn read(&self, _: u64, _: u32) -> CallFuture<'_, Vec<u8>> {
+        Unopened::fail()
+    }
+
+    fn write(&self, _: u64, _: Arc<Vec<u8>>, _: bool) -> CallFuture<'_, ()> {
+        Unopened::fail()
+    }
+
+    fn write_zeroes(&self, _: u64, _: u32) -> CallFuture<'_, ()> {
+        Unopened::fail()
+    }
+
+    fn unmap(&self, _: u64, _: u32) -> CallFuture<'_, ()> {
+        Unopened::fail()
+    }
+
+    fn flush(&self) -> CallFuture<'_, ()> {
+        Unopened::fail()
+    }
+
+    fn ping(&self) -> CallFuture<'_, ()> {
+        Unopened::fail()
+    }
+
+    fn read_layer(&self, _: &str, _: u64, _: u32) -> CallFuture<'_, Vec<u8>> {
+        Unopened::fail()
+    }
+
+    fn write_layer(&self, _: &str, _: u64, _: Arc<Vec<u8>>) -> CallFuture<'_, ()> {
+        Unopened::fail()
+    }
+
+    fn control(&self, _: Control) -> CallFuture<'_, ControlReply> {
+        Unopened::fail()
+    }
+}

@@ -65,6 +65,10 @@ pub struct Fencing {
     /// 0: claim nothing (a standalone engine, as before fencing).
     pub generation: u64,
     pub quorum: WriteQuorum,
+    /// How many replicas must take the generation for the engine to start (0: any number).
+    /// The manager asks for enough when it starts a volume while its previous engine may
+    /// still run on a node that does not answer.
+    pub min_claimed: usize,
 }
 
 /// How many replicas must have a write (or flush) before the engine acknowledges it.

@@ -39,6 +39,9 @@ pub enum CallError {
     LayerSend(#[from] crate::layer_send::SendError),
     #[error("in-process replica task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    /// A placeholder for a replica that could not be opened when the engine started.
+    #[error("it could not be opened when the engine started")]
+    NotOpened,
 }
 
 /// What a [`CallError`] means for the replica.
@@ -118,6 +121,17 @@ pub enum EngineError {
         volume: String,
         problems: Vec<String>,
     },
+    /// At start, fewer replicas took the attachment's generation than the manager asked for:
+    /// an engine of the older attachment (on a node that does not answer) might still find
+    /// a majority that acknowledges its writes.
+    #[error("volume {volume}: only {claimed} replicas took attachment generation {generation}, {needed} are needed so that an engine left on an unreachable node can acknowledge nothing more: {}", problems.join("; "))]
+    TooFewClaimed {
+        volume: String,
+        generation: u64,
+        claimed: usize,
+        needed: usize,
+        problems: Vec<String>,
+    },
     /// Every replica failed: nothing can carry out `op`.
     #[error("{op}: no healthy replica left for volume {volume}")]
     NoHealthyReplica { volume: String, op: &'static str },
@@ -147,7 +161,9 @@ pub enum EngineErrorKind {
 impl EngineError {
     pub fn kind(&self) -> EngineErrorKind {
         match self {
-            EngineError::NoReplica { .. } => EngineErrorKind::NoReplica,
+            EngineError::NoReplica { .. } | EngineError::TooFewClaimed { .. } => {
+                EngineErrorKind::NoReplica
+            }
             EngineError::Refused(_) => EngineErrorKind::Refused,
             EngineError::Replica { source, .. } if source.is_refusal() => EngineErrorKind::Refused,
             EngineError::NoHealthyReplica { .. } | EngineError::Replica { .. } => {

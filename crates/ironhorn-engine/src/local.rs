@@ -55,7 +55,7 @@ mod tests {
     use ironhorn_replica::Replica;
 
     use super::*;
-    use crate::{BlockDevice, Engine, Mode, ReplicaSpec};
+    use crate::{BlockDevice, Engine, EngineError, Fencing, Mode, ReplicaSpec, WriteQuorum};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_engine_uses_a_replica_of_its_process_directly_until_its_server_stops() {
@@ -86,6 +86,55 @@ mod tests {
         assert!(engine.write(vec![1u8; 4096], 0, false).await.is_err());
         assert_eq!(engine.status()[0].mode, Mode::ERR);
         assert!(locals.lookup(address).is_none());
+        engine.shutdown().await;
+    }
+
+    /// A replica that cannot be opened at start holds its place, ERR, so a majority quorum
+    /// counts it: on two of three replicas both must take a write. And an engine asked to
+    /// claim more replicas than it can reach does not start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_replica_counts_in_the_quorum_and_claims_can_be_required() {
+        let tmp = tempfile::tempdir().unwrap();
+        let specs: Vec<ReplicaSpec> = vec![
+            ReplicaSpec::Local(tmp.path().join("vol-00000001")),
+            ReplicaSpec::Local(tmp.path().join("vol-00000002")),
+            // Nothing listens here: connecting is refused.
+            "127.0.0.1:1".parse().unwrap(),
+        ];
+        let fencing = |min_claimed| Fencing {
+            generation: 7,
+            quorum: WriteQuorum::Majority,
+            min_claimed,
+        };
+        let locals = LocalReplicas::new();
+        let timeout = Duration::from_secs(5);
+        let too_few = Engine::start_fenced("vol", 1 << 20, &specs, timeout, &locals, fencing(3))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                too_few,
+                EngineError::TooFewClaimed {
+                    claimed: 2,
+                    needed: 3,
+                    ..
+                }
+            ),
+            "{too_few}"
+        );
+        let engine = Engine::start_fenced("vol", 1 << 20, &specs, timeout, &locals, fencing(2))
+            .await
+            .unwrap();
+        let modes: Vec<Mode> = engine.status().iter().map(|s| s.mode).collect();
+        assert_eq!(modes, [Mode::RW, Mode::RW, Mode::ERR]);
+        assert!(
+            engine.status()[2].reason.contains("could not be opened"),
+            "{:?}",
+            engine.status()
+        );
+        assert_eq!(engine.write_quorum(), 2, "the unopened replica counts");
+        engine.write(vec![3u8; 4096], 0, false).await.unwrap();
+        assert_eq!(engine.read(0, 4096).await.unwrap(), vec![3u8; 4096]);
         engine.shutdown().await;
     }
 }

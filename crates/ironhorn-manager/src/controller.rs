@@ -379,9 +379,15 @@ impl Manager {
             for action in std::mem::take(&mut plan.actions) {
                 let action = match action {
                     Action::StartEngine { node, mut request } => {
-                        match self.next_generation(&volume.name).await {
+                        match self
+                            .next_generation(&volume.name, request.majority_quorum)
+                            .await
+                        {
                             Ok(generation) => {
                                 request.generation = generation;
+                                if request.min_claimed > 0 {
+                                    tracing::warn!(to = %node, previous = %volume.status.current_node_id, claims = request.min_claimed, generation, "starting the volume while the node of its previous engine does not answer: the new engine must claim enough replicas to fence that one out");
+                                }
                                 Action::StartEngine { node, request }
                             }
                             Err(e) => {
@@ -474,14 +480,16 @@ impl Manager {
     }
 
     /// Hands out the volume's next attachment generation, stored before any engine gets it
-    /// (through the leader's fenced store), so no two engines ever hold the same one.
-    async fn next_generation(&self, volume: &str) -> Result<u64, ApiError> {
+    /// (through the leader's fenced store), so no two engines ever hold the same one; with
+    /// it, whether that engine needs a majority of its replicas for a write.
+    async fn next_generation(&self, volume: &str, majority_quorum: bool) -> Result<u64, ApiError> {
         let stored = state::update::<Volume, ApiError, _>(
             self.store.as_ref(),
             &format!("{VOLUMES}{volume}"),
             || ApiError::not_found(format!("volume {volume} is gone")),
             |v| {
                 v.status.generation += 1;
+                v.status.majority_quorum = majority_quorum;
                 Ok(())
             },
         )

@@ -569,20 +569,30 @@ fn start_engine(
         );
         return;
     }
-    let current = &plan.status.current_node_id;
+    // The previous engine may still run on a node that does not answer (cut off, say). The
+    // volume starts here only if enough replicas take the new generation that the old
+    // engine can no longer reach a majority: then it acknowledges nothing more, and every
+    // write it acknowledged is on one of them.
+    let current = plan.status.current_node_id.clone();
+    let mut min_claimed = 0;
     if !current.is_empty() && current != want_node {
-        let why = format!(
-            "the engine may still run on node {current}, which does not answer: waiting for it"
-        );
-        condition(
-            &mut plan.status,
-            world.now,
-            "Attached",
-            false,
-            "EngineElsewhere",
-            &why,
-        );
-        return;
+        match claims_to_move(volume, replicas, world) {
+            Ok(needed) => min_claimed = needed,
+            Err(why) => {
+                let why = format!(
+                    "the engine may still run on node {current}, which does not answer: {why}"
+                );
+                condition(
+                    &mut plan.status,
+                    world.now,
+                    "Attached",
+                    false,
+                    "EngineElsewhere",
+                    &why,
+                );
+                return;
+            }
+        }
     }
     // Healthy replicas serve; ones on nodes that do not answer miss what is written from now.
     let mut addresses = Vec::new();
@@ -669,8 +679,39 @@ fn start_engine(
             // With three replicas or more, an engine cut off from most of them (its node
             // partitioned) must not go on acknowledging writes on the rest.
             majority_quorum: volume.spec.number_of_replicas >= 3,
+            min_claimed,
         },
     });
+}
+
+/// How many replicas a new engine must claim to start while the previous one may still run
+/// on a node that does not answer, or why it may not start at all.
+///
+/// That engine acknowledges a write only once a majority of its replicas have it (when
+/// `status.majority_quorum`), counting failed ones; its replicas are some of the volume's
+/// replicas in the store (every one it was given or later added, until it is removed from
+/// it and forgotten). A new engine that claims at least half of them, from those known
+/// healthy, leaves it short of a majority, and holds every write it acknowledged.
+fn claims_to_move(
+    volume: &Volume,
+    replicas: &[Replica],
+    world: &World<'_>,
+) -> Result<usize, String> {
+    if !volume.status.majority_quorum {
+        return Err("it acknowledges writes with one replica, so it could go on writing there: waiting for the node to answer, or to be removed".into());
+    }
+    let needed = replicas.len().div_ceil(2).max(1);
+    let claimable = replicas
+        .iter()
+        .filter(|r| r.healthy && r.failed_at.is_none() && world.observed.ready(&r.node))
+        .count();
+    if claimable < needed {
+        return Err(format!(
+            "only {claimable} healthy replicas are reachable and {needed} of {} are needed to fence it: waiting",
+            replicas.len()
+        ));
+    }
+    Ok(needed)
 }
 
 fn attached(

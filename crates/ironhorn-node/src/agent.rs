@@ -532,6 +532,7 @@ impl Agent {
                 } else {
                     ironhorn_engine::WriteQuorum::One
                 },
+                min_claimed: start.min_claimed,
             },
         )
         .await?;

@@ -339,6 +339,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 } else {
                     ironhorn_engine::WriteQuorum::One
                 },
+                min_claimed: 0,
             },
         )
         .await

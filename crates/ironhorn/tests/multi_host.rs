@@ -10,7 +10,11 @@
 //!    leaders at once, and every change acknowledged meanwhile (through the other managers)
 //!    is there once it heals, while the cut-off manager answers 503;
 //! 4. etcd loses its quorum (two members killed): the API answers 503 saying so and changes
-//!    nothing, the volume keeps serving; the members return and the managers resume.
+//!    nothing, the volume keeps serving; the members return and the managers resume;
+//! 5. the engine's host is cut off from everything: its engine acknowledges no more writes,
+//!    the volume is started on another host only once a majority of its replicas took the
+//!    new generation (a 2-replica volume waits), and after healing the old engine is
+//!    stopped and what fio verified is intact.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -234,6 +238,19 @@ impl Cluster {
         let (code, out, err) = self.cli(i, &all);
         assert_eq!(code, 0, "{args:?} on host {i}: {err}\n{}", self.logs());
         serde_json::from_str(&out).unwrap()
+    }
+
+    /// [`Cluster::json`] for a check that is tried again: a failure is `None` (said on
+    /// stderr, with when).
+    fn try_json(&self, i: usize, args: &[&str]) -> Option<Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let (code, out, err) = self.cli(i, &all);
+        if code != 0 {
+            eprintln!("{args:?} on host {i} failed (tried again): {}", err.trim());
+            return None;
+        }
+        serde_json::from_str(&out).ok()
     }
 
     /// The managers that say they lead, among `asked`.
@@ -525,4 +542,157 @@ fn the_control_plane_survives_losing_managers_and_etcd_members_while_a_volume_se
 
     let runs = fio.finish();
     eprintln!("{runs} fio runs, every one verified");
+
+    // 5. The node running the engine is cut off from everything.
+    partition_the_engines_node(&mut c, &endpoint);
+}
+
+/// One fio pass on host `i` over the first 16 MiB of `endpoint`, sequential 64 KiB blocks
+/// with crc32c headers (the same blocks every time, so a later `--verify_only` pass checks
+/// what an earlier one wrote): whether it succeeded, and its report.
+fn fio_pass(c: &Cluster, i: usize, endpoint: &str, extra: &[&str]) -> (bool, String) {
+    let out = c
+        .hosts
+        .command(i, "timeout")
+        .args([
+            "120",
+            "fio",
+            "--name=pattern",
+            "--ioengine=nbd",
+            &format!("--uri={endpoint}"),
+            "--rw=write",
+            "--bs=64k",
+            "--size=16M",
+            "--iodepth=4",
+            "--randrepeat=1",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let ok = out.status.success() && report.contains("err= 0") && !report.contains("verify: bad");
+    (ok, report)
+}
+
+/// Step 5: host 0 (the engine of vol-mh, one replica, and a manager and an etcd member) is
+/// cut off from everything. Its engine needs two of three replicas for a write, so it
+/// acknowledges nothing more; the volume is started on host 1 on the two others, which take
+/// the new attachment's generation. A 2-replica volume (whose engine acknowledges with one
+/// replica) is not started elsewhere. Once healed, the old engine is stopped, the replica
+/// left behind is rebuilt, and what fio verified before the cut is intact.
+fn partition_the_engines_node(c: &mut Cluster, old_endpoint: &str) {
+    c.json(
+        1,
+        &[
+            "volume",
+            "create",
+            "vol-two",
+            "--size",
+            "16Mi",
+            "--replicas",
+            "2",
+            "--wait",
+        ],
+    );
+    c.json(
+        1,
+        &["volume", "attach", "vol-two", "--node", "node-0", "--wait"],
+    );
+    let write_and_verify = ["--verify=crc32c", "--do_verify=1", "--verify_state_save=0"];
+    let (ok, report) = fio_pass(c, 0, old_endpoint, &write_and_verify);
+    assert!(ok, "writing the pattern before the cut:\n{report}");
+
+    c.hosts.isolate(0, &[]);
+    let cut = Instant::now();
+    // The old engine's writes (zeros over the pattern) fail: the replicas on hosts 1 and 2
+    // do not answer, and its own is one of three.
+    let (ok, report) = fio_pass(c, 0, old_endpoint, &["--zero_buffers"]);
+    assert!(!ok, "the cut-off engine acknowledged writes:\n{report}");
+    eprintln!(
+        "the cut-off engine refused writes after {:?}",
+        cut.elapsed()
+    );
+    c.until("node-0 is seen down", Duration::from_secs(60), |c| {
+        c.try_json(1, &["node", "get", "node-0"])
+            .is_some_and(|n| n["status"]["ready"] == false)
+    });
+    eprintln!("node-0 seen down {:?} after the cut", cut.elapsed());
+    for volume in ["vol-mh", "vol-two"] {
+        c.json(1, &["volume", "detach", volume]);
+    }
+    let moved = c.json(
+        1,
+        &["volume", "attach", "vol-mh", "--node", "node-1", "--wait"],
+    );
+    eprintln!(
+        "vol-mh attached on node-1 {:?} after the cut",
+        cut.elapsed()
+    );
+    assert_eq!(moved["status"]["currentNodeId"], "node-1", "{moved}");
+    assert_eq!(moved["status"]["robustness"], "degraded", "{moved}");
+    let new_endpoint = moved["status"]["endpoint"].as_str().unwrap().to_string();
+    assert!(new_endpoint.contains("10.78.0.2"), "{new_endpoint}");
+    let (ok, report) = fio_pass(c, 1, &new_endpoint, &["--verify=crc32c", "--verify_only"]);
+    assert!(ok, "the pattern after the move:\n{report}");
+
+    c.json(1, &["volume", "attach", "vol-two", "--node", "node-1"]);
+    c.until(
+        "vol-two says it waits for node-0",
+        Duration::from_secs(30),
+        |c| {
+            c.try_json(1, &["volume", "get", "vol-two"])
+                .is_some_and(|v| {
+                    v["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "EngineElsewhere"))
+                })
+        },
+    );
+    let v = c.json(1, &["volume", "get", "vol-two"]);
+    assert_ne!(v["status"]["state"], "attached", "{v}");
+
+    c.hosts.heal(0);
+    c.until(
+        "vol-mh is healthy on node-1, its replica on node-0 rebuilt",
+        Duration::from_secs(120),
+        |c| {
+            c.try_json(1, &["volume", "get", "vol-mh"])
+                .is_some_and(|v| {
+                    v["status"]["currentNodeId"] == "node-1"
+                        && v["status"]["state"] == "attached"
+                        && v["status"]["robustness"] == "healthy"
+                })
+        },
+    );
+    c.until(
+        "vol-two follows to node-1 once node-0 answers",
+        Duration::from_secs(120),
+        |c| {
+            c.try_json(1, &["volume", "get", "vol-two"])
+                .is_some_and(|v| {
+                    v["status"]["currentNodeId"] == "node-1" && v["status"]["state"] == "attached"
+                })
+        },
+    );
+    for line in c
+        .logs()
+        .lines()
+        .filter(|l| l.contains("must claim enough replicas"))
+    {
+        eprintln!("{line}");
+    }
+    let stopped = c.nodes[0]
+        .text()
+        .lines()
+        .filter(|l| l.contains("engine stopped") && l.contains("vol-mh"))
+        .count();
+    assert!(
+        stopped >= 1,
+        "the old engine of vol-mh still runs on node-0\n{}",
+        c.logs()
+    );
+    // What the old engine wrote reached no replica the volume serves from.
+    let (ok, report) = fio_pass(c, 1, &new_endpoint, &["--verify=crc32c", "--verify_only"]);
+    assert!(ok, "the pattern after the partition healed:\n{report}");
 }

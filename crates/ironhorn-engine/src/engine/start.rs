@@ -16,6 +16,7 @@ use ironhorn_proto::replica::ReplicaInfo;
 
 use super::io::DataOp;
 use super::{Engine, Fencing, Mode, ReconcileReport, ReplicaSpec, Slot};
+use crate::backend::Unopened;
 use crate::error::EngineError;
 use crate::local::LocalReplicas;
 use crate::window::{WriteWindow, MAX_RECONCILE_LAG};
@@ -84,6 +85,7 @@ impl Engine {
         let generation = fencing.generation;
         let mut slots = Vec::new();
         let mut problems = Vec::new();
+        let mut unopened = Vec::new();
         for spec in specs {
             match Slot::open(volume, spec, size, timeout, locals, generation).await {
                 Ok(slot) => slots.push(Arc::new(slot)),
@@ -93,10 +95,31 @@ impl Engine {
                         spec,
                     )(e))
                 }
-                Err(e) => problems.push(format!("{spec}: {e}")),
+                Err(e) => {
+                    problems.push(format!("{spec}: {e}"));
+                    unopened.push((spec, e));
+                }
             }
         }
-        Engine::with_slots(volume, size, slots, problems, timeout, locals, fencing).await
+        if slots.len() < fencing.min_claimed {
+            return Err(EngineError::TooFewClaimed {
+                volume: volume.to_string(),
+                generation,
+                claimed: slots.len(),
+                needed: fencing.min_claimed,
+                problems,
+            });
+        }
+        // Those that could not be opened hold their place, ERR: a majority quorum counts
+        // them, and adding one later rebuilds it there.
+        for (spec, e) in unopened {
+            let slot = Slot::new(volume, spec.clone(), Box::new(Unopened), timeout);
+            slot.fail(format!("could not be opened when the engine started: {e}"));
+            slot.missed().whole = true;
+            slots.push(Arc::new(slot));
+        }
+        // Each placeholder's reason says why it could not be opened.
+        Engine::with_slots(volume, size, slots, Vec::new(), timeout, locals, fencing).await
     }
 
     /// [`Engine::start`] on replicas already opened; `problems` are those of replicas that

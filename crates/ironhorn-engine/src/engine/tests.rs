@@ -186,6 +186,7 @@ async fn with_a_majority_quorum_a_write_most_replicas_miss_is_not_acknowledged()
     let fencing = Fencing {
         generation: 0,
         quorum: WriteQuorum::Majority,
+        min_claimed: 0,
     };
     let (strict, faults) = engine_with(3, fencing).await;
     assert_eq!(strict.write_quorum(), 2);

@@ -616,7 +616,7 @@ fn when_every_replica_failed_auto_salvage_brings_back_the_reachable_ones() {
 }
 
 #[test]
-fn no_second_engine_while_the_node_of_the_first_does_not_answer() {
+fn no_second_engine_while_the_node_of_a_one_replica_quorum_engine_does_not_answer() {
     let mut f = Fixture::new();
     let replicas = attached_three(&mut f);
     f.down("n1");
@@ -634,6 +634,59 @@ fn no_second_engine_while_the_node_of_the_first_does_not_answer() {
         .find(|c| c.kind == "Attached")
         .unwrap();
     assert_eq!(attached.reason, "EngineElsewhere");
+}
+
+fn start_engine_of(plan: &Plan) -> Option<(&str, &StartEngine)> {
+    plan.actions.iter().find_map(|a| match a {
+        Action::StartEngine { node, request } => Some((node.as_str(), request)),
+        _ => None,
+    })
+}
+
+fn attached_condition(plan: &Plan) -> &Condition {
+    plan.status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Attached")
+        .unwrap()
+}
+
+#[test]
+fn with_a_majority_quorum_the_volume_starts_elsewhere_on_enough_replicas_to_fence_the_old_engine() {
+    let mut f = Fixture::new();
+    let mut replicas = attached_three(&mut f);
+    f.down("n1");
+    let mut v = volume("n2");
+    v.status.current_node_id = "n1".into();
+    v.status.majority_quorum = true;
+    let plan = f.plan(&v, &replicas);
+    let (node, request) = start_engine_of(&plan).expect("an engine is started on n2");
+    assert_eq!(node, "n2");
+    assert_eq!(request.replicas, ["n2:100", "n3:100"]);
+    // Two of three claimed: the engine on n1 keeps one replica, short of its majority.
+    assert_eq!(request.min_claimed, 2);
+    assert!(request.majority_quorum);
+    let failed: Vec<&str> = plan
+        .update
+        .iter()
+        .filter(|r| r.failed_at.is_some())
+        .map(|r| r.node.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["n1"],
+        "the replica left behind misses writes from now"
+    );
+
+    // With one of the two others failed already, the old engine could still reach a
+    // majority (its own replica and the failed one, should that come back): no start.
+    replicas[2].failed_at = Some(NOW - 5);
+    replicas[2].healthy = false;
+    let plan = f.plan(&v, &replicas);
+    assert!(start_engine_of(&plan).is_none());
+    let why = attached_condition(&plan);
+    assert_eq!(why.reason, "EngineElsewhere");
+    assert!(why.message.contains("only 1 healthy"), "{}", why.message);
 }
 
 #[test]
