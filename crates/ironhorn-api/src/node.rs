@@ -24,7 +24,17 @@ pub struct NodeReport {
     pub disks: BTreeMap<String, DiskReport>,
     pub replicas: Vec<ReplicaInstance>,
     pub engines: Vec<EngineInstance>,
+    /// How far the agent's engines fence (see [`FENCING`]); 0 from agents that predate it.
+    #[serde(default)]
+    pub fencing: u32,
 }
+
+/// What this version's engines do to keep one writer per volume: 1 = they claim replicas
+/// with the attachment generation, refuse to start with fewer than `minClaimed` of them, and
+/// keep replicas they could not open as ERR slots that a majority quorum counts. Only an
+/// engine of this level may be the one left behind, or the one started, when a volume moves
+/// off a node that does not answer.
+pub const FENCING: u32 = 1;
 
 /// One disk as probed just now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -221,8 +221,9 @@ pub struct VolumeStatus {
     #[serde(default)]
     pub generation: u64,
     /// Whether the latest attachment's engine acknowledges a write only once a majority of
-    /// its replicas have it. Only then may the volume be started on another node while that
-    /// engine's node does not answer.
+    /// its replicas have it, counting those it could not open (its agent fences at level 1
+    /// or later). Only then may the volume be started on another node while that engine's
+    /// node does not answer.
     #[serde(default)]
     pub majority_quorum: bool,
 }

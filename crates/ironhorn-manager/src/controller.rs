@@ -378,25 +378,28 @@ impl Manager {
             // (or when something changes), not in a tight loop against a node that refuses.
             for action in std::mem::take(&mut plan.actions) {
                 let action = match action {
-                    Action::StartEngine { node, mut request } => {
-                        match self
-                            .next_generation(&volume.name, request.majority_quorum)
-                            .await
-                        {
-                            Ok(generation) => {
-                                request.generation = generation;
-                                if request.min_claimed > 0 {
-                                    tracing::warn!(to = %node, previous = %volume.status.current_node_id, claims = request.min_claimed, generation, "starting the volume while the node of its previous engine does not answer: the new engine must claim enough replicas to fence that one out");
-                                }
-                                Action::StartEngine { node, request }
+                    Action::StartEngine {
+                        node,
+                        mut request,
+                        movable,
+                    } => match self.next_generation(&volume.name, movable).await {
+                        Ok(generation) => {
+                            request.generation = generation;
+                            if request.min_claimed > 0 {
+                                tracing::warn!(to = %node, previous = %volume.status.current_node_id, claims = request.min_claimed, generation, "starting the volume while the node of its previous engine does not answer: the new engine must claim enough replicas to fence that one out");
                             }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "no attachment generation: the engine is not started");
-                                failures.push(e.to_string());
-                                continue;
+                            Action::StartEngine {
+                                node,
+                                request,
+                                movable,
                             }
                         }
-                    }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no attachment generation: the engine is not started");
+                            failures.push(e.to_string());
+                            continue;
+                        }
+                    },
                     other => other,
                 };
                 match self.act(&volume.name, action, &address_of).await {
@@ -481,15 +484,17 @@ impl Manager {
 
     /// Hands out the volume's next attachment generation, stored before any engine gets it
     /// (through the leader's fenced store), so no two engines ever hold the same one; with
-    /// it, whether that engine needs a majority of its replicas for a write.
-    async fn next_generation(&self, volume: &str, majority_quorum: bool) -> Result<u64, ApiError> {
+    /// it, whether the volume may start elsewhere while that engine's node does not answer
+    /// (`movable`: see `plan::Action::StartEngine`). Stored before the start is tried: an
+    /// engine that then fails to start never ran, so what it says is moot.
+    async fn next_generation(&self, volume: &str, movable: bool) -> Result<u64, ApiError> {
         let stored = state::update::<Volume, ApiError, _>(
             self.store.as_ref(),
             &format!("{VOLUMES}{volume}"),
             || ApiError::not_found(format!("volume {volume} is gone")),
             |v| {
                 v.status.generation += 1;
-                v.status.majority_quorum = majority_quorum;
+                v.status.majority_quorum = movable;
                 Ok(())
             },
         )

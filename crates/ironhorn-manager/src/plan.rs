@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ironhorn_api::node::{EngineInstance, NodeReport, ReplicaInstance, StartEngine};
+use ironhorn_api::node::{EngineInstance, NodeReport, ReplicaInstance, StartEngine, FENCING};
 use ironhorn_api::resource::{
     set_condition, wire_name, BlockdevStatus, Condition, DataLocality, Node, Replica, Robustness,
     Volume, VolumeReplicaStatus, VolumeState, VolumeStatus,
@@ -57,6 +57,10 @@ pub enum Action {
     StartEngine {
         node: String,
         request: StartEngine,
+        /// Whether the volume may later be started elsewhere while this engine's node does
+        /// not answer: it acknowledges writes with a majority of its replicas, counting any
+        /// it could not open (its agent's fencing level says so). Stored with the generation.
+        movable: bool,
     },
     StopEngine {
         node: String,
@@ -167,6 +171,11 @@ impl<'a> Observed<'a> {
         self.reports.contains_key(node)
     }
 
+    /// The fencing level of the node's agent (0 if it did not answer, or predates fencing).
+    pub fn fencing(&self, node: &str) -> u32 {
+        self.reports.get(node).map_or(0, |r| r.fencing)
+    }
+
     /// The volume's engine and the node it runs on.
     pub fn engine(&self, volume: &str) -> Option<(&'a str, &'a EngineInstance)> {
         self.engines.get(volume).copied()
@@ -269,12 +278,24 @@ pub fn plan(
             node: node.to_string(),
         });
     }
-    // Replicas on nodes that were removed are gone with their machine.
+    // Replicas on nodes that were removed are gone with their machine. While the engine may
+    // still run on a node that does not answer, they may still be among its replicas: they
+    // stay on record (and count when the volume is to start elsewhere) until it is seen.
     let (mut replicas, gone): (Vec<Replica>, Vec<Replica>) = replicas
         .iter()
         .cloned()
         .partition(|r| world.nodes.contains_key(&r.node));
+    let current = volume.status.current_node_id.as_str();
+    let engine_unseen = engine.is_none()
+        && !current.is_empty()
+        && world.nodes.contains_key(current)
+        && !ready(current);
+    let mut held = 0;
     for r in gone {
+        if engine_unseen {
+            held += 1;
+            continue;
+        }
         if let Some((node, e)) = engine {
             if !r.address.is_empty() && e.replicas.iter().any(|s| s.address == r.address) {
                 plan.actions.push(Action::RemoveFromEngine {
@@ -486,7 +507,7 @@ pub fn plan(
             );
         }
         None => {
-            start_engine(&mut plan, &mut replicas, &mut changed, world, volume);
+            start_engine(&mut plan, &mut replicas, held, &mut changed, world, volume);
         }
     }
     finish_with(plan, replicas, changed, world, volume)
@@ -542,9 +563,12 @@ fn same_frontend(engine: &EngineInstance, volume: &Volume) -> bool {
     wanted == running
 }
 
+/// `held`: replicas on removed nodes that the previous engine, on a node that does not
+/// answer, may still count among its own.
 fn start_engine(
     plan: &mut Plan,
     replicas: &mut [Replica],
+    held: usize,
     changed: &mut BTreeSet<String>,
     world: &World<'_>,
     volume: &Volume,
@@ -576,7 +600,7 @@ fn start_engine(
     let current = plan.status.current_node_id.clone();
     let mut min_claimed = 0;
     if !current.is_empty() && current != want_node {
-        match claims_to_move(volume, replicas, world) {
+        match claims_to_move(volume, replicas, held, world) {
             Ok(needed) => min_claimed = needed,
             Err(why) => {
                 let why = format!(
@@ -666,6 +690,9 @@ fn start_engine(
             }
         }
     }
+    // With three replicas or more, an engine cut off from most of them (its node
+    // partitioned) must not go on acknowledging writes on the rest.
+    let majority_quorum = volume.spec.number_of_replicas >= 3;
     plan.actions.push(Action::StartEngine {
         node: want_node.to_string(),
         request: StartEngine {
@@ -676,39 +703,46 @@ fn start_engine(
             replica_timeout: world.settings.int(settings::ENGINE_REPLICA_TIMEOUT).max(1) as u64,
             // Handed out, and stored, by the controller just before it asks for the engine.
             generation: 0,
-            // With three replicas or more, an engine cut off from most of them (its node
-            // partitioned) must not go on acknowledging writes on the rest.
-            majority_quorum: volume.spec.number_of_replicas >= 3,
+            majority_quorum,
             min_claimed,
         },
+        movable: majority_quorum && world.observed.fencing(want_node) >= FENCING,
     });
 }
 
 /// How many replicas a new engine must claim to start while the previous one may still run
 /// on a node that does not answer, or why it may not start at all.
 ///
-/// That engine acknowledges a write only once a majority of its replicas have it (when
-/// `status.majority_quorum`), counting failed ones; its replicas are some of the volume's
-/// replicas in the store (every one it was given or later added, until it is removed from
-/// it and forgotten). A new engine that claims at least half of them, from those known
+/// That engine acknowledges a write only once a majority of its replicas (those being
+/// rebuilt aside) have it (when `status.majority_quorum`), counting failed ones and ones it
+/// could not open; its replicas are some of the volume's replicas on record (every one it
+/// was given or later added: none is forgotten while it is unseen; `held` of them are on
+/// removed nodes). A new engine that claims at least half of them, from those known
 /// healthy, leaves it short of a majority, and holds every write it acknowledged.
 fn claims_to_move(
     volume: &Volume,
     replicas: &[Replica],
+    held: usize,
     world: &World<'_>,
 ) -> Result<usize, String> {
     if !volume.status.majority_quorum {
-        return Err("it acknowledges writes with one replica, so it could go on writing there: waiting for the node to answer, or to be removed".into());
+        return Err("it acknowledges writes with one replica (or its agent predates fencing), so it could go on writing there: waiting for the node to answer, or to be removed".into());
     }
-    let needed = replicas.len().div_ceil(2).max(1);
+    let want_node = volume.spec.node_id.as_str();
+    if world.observed.fencing(want_node) < FENCING {
+        return Err(format!(
+            "the agent on node {want_node} predates fencing and cannot be asked to claim enough replicas: upgrade it, or wait for the node to answer"
+        ));
+    }
+    let total = replicas.len() + held;
+    let needed = total.div_ceil(2).max(1);
     let claimable = replicas
         .iter()
         .filter(|r| r.healthy && r.failed_at.is_none() && world.observed.ready(&r.node))
         .count();
     if claimable < needed {
         return Err(format!(
-            "only {claimable} healthy replicas are reachable and {needed} of {} are needed to fence it: waiting",
-            replicas.len()
+            "only {claimable} healthy replicas are reachable and {needed} of {total} are needed to fence it: waiting"
         ));
     }
     Ok(needed)

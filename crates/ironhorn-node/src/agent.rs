@@ -340,6 +340,7 @@ impl Agent {
                 })
                 .collect(),
             engines,
+            fencing: ironhorn_api::node::FENCING,
         })
         .await
         .unwrap_or_default()

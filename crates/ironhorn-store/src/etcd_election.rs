@@ -34,7 +34,7 @@ pub(crate) async fn campaign(store: &EtcdStore, candidate: &str) -> Result<Term,
             .call(|c| async move { c.lease_client().grant(ttl_secs, None).await })
             .await
             .map_err(|e| store.fail(e))?;
-        // The member that granted it: the term's keep-alives go there.
+        // The term's keep-alives, and a follower's watch, go to the member calls go to now.
         let client = store.members.client();
         let id = lease.id();
         let take = Txn::new()

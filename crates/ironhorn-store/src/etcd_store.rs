@@ -142,13 +142,19 @@ pub(crate) struct Members {
     timeout: Duration,
 }
 
-/// Whether a call failed before reaching etcd (no connection to the member): trying it on
-/// another member cannot apply it twice.
+/// Whether a call cannot have been applied: no connection to the member could be made, or
+/// the member said it has no leader (with `require_leader`, before doing anything). Trying
+/// it on another member cannot apply it twice. A connection that broke mid-call is not
+/// such a case: the call may have been applied.
 fn unreachable(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) => true,
         etcd_client::Error::GRpcStatus(s) => {
-            s.code() == tonic::Code::Unavailable && !s.message().starts_with("etcdserver")
+            let message = s.message();
+            s.code() == tonic::Code::Unavailable
+                && (message.contains("connect error")
+                    || message.contains("error trying to connect")
+                    || message == "etcdserver: no leader")
         }
         _ => false,
     }
@@ -207,14 +213,15 @@ impl Members {
         loop {
             let i = (first + attempt) % count;
             let (endpoint, client) = &self.clients[i];
-            let limit = (tokio::time::Instant::now() + per_attempt).min(deadline);
+            let started = tokio::time::Instant::now();
+            let limit = (started + per_attempt).min(deadline);
             let answer = tokio::time::timeout_at(limit, call(client.clone()))
                 .await
                 .unwrap_or_else(|_| {
                     Err(etcd_client::Error::GRpcStatus(
                         tonic::Status::deadline_exceeded(format!(
                             "no answer from {endpoint} within {:?}",
-                            self.timeout
+                            limit.saturating_duration_since(started)
                         )),
                     ))
                 });
@@ -316,7 +323,14 @@ impl EtcdStore {
             // A member cut off is noticed within 9 s, and its connection left for the others'.
             // Not more often: etcd closes the connection of a client that pings more often
             // than its --grpc-keepalive-min-time (5 s by default), and with it every watch.
-            .with_keep_alive(KEEPALIVE_INTERVAL, Duration::from_secs(3));
+            .with_keep_alive(KEEPALIVE_INTERVAL, Duration::from_secs(3))
+            // Only while calls or streams are open: etcd refuses pings on an idle connection
+            // (the members calls do not go to) and would close it again and again.
+            .with_keep_alive_while_idle(false)
+            // A member cut off from the others says so at once ("no leader"), and ends the
+            // watches it serves, rather than leaving them silent: the call goes to the next
+            // member, and the watch starts again there.
+            .with_require_leader(true);
         let mut endpoints = config.endpoints.clone();
         if let Some(tls) = &config.tls {
             options = options.with_tls(tls.options()?);

@@ -300,6 +300,7 @@ impl FioLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let runs = Arc::new(Mutex::new(Vec::new()));
         let mut fio = c.hosts.command(0, "fio");
+        fio.current_dir(c.dir.path());
         fio.args([
             "--name=verify",
             "--ioengine=nbd",
@@ -549,11 +550,13 @@ fn the_control_plane_survives_losing_managers_and_etcd_members_while_a_volume_se
 
 /// One fio pass on host `i` over the first 16 MiB of `endpoint`, sequential 64 KiB blocks
 /// with crc32c headers (the same blocks every time, so a later `--verify_only` pass checks
-/// what an earlier one wrote): whether it succeeded, and its report.
-fn fio_pass(c: &Cluster, i: usize, endpoint: &str, extra: &[&str]) -> (bool, String) {
+/// what an earlier one wrote): whether it succeeded, its exit code (124: it timed out),
+/// and its report. It runs in the cluster's directory and saves no verify state.
+fn fio_pass(c: &Cluster, i: usize, endpoint: &str, extra: &[&str]) -> (bool, i32, String) {
     let out = c
         .hosts
         .command(i, "timeout")
+        .current_dir(c.dir.path())
         .args([
             "120",
             "fio",
@@ -565,6 +568,7 @@ fn fio_pass(c: &Cluster, i: usize, endpoint: &str, extra: &[&str]) -> (bool, Str
             "--size=16M",
             "--iodepth=4",
             "--randrepeat=1",
+            "--verify_state_save=0",
         ])
         .args(extra)
         .output()
@@ -572,7 +576,34 @@ fn fio_pass(c: &Cluster, i: usize, endpoint: &str, extra: &[&str]) -> (bool, Str
     let report =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let ok = out.status.success() && report.contains("err= 0") && !report.contains("verify: bad");
-    (ok, report)
+    (ok, out.status.code().unwrap_or(-1), report)
+}
+
+/// The attachment generation each of the volume's replica directories (under the cluster's
+/// directory) was last claimed with, by directory.
+fn claimed_generations(c: &Cluster, volume: &str) -> Vec<(PathBuf, String)> {
+    fn walk(dir: &std::path::Path, volume: &str, found: &mut Vec<(PathBuf, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let generation = path.join("ironhorn.generation");
+            if name.starts_with(&format!("{volume}-")) && generation.exists() {
+                let text = std::fs::read_to_string(&generation).unwrap();
+                found.push((path, text.trim().to_string()));
+            } else {
+                walk(&path, volume, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(c.dir.path(), volume, &mut found);
+    found
 }
 
 /// Step 5: host 0 (the engine of vol-mh, one replica, and a manager and an etcd member) is
@@ -599,16 +630,21 @@ fn partition_the_engines_node(c: &mut Cluster, old_endpoint: &str) {
         1,
         &["volume", "attach", "vol-two", "--node", "node-0", "--wait"],
     );
-    let write_and_verify = ["--verify=crc32c", "--do_verify=1", "--verify_state_save=0"];
-    let (ok, report) = fio_pass(c, 0, old_endpoint, &write_and_verify);
+    let write_and_verify = ["--verify=crc32c", "--do_verify=1"];
+    let (ok, _, report) = fio_pass(c, 0, old_endpoint, &write_and_verify);
     assert!(ok, "writing the pattern before the cut:\n{report}");
 
     c.hosts.isolate(0, &[]);
     let cut = Instant::now();
     // The old engine's writes (zeros over the pattern) fail: the replicas on hosts 1 and 2
     // do not answer, and its own is one of three.
-    let (ok, report) = fio_pass(c, 0, old_endpoint, &["--zero_buffers"]);
+    let (ok, code, report) = fio_pass(c, 0, old_endpoint, &["--zero_buffers"]);
     assert!(!ok, "the cut-off engine acknowledged writes:\n{report}");
+    assert_ne!(code, 124, "fio hung instead of getting errors:\n{report}");
+    assert!(
+        report.contains("error"),
+        "fio failed without an I/O error:\n{report}"
+    );
     eprintln!(
         "the cut-off engine refused writes after {:?}",
         cut.elapsed()
@@ -633,8 +669,13 @@ fn partition_the_engines_node(c: &mut Cluster, old_endpoint: &str) {
     assert_eq!(moved["status"]["robustness"], "degraded", "{moved}");
     let new_endpoint = moved["status"]["endpoint"].as_str().unwrap().to_string();
     assert!(new_endpoint.contains("10.78.0.2"), "{new_endpoint}");
-    let (ok, report) = fio_pass(c, 1, &new_endpoint, &["--verify=crc32c", "--verify_only"]);
+    let (ok, _, report) = fio_pass(c, 1, &new_endpoint, &["--verify=crc32c", "--verify_only"]);
     assert!(ok, "the pattern after the move:\n{report}");
+    assert!(
+        c.logs().contains("must claim enough replicas"),
+        "the volume was not started as a move off a node that does not answer\n{}",
+        c.logs()
+    );
 
     c.json(1, &["volume", "attach", "vol-two", "--node", "node-1"]);
     c.until(
@@ -643,9 +684,14 @@ fn partition_the_engines_node(c: &mut Cluster, old_endpoint: &str) {
         |c| {
             c.try_json(1, &["volume", "get", "vol-two"])
                 .is_some_and(|v| {
-                    v["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "EngineElsewhere"))
+                    v["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            c["reason"] == "EngineElsewhere"
+                                && c["message"]
+                                    .as_str()
+                                    .is_some_and(|m| m.contains("with one replica"))
+                        })
+                    })
                 })
         },
     );
@@ -692,7 +738,17 @@ fn partition_the_engines_node(c: &mut Cluster, old_endpoint: &str) {
         "the old engine of vol-mh still runs on node-0\n{}",
         c.logs()
     );
+    // Every replica, the rebuilt one on node-0 too, took the new attachment's generation: the
+    // old engine's calls are refused by all of them.
+    let generation = c.json(1, &["volume", "get", "vol-mh"])["status"]["generation"]
+        .as_u64()
+        .unwrap();
+    let claimed = claimed_generations(c, "vol-mh");
+    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    for (dir, claimed_with) in &claimed {
+        assert_eq!(claimed_with, &generation.to_string(), "{}", dir.display());
+    }
     // What the old engine wrote reached no replica the volume serves from.
-    let (ok, report) = fio_pass(c, 1, &new_endpoint, &["--verify=crc32c", "--verify_only"]);
+    let (ok, _, report) = fio_pass(c, 1, &new_endpoint, &["--verify=crc32c", "--verify_only"]);
     assert!(ok, "the pattern after the partition healed:\n{report}");
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ironhorn_api::node::{EngineInstance, EngineReplica, NodeReport, ReplicaInstance};
+use ironhorn_api::node::{EngineInstance, EngineReplica, NodeReport, ReplicaInstance, FENCING};
 use ironhorn_api::resource::{
     DataLocality, DiskSpec, DiskStatus, Frontend, Node, NodeSpec, NodeStatus, Replica, Robustness,
     Volume, VolumeSpec, VolumeState, VolumeStatus,
@@ -114,6 +114,7 @@ impl Fixture {
                 n.to_string(),
                 NodeReport {
                     name: n.to_string(),
+                    fencing: FENCING,
                     ..NodeReport::default()
                 },
             );
@@ -215,6 +216,7 @@ fn add_fourth_node(f: &mut Fixture) {
         "n4".into(),
         NodeReport {
             name: "n4".into(),
+            fencing: FENCING,
             ..NodeReport::default()
         },
     );
@@ -322,7 +324,7 @@ fn attaching_starts_every_replica_server_before_the_engine() {
     // All running: the engine starts on n1 from the three, and their addresses are kept.
     f.running(&replicas[2], "n3:100");
     let plan = f.plan(&volume("n1"), &replicas);
-    let Some(Action::StartEngine { node, request }) = plan.actions.last() else {
+    let Some(Action::StartEngine { node, request, .. }) = plan.actions.last() else {
         panic!("{:?}", plan.actions);
     };
     assert_eq!(node, "n1");
@@ -638,7 +640,7 @@ fn no_second_engine_while_the_node_of_a_one_replica_quorum_engine_does_not_answe
 
 fn start_engine_of(plan: &Plan) -> Option<(&str, &StartEngine)> {
     plan.actions.iter().find_map(|a| match a {
-        Action::StartEngine { node, request } => Some((node.as_str(), request)),
+        Action::StartEngine { node, request, .. } => Some((node.as_str(), request)),
         _ => None,
     })
 }
@@ -687,6 +689,50 @@ fn with_a_majority_quorum_the_volume_starts_elsewhere_on_enough_replicas_to_fenc
     let why = attached_condition(&plan);
     assert_eq!(why.reason, "EngineElsewhere");
     assert!(why.message.contains("only 1 healthy"), "{}", why.message);
+
+    // An agent that predates fencing cannot be asked to claim: no start there.
+    replicas[2].failed_at = None;
+    replicas[2].healthy = true;
+    f.reports.get_mut("n2").unwrap().fencing = 0;
+    let plan = f.plan(&v, &replicas);
+    assert!(start_engine_of(&plan).is_none());
+    assert!(attached_condition(&plan)
+        .message
+        .contains("predates fencing"));
+}
+
+/// A replica whose node was removed while the engine's node does not answer may still be
+/// one of that engine's: it is not forgotten, and it counts: with five on record, three
+/// claims are needed, not two of the four left.
+#[test]
+fn replicas_on_removed_nodes_count_while_the_old_engine_is_unseen() {
+    let mut f = Fixture::new();
+    add_fourth_node(&mut f);
+    let mut replicas = attached_three(&mut f);
+    let mut fourth = replica(4, true);
+    fourth.address = "n4:100".into();
+    f.running(&fourth, "n4:100");
+    replicas.push(fourth);
+    let mut fifth = replica(5, true);
+    fifth.node = "n5".into();
+    replicas.push(fifth);
+    f.down("n1");
+    let mut v = volume("n2");
+    v.status.current_node_id = "n1".into();
+    v.status.majority_quorum = true;
+    // n5 was removed: its replica is not forgotten while n1's engine is unseen.
+    let plan = f.plan(&v, &replicas);
+    assert!(plan.forget.is_empty(), "{:?}", plan.forget);
+    let (_, request) = start_engine_of(&plan).expect("three of five can be claimed");
+    assert_eq!(request.min_claimed, 3);
+    assert_eq!(request.replicas, ["n2:100", "n3:100", "n4:100"]);
+    // With n4 down too, two of five are not enough.
+    f.down("n4");
+    let plan = f.plan(&v, &replicas);
+    assert!(start_engine_of(&plan).is_none());
+    assert!(attached_condition(&plan)
+        .message
+        .contains("3 of 5 are needed"));
 }
 
 #[test]

@@ -149,6 +149,7 @@ async fn bench(count: usize, without_engine: usize) -> Bench {
                 disks: BTreeMap::new(),
                 replicas: vec![],
                 engines,
+                fencing: 0,
             },
         )]),
         Instant::now(),
