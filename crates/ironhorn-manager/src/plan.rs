@@ -308,13 +308,11 @@ pub fn plan(
     }
 
     // The engine is known to run only where a node reports it; a node that did not answer
-    // may still run one, so the volume is not attached elsewhere until it answers.
+    // may still run one, so the volume is not attached elsewhere until it answers (see
+    // `claims_to_move` for the exception).
     if let Some((node, _)) = engine {
         plan.status.current_node_id = node.to_string();
-    } else if !plan.status.current_node_id.is_empty()
-        && (ready(&plan.status.current_node_id)
-            || !world.nodes.contains_key(&plan.status.current_node_id))
-    {
+    } else if !engine_unseen {
         // It answered without an engine, or it was removed with its machine.
         plan.status.current_node_id.clear();
     }

@@ -25,25 +25,29 @@ struct Copy {
     revision: u64,
 }
 
-/// A shared, watch-fed copy of the namespace, and how many reads it answered.
+/// A shared, watch-fed copy of the namespace.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Mirror(Arc<Mutex<Copy>>, Arc<AtomicU64>);
+pub(crate) struct Mirror {
+    copy: Arc<Mutex<Copy>>,
+    /// Reads the copy answered so far.
+    answered: Arc<AtomicU64>,
+}
 
 impl Mirror {
     /// Reads answered from the copy so far.
     pub(crate) fn answered(&self) -> u64 {
-        self.1.load(Ordering::Relaxed)
+        self.answered.load(Ordering::Relaxed)
     }
 
     fn answering<T>(&self, answer: Option<T>) -> Option<T> {
         if answer.is_some() {
-            self.1.fetch_add(1, Ordering::Relaxed);
+            self.answered.fetch_add(1, Ordering::Relaxed);
         }
         answer
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Copy> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.copy.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The entry at `key`, if the copy has every change up to revision `at` (a read that
@@ -78,7 +82,7 @@ impl Mirror {
 }
 
 /// An etcd revision as ours (etcd's are never negative).
-fn revision(r: i64) -> u64 {
+pub(crate) fn revision(r: i64) -> u64 {
     u64::try_from(r).unwrap_or(0)
 }
 

@@ -27,7 +27,7 @@ use etcd_client::{
 };
 use tokio::sync::watch;
 
-use crate::etcd_mirror::{self, Mirror};
+use crate::etcd_mirror::{self, revision, Mirror};
 use crate::{Entry, Expect, Store, StoreError, StoreFuture, Term};
 
 /// Where and how to reach etcd.
@@ -305,11 +305,6 @@ impl std::fmt::Debug for EtcdStore {
             .field("namespace", &self.config.namespace)
             .finish()
     }
-}
-
-/// An etcd revision as ours (etcd's are never negative).
-fn revision(r: i64) -> u64 {
-    u64::try_from(r).unwrap_or(0)
 }
 
 impl EtcdStore {

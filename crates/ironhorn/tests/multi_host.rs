@@ -279,11 +279,15 @@ impl Cluster {
     }
 
     fn volume_is(&self, i: usize, name: &str, state: &str, robustness: &str) -> bool {
-        let (code, out, _) = self.cli(i, &["volume", "get", name, "-o", "json"]);
-        let Ok(v) = serde_json::from_str::<Value>(&out) else {
-            return false;
-        };
-        code == 0 && v["status"]["state"] == state && v["status"]["robustness"] == robustness
+        self.volume_matches(i, name, |v| {
+            v["status"]["state"] == state && v["status"]["robustness"] == robustness
+        })
+    }
+
+    /// Whether manager `i` answers for the volume, with what `check` wants to see.
+    fn volume_matches(&self, i: usize, name: &str, check: impl Fn(&Value) -> bool) -> bool {
+        self.try_json(i, &["volume", "get", name])
+            .is_some_and(|v| check(&v))
     }
 }
 
@@ -682,17 +686,16 @@ fn partition_the_engines_node(c: &mut Cluster, old_endpoint: &str) {
         "vol-two says it waits for node-0",
         Duration::from_secs(30),
         |c| {
-            c.try_json(1, &["volume", "get", "vol-two"])
-                .is_some_and(|v| {
-                    v["status"]["conditions"].as_array().is_some_and(|cs| {
-                        cs.iter().any(|c| {
-                            c["reason"] == "EngineElsewhere"
-                                && c["message"]
-                                    .as_str()
-                                    .is_some_and(|m| m.contains("with one replica"))
-                        })
+            c.volume_matches(1, "vol-two", |v| {
+                v["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["reason"] == "EngineElsewhere"
+                            && c["message"]
+                                .as_str()
+                                .is_some_and(|m| m.contains("with one replica"))
                     })
                 })
+            })
         },
     );
     let v = c.json(1, &["volume", "get", "vol-two"]);
@@ -703,22 +706,20 @@ fn partition_the_engines_node(c: &mut Cluster, old_endpoint: &str) {
         "vol-mh is healthy on node-1, its replica on node-0 rebuilt",
         Duration::from_secs(120),
         |c| {
-            c.try_json(1, &["volume", "get", "vol-mh"])
-                .is_some_and(|v| {
-                    v["status"]["currentNodeId"] == "node-1"
-                        && v["status"]["state"] == "attached"
-                        && v["status"]["robustness"] == "healthy"
-                })
+            c.volume_matches(1, "vol-mh", |v| {
+                v["status"]["currentNodeId"] == "node-1"
+                    && v["status"]["state"] == "attached"
+                    && v["status"]["robustness"] == "healthy"
+            })
         },
     );
     c.until(
         "vol-two follows to node-1 once node-0 answers",
         Duration::from_secs(120),
         |c| {
-            c.try_json(1, &["volume", "get", "vol-two"])
-                .is_some_and(|v| {
-                    v["status"]["currentNodeId"] == "node-1" && v["status"]["state"] == "attached"
-                })
+            c.volume_matches(1, "vol-two", |v| {
+                v["status"]["currentNodeId"] == "node-1" && v["status"]["state"] == "attached"
+            })
         },
     );
     for line in c
